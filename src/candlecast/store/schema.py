@@ -1,0 +1,194 @@
+"""SQLAlchemy Core table objects used to build queries.
+
+The authoritative DDL (constraints, triggers, the materialised view) lives in the Alembic
+migrations; tests check that these column lists match the migrated database.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+__all__ = [
+    "CANDLE_COLUMNS",
+    "TIMEFRAMES",
+    "candle_table",
+    "central_bank_rates",
+    "economic_calendar",
+    "instruments",
+    "job_runs",
+    "metadata",
+    "ml_predictions",
+    "model_adapters",
+    "ohlcv_1d",
+    "ohlcv_1h",
+    "signal_evaluations",
+    "signal_performance",
+]
+
+metadata = sa.MetaData()
+TIMEFRAMES: tuple[str, ...] = ("1h", "1d")
+CANDLE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "amount")
+_TS = sa.DateTime(timezone=True)
+
+instruments = sa.Table(
+    "instruments",
+    metadata,
+    sa.Column("symbol", sa.Text, primary_key=True),
+    sa.Column("asset_class", sa.Text, nullable=False),
+    sa.Column("name", sa.Text),
+    sa.Column("source", sa.Text),
+    sa.Column("quote_currency", sa.Text),
+    sa.Column("bar_kind", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
+
+def _candles(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("symbol", sa.Text, primary_key=True),
+        sa.Column("ts", _TS, primary_key=True),
+        *(sa.Column(c, sa.Float, nullable=(c != "close")) for c in CANDLE_COLUMNS),
+    )
+
+
+ohlcv_1h = _candles("ohlcv_1h")
+ohlcv_1d = _candles("ohlcv_1d")
+
+
+def candle_table(timeframe: str) -> sa.Table:
+    """The candle table of a timeframe ('1h' or '1d')."""
+    if timeframe == "1h":
+        return ohlcv_1h
+    if timeframe == "1d":
+        return ohlcv_1d
+    raise ValueError(f"timeframe must be one of {TIMEFRAMES}, found {timeframe!r}")
+
+
+economic_calendar = sa.Table(
+    "economic_calendar",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("country", sa.Text, nullable=False),
+    sa.Column("symbol", sa.Text, nullable=False),
+    sa.Column("scheduled_at", _TS, nullable=False),
+    sa.Column("period", sa.Text),
+    sa.Column("actual", sa.Float),
+    sa.Column("actual_vintage", sa.Text),
+    sa.Column("forecast", sa.Float),
+    sa.Column("previous", sa.Float),
+    sa.Column("importance", sa.Text),
+    sa.Column("source", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+)
+
+central_bank_rates = sa.Table(
+    "central_bank_rates",
+    metadata,
+    sa.Column("bank_code", sa.Text, primary_key=True),
+    sa.Column("change_date", sa.Date, primary_key=True),
+    sa.Column("rate", sa.Float, nullable=False),
+    sa.Column("previous_rate", sa.Float),
+    sa.Column("source", sa.Text),
+)
+
+ml_predictions = sa.Table(
+    "ml_predictions",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("symbol", sa.Text, nullable=False),
+    sa.Column("timeframe", sa.Text, nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("generated_at", _TS, nullable=False),
+    sa.Column("as_of", _TS, nullable=False),
+    sa.Column("pred_len", sa.Integer, nullable=False),
+    sa.Column("target_ts", pg.ARRAY(_TS), nullable=False),
+    sa.Column("p10", pg.ARRAY(sa.Float), nullable=False),
+    sa.Column("p50", pg.ARRAY(sa.Float), nullable=False),
+    sa.Column("p90", pg.ARRAY(sa.Float), nullable=False),
+    sa.Column("samples", pg.ARRAY(sa.REAL, dimensions=2)),
+    sa.Column("last_close", sa.Float, nullable=False),
+    sa.Column("event_context", pg.JSONB),
+)
+
+signal_evaluations = sa.Table(
+    "signal_evaluations",
+    metadata,
+    sa.Column("prediction_id", sa.BigInteger, primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("symbol", sa.Text, nullable=False),
+    sa.Column("timeframe", sa.Text, nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("as_of", _TS, nullable=False),
+    sa.Column("target_ts", _TS, nullable=False),
+    sa.Column("last_close", sa.Float, nullable=False),
+    sa.Column("realised_close", sa.Float, nullable=False),
+    sa.Column("p10", sa.Float, nullable=False),
+    sa.Column("p50", sa.Float, nullable=False),
+    sa.Column("p90", sa.Float, nullable=False),
+    sa.Column("direction_hit", sa.Boolean, nullable=False),
+    sa.Column("in_band", sa.Boolean, nullable=False),
+    sa.Column("crps", sa.Float),
+    sa.Column("pinball_10", sa.Float, nullable=False),
+    sa.Column("pinball_50", sa.Float, nullable=False),
+    sa.Column("pinball_90", sa.Float, nullable=False),
+    sa.Column("realised_return", sa.Float, nullable=False),
+    sa.Column("strategy_return", sa.Float, nullable=False),
+    sa.Column("scored_at", _TS, nullable=False),
+)
+
+# A materialised view; declared as a table so queries can be built against it.
+signal_performance = sa.Table(
+    "signal_performance",
+    metadata,
+    sa.Column("symbol", sa.Text),
+    sa.Column("timeframe", sa.Text),
+    sa.Column("model_name", sa.Text),
+    sa.Column("window_name", sa.Text),
+    sa.Column("n_predictions", sa.BigInteger),
+    sa.Column("n_steps", sa.BigInteger),
+    sa.Column("hit_rate", sa.Float),
+    sa.Column("coverage", sa.Float),
+    sa.Column("mean_crps", sa.Float),
+    sa.Column("mean_pinball", sa.Float),
+    sa.Column("mean_strategy_return", sa.Float),
+    sa.Column("sharpe", sa.Float),
+    sa.Column("first_as_of", _TS),
+    sa.Column("last_as_of", _TS),
+    sa.Column("refreshed_from", _TS),
+)
+
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("job_name", sa.Text, nullable=False),
+    sa.Column("started_at", _TS, nullable=False),
+    sa.Column("finished_at", _TS),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("as_of", _TS),
+    sa.Column("counts", pg.JSONB, nullable=False),
+    sa.Column("errors", pg.JSONB, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("host", sa.Text),
+)
+
+model_adapters = sa.Table(
+    "model_adapters",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("asset_class", sa.Text, nullable=False),
+    sa.Column("base_model", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("trained_at", _TS, nullable=False),
+    sa.Column("as_of", _TS),
+    sa.Column("metrics", pg.JSONB, nullable=False),
+    sa.Column("promoted", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+)
