@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_CRON",
     "DEFAULT_MARKET_CALENDARS",
     "DEFAULT_UNIVERSE",
+    "EventSettings",
     "LEADERS",
     "GatewaySettings",
     "InferenceSettings",
@@ -149,6 +150,22 @@ class JobSettings(BaseModel):
     performance_window_days: int = 30
 
 
+class EventSettings(BaseModel):
+    """Parameters of the 20-channel event tensor; each one is defined in docs/events.md."""
+
+    surprise_window: int = 20  # surprises per event type in the rolling std
+    surprise_min_history: int = 5  # fewer earlier surprises than this: z = 0
+    surprise_clip: float = 3.0
+    hawkish_step: float = 0.25  # a rate change of this size (percentage points) scores +-1
+    fomc_period_days: float = 63.0  # cyclical period of days_to_fomc (longest regular gap ~58 days)
+    cpi_period_days: float = 45.0  # cyclical period of days_to_cpi (regular gaps 25-36 days)
+    release_carry_max_hours: float = 96.0  # a release while the market is closed goes to the next candle
+    leader_max_gap_hours: float = 96.0  # longest gap a leader return or VIX level may span
+    vix_window: int = 252  # VIX observations in the rolling z-score
+    vix_min_history: int = 20
+    fed_bank_codes: list[str] = Field(default_factory=lambda: ["FED", "FRB", "FOMC", "US", "USD"])
+
+
 class Settings(BaseSettings):
     """Everything configurable in candlecast."""
 
@@ -176,6 +193,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     log_level: str = "INFO"
 
     @field_validator("database_url")
