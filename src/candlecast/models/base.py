@@ -1,0 +1,385 @@
+"""The one interface every forecasting model implements, and the values it takes and returns.
+
+``SeriesInput`` is one instrument's recent candles (validated here, in one place, for the library and the
+HTTP service alike); ``Forecaster.forecast`` turns a batch of them into one ``Forecast`` per series: target
+timestamps laid out on the instrument's trading calendar, sample paths of the close (plus open/high/low
+where the model produces them) and quantiles.
+
+Seeds are per series: ``forecast(..., seed=s)`` gives series ``i`` the seed ``derive_seed(s, i)``, so a
+series' forecast depends only on its own data and seed, never on which other series share the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from candlecast.models.calendars import CALENDARS, TIMEFRAMES, next_timestamps
+
+__all__ = [
+    "N_EVENT_CHANNELS",
+    "OHLCV_COLUMNS",
+    "Forecast",
+    "Forecaster",
+    "InputError",
+    "ModelInfo",
+    "SamplePaths",
+    "SeriesInput",
+    "derive_seed",
+    "series_seeds",
+]
+
+OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "amount")
+N_EVENT_CHANNELS = 20
+# Larger magnitudes are not market data; rejecting them keeps every model's arithmetic finite.
+_MAX_ABS_VALUE = 1e15
+_CLOSE = 3
+
+
+class InputError(ValueError):
+    """Bad input, with the name of the offending field (``field``) for error messages and HTTP 422s."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesInput:
+    """One instrument's context: ``T`` candles, oldest first.
+
+    Parameters
+    ----------
+    timestamps
+        ``T`` strictly increasing, timezone-aware instants (converted to UTC).
+    ohlcv
+        Shape ``(T, 4..6)``: open, high, low, close[, volume[, amount]]; stored as ``(T, 6)`` float64 with NaN
+        for absent columns. NaN marks a missing open/high/low/volume/amount (close-only instruments);
+        close must be present everywhere.
+    symbol, timeframe
+        Instrument and candle length (one of ``calendars.TIMEFRAMES``).
+    events
+        Optional event tensor, shape ``(T, 20)`` (see DESIGN.md for the channels).
+    calendar
+        Trading calendar used for the target timestamps (one of ``calendars.CALENDARS``).
+    """
+
+    timestamps: pd.DatetimeIndex
+    ohlcv: np.ndarray
+    symbol: str = "series"
+    timeframe: str = "1h"
+    events: np.ndarray | None = None
+    calendar: str = "24/7"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen dataclass: normalise fields once, here
+        set_(self, "timestamps", _check_timestamps(self.timestamps))
+        set_(self, "ohlcv", _check_ohlcv(self.ohlcv, len(self.timestamps)))
+        if self.events is not None:
+            set_(self, "events", _check_events(self.events, len(self.timestamps)))
+        if not isinstance(self.symbol, str) or not self.symbol:
+            raise InputError("symbol", "must be a non-empty string")
+        if self.timeframe not in TIMEFRAMES:
+            raise InputError("timeframe", f"expected one of {sorted(TIMEFRAMES)}, found {self.timeframe!r}")
+        if self.calendar not in CALENDARS:
+            raise InputError("calendar", f"expected one of {list(CALENDARS)}, found {self.calendar!r}")
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def close(self) -> np.ndarray:
+        return self.ohlcv[:, _CLOSE]
+
+    @property
+    def last_close(self) -> float:
+        return float(self.ohlcv[-1, _CLOSE])
+
+    def tail(self, n: int) -> SeriesInput:
+        """The last ``n`` candles (the series itself when it is not longer)."""
+        if len(self) <= n:
+            return self
+        return SeriesInput(
+            timestamps=self.timestamps[-n:],
+            ohlcv=self.ohlcv[-n:],
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            events=None if self.events is None else self.events[-n:],
+            calendar=self.calendar,
+        )
+
+    def target_timestamps(self, pred_len: int) -> pd.DatetimeIndex:
+        """The ``pred_len`` candle timestamps after the last one, skipping closed sessions."""
+        return next_timestamps(self.timestamps[-1], self.timeframe, pred_len, self.calendar)
+
+
+def _check_timestamps(raw: object) -> pd.DatetimeIndex:
+    try:
+        ts = pd.DatetimeIndex(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError("timestamps", f"not readable as datetimes ({exc})") from None
+    if len(ts) == 0:
+        raise InputError("timestamps", "empty context: at least one candle is needed")
+    if ts.tz is None:
+        raise InputError("timestamps", "must be timezone-aware (UTC), found naive datetimes")
+    if ts.hasnans:
+        raise InputError("timestamps", "contains missing values")
+    ts = ts.tz_convert("UTC").as_unit("ns")
+    steps = np.diff(ts.asi8)
+    if (steps <= 0).any():
+        bad = int(np.argmax(steps <= 0)) + 1
+        raise InputError("timestamps", f"must be strictly increasing; index {bad} is not after index {bad - 1}")
+    return ts
+
+
+def _check_ohlcv(raw: object, n: int) -> np.ndarray:
+    try:
+        arr = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError("ohlcv", f"not a numeric array ({exc})") from None
+    if arr.ndim != 2 or not 4 <= arr.shape[1] <= 6:
+        raise InputError("ohlcv", f"expected shape (T, 4..6) (open, high, low, close[, volume[, amount]]), "
+                                  f"found {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InputError("ohlcv", "empty context: at least one candle is needed")
+    if arr.shape[0] != n:
+        raise InputError("ohlcv", f"has {arr.shape[0]} rows but timestamps has {n}")
+    if arr.shape[1] < 6:
+        arr = np.concatenate([arr, np.full((n, 6 - arr.shape[1]), np.nan)], axis=1)
+    if np.isinf(arr).any() or (np.abs(np.nan_to_num(arr)) > _MAX_ABS_VALUE).any():
+        row, col = np.argwhere(np.isinf(arr) | (np.abs(np.nan_to_num(arr)) > _MAX_ABS_VALUE))[0]
+        raise InputError("ohlcv", f"non-finite or out-of-range value at row {row}, column {OHLCV_COLUMNS[col]}")
+    if np.isnan(arr[:, _CLOSE]).any():
+        row = int(np.argmax(np.isnan(arr[:, _CLOSE])))
+        raise InputError("ohlcv", f"close is missing (null/NaN) at row {row}; only open/high/low/volume/amount "
+                                  "may be missing")
+    o, h, lo, c, v, a = arr.T
+    with np.errstate(invalid="ignore"):
+        top = np.fmax(np.fmax(o, c), lo)  # fmax ignores NaN
+        bottom = np.fmin(np.fmin(o, c), h)
+        tol = 1e-9 * np.abs(c)
+        bad = (h < top - tol) | (lo > bottom + tol)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise InputError("ohlcv", f"OHLC inconsistent at row {row}: need low <= open, close <= high, "
+                                  f"found {arr[row, :4].tolist()}")
+    negative = (v < 0) | (a < 0)
+    if negative.any():
+        raise InputError("ohlcv", f"negative volume or amount at row {int(np.argmax(negative))}")
+    return arr
+
+
+def _check_events(raw: object, n: int) -> np.ndarray:
+    try:
+        arr = np.array(raw, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError("events", f"not a numeric array ({exc})") from None
+    if arr.shape != (n, N_EVENT_CHANNELS):
+        raise InputError("events", f"expected shape ({n}, {N_EVENT_CHANNELS}) (one row per candle), "
+                                   f"found {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InputError("events", "contains non-finite values")
+    return arr
+
+
+@dataclass(frozen=True, kw_only=True)
+class Forecast:
+    """One series' forecast.
+
+    ``samples`` has shape ``(sample_count, pred_len)`` (close); ``quantiles`` has shape
+    ``(len(quantile_levels), pred_len)``; ``ohlc_samples``, when the model gives it, has shape
+    ``(sample_count, pred_len, 4)`` (open, high, low, close).
+    """
+
+    symbol: str
+    timeframe: str
+    model_name: str
+    model_version: str
+    target_timestamps: pd.DatetimeIndex
+    samples: np.ndarray
+    quantile_levels: tuple[float, ...]
+    quantiles: np.ndarray
+    last_close: float
+    ohlc_samples: np.ndarray | None = None
+    seed: int | None = None
+
+    @property
+    def pred_len(self) -> int:
+        return len(self.target_timestamps)
+
+    def quantile(self, level: float) -> np.ndarray:
+        """The ``(pred_len,)`` quantile path at ``level`` (which must be one of ``quantile_levels``)."""
+        for i, known in enumerate(self.quantile_levels):
+            if math.isclose(known, level, abs_tol=1e-9):
+                return self.quantiles[i]
+        raise KeyError(f"quantile level {level} not in {self.quantile_levels}")
+
+    @property
+    def p10(self) -> np.ndarray:
+        return self.quantile(0.1)
+
+    @property
+    def p50(self) -> np.ndarray:
+        return self.quantile(0.5)
+
+    @property
+    def p90(self) -> np.ndarray:
+        return self.quantile(0.9)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``GET /models`` reports about a loaded model."""
+
+    name: str
+    kind: str
+    version: str
+    context_length: int
+    parameters: int
+    device: str
+    gives_ohlc: bool
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class SamplePaths(NamedTuple):
+    """What a model returns for one series (shapes use S = sample_count, H = pred_len, Q = levels)."""
+
+    close: np.ndarray  # (S, H)
+    ohlc: np.ndarray | None = None  # (S, H, 4)
+    quantiles: np.ndarray | None = None  # (Q, H); computed from ``close`` when None
+
+
+def derive_seed(seed: int, index: int) -> int:
+    """The seed of series ``index`` in a request seeded with ``seed`` (independent streams, 63 bits)."""
+    state = np.random.SeedSequence(entropy=int(seed) & (2**128 - 1), spawn_key=(index,)).generate_state(
+        1, np.uint64
+    )
+    return int(state[0] >> np.uint64(1))
+
+
+def series_seeds(seed: int | Sequence[int | None] | None, n: int) -> list[int | None]:
+    """Per-series seeds: one int derives ``n`` seeds; a sequence is taken as given; None stays random."""
+    if seed is None:
+        return [None] * n
+    if isinstance(seed, int | np.integer):
+        return [derive_seed(int(seed), i) for i in range(n)]
+    seeds = list(seed)
+    if len(seeds) != n:
+        raise ValueError(f"seed: expected {n} per-series seeds, found {len(seeds)}")
+    return seeds
+
+
+def _uncross(quantiles: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Quantiles made monotone in their level at every step, whatever the model did; keeps level order."""
+    order = np.argsort(levels)
+    out = np.empty_like(quantiles, dtype=np.float64)
+    out[order] = np.sort(np.asarray(quantiles, dtype=np.float64)[order], axis=0)
+    return out
+
+
+class Forecaster(ABC):
+    """A forecasting model. Subclasses set the attributes and implement ``_sample``.
+
+    ``forecast`` validates the call, trims contexts to ``max_context``, lays out target timestamps and
+    computes quantiles from the sample paths (unless the model gives its own).
+    """
+
+    name: str
+    kind: str
+    version: str
+    max_context: int
+    min_context: int = 1
+    device: str = "cpu"
+    parameters: int = 0
+    gives_ohlc: bool = False
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name,
+            kind=self.kind,
+            version=self.version,
+            context_length=self.max_context,
+            parameters=self.parameters,
+            device=self.device,
+            gives_ohlc=self.gives_ohlc,
+        )
+
+    def forecast(
+        self,
+        series: Sequence[SeriesInput],
+        pred_len: int,
+        sample_count: int = 32,
+        quantile_levels: Sequence[float] = (0.1, 0.5, 0.9),
+        seed: int | Sequence[int | None] | None = None,
+    ) -> list[Forecast]:
+        """Forecast ``pred_len`` candles ahead for each series.
+
+        Parameters
+        ----------
+        series
+            The contexts; each is trimmed to its last ``max_context`` candles.
+        pred_len, sample_count
+            Horizon in candles and number of sample paths per series (both >= 1).
+        quantile_levels
+            Levels in (0, 1) reported in ``Forecast.quantiles``, in this order.
+        seed
+            One int (series ``i`` uses ``derive_seed(seed, i)``), one seed per series, or None (random).
+
+        Returns
+        -------
+        One ``Forecast`` per series, in input order.
+        """
+        if isinstance(pred_len, bool) or not isinstance(pred_len, int) or pred_len < 1:
+            raise InputError("pred_len", f"must be an integer >= 1, found {pred_len!r}")
+        if isinstance(sample_count, bool) or not isinstance(sample_count, int) or sample_count < 1:
+            raise InputError("sample_count", f"must be an integer >= 1, found {sample_count!r}")
+        levels = tuple(float(q) for q in quantile_levels)
+        if not levels or not all(0.0 < q < 1.0 for q in levels):
+            raise InputError("quantile_levels", f"need at least one level, each in (0, 1); found {levels}")
+        seeds = series_seeds(seed, len(series))
+        contexts = [s.tail(self.max_context) for s in series]
+        for i, s in enumerate(contexts):
+            if len(s) < self.min_context:
+                raise InputError(f"series[{i}].ohlcv", f"model {self.name} needs at least {self.min_context} "
+                                                       f"candles, found {len(s)}")
+        if not contexts:
+            return []
+        paths = self._sample(contexts, pred_len, sample_count, seeds, levels)
+        forecasts = []
+        for s, p, sd in zip(contexts, paths, seeds, strict=True):
+            assert p.close.shape == (sample_count, pred_len), p.close.shape
+            quantiles = p.quantiles if p.quantiles is not None else np.quantile(p.close, levels, axis=0)
+            forecasts.append(
+                Forecast(
+                    symbol=s.symbol,
+                    timeframe=s.timeframe,
+                    model_name=self.name,
+                    model_version=self.version,
+                    target_timestamps=s.target_timestamps(pred_len),
+                    samples=p.close,
+                    quantile_levels=levels,
+                    quantiles=_uncross(quantiles, levels),
+                    last_close=s.last_close,
+                    ohlc_samples=p.ohlc,
+                    seed=sd,
+                )
+            )
+        return forecasts
+
+    @abstractmethod
+    def _sample(
+        self,
+        series: list[SeriesInput],
+        pred_len: int,
+        sample_count: int,
+        seeds: list[int | None],
+        quantile_levels: tuple[float, ...],
+    ) -> list[SamplePaths]:
+        """Sample paths for each (already trimmed) series; ``seeds[i]`` seeds series ``i`` alone."""
