@@ -70,14 +70,17 @@ def closed_cutoff(timeframe: str, as_of: datetime) -> datetime:
     return as_of - timeframe_delta(timeframe)
 
 
-def upsert_instruments(conn: Connection, rows: Iterable[Instrument]) -> int:
-    """Insert or update instruments by symbol."""
+def upsert_instruments(conn: Connection, rows: Iterable[Instrument], update: bool = True) -> int:
+    """Insert instruments by symbol; existing ones are updated, or left as they are if not ``update``."""
     values = [row.__dict__ for row in rows]
     if not values:
         return 0
     stmt = sa.dialects.postgresql.insert(instruments).values(values)
-    update = {c: stmt.excluded[c] for c in values[0] if c != "symbol"}
-    conn.execute(stmt.on_conflict_do_update(index_elements=["symbol"], set_=update))
+    if not update:
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["symbol"]))
+        return len(values)
+    changes = {c: stmt.excluded[c] for c in values[0] if c != "symbol"}
+    conn.execute(stmt.on_conflict_do_update(index_elements=["symbol"], set_=changes))
     return len(values)
 
 

@@ -1,0 +1,227 @@
+"""The ``candlecast`` command line (Typer + Rich).
+
+Every command reads the one Settings object; with no DATABASE_URL it starts the embedded
+PostgreSQL in ``var/pg`` for the duration of the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from candlecast.config import Settings, get_settings
+from candlecast.ingest.calendar import ingest_calendar
+from candlecast.ingest.candles import IngestError, ingest_candles, read_candle_file, resample_daily
+from candlecast.store import connect, current_revision, head_revision, upgrade
+from candlecast.store.candles import list_instruments
+
+app = typer.Typer(help="candlecast: cache-first probabilistic forecasts for market candles.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+ingest_app = typer.Typer(help="Load candles and calendar events from files.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(ingest_app, name="ingest")
+
+console = Console()
+err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def open_store(settings: Settings, migrate: bool = True) -> Iterator[Engine]:
+    """Open the configured database (starting the embedded one if needed), migrated to head."""
+    with connect(settings) as engine:
+        if migrate:
+            upgrade(engine)
+        yield engine
+
+
+def _describe_url(settings: Settings) -> str:
+    if settings.database_url is None:
+        return f"embedded PostgreSQL in {settings.data_dir / 'pg'}"
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def parse_as_of(value: str | None) -> datetime | None:
+    """Parse an ISO time; naive means UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO date/time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else get_settings().log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+# -- db -------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations (idempotent)."""
+    settings = get_settings()
+    with open_store(settings) as engine:
+        console.print(f"[green]database at revision {current_revision(engine)}[/] ({_describe_url(settings)})")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show where the database is and which migration it is at."""
+    settings = get_settings()
+    with open_store(settings, migrate=False) as engine:
+        current, head = current_revision(engine), head_revision()
+        state = "[green]up to date[/]" if current == head else "[yellow]needs `candlecast db upgrade`[/]"
+        console.print(f"database: {_describe_url(settings)}\nrevision: {current} (head {head}) {state}")
+
+
+# -- ingest ---------------------------------------------------------------------------------------
+
+
+@ingest_app.command("candles")
+def ingest_candles_cmd(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet file.")],
+    symbol: Annotated[str, typer.Option("--symbol", "-s", help="Instrument symbol, e.g. BTCUSDT.")],
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="1h or 1d.")],
+    asset_class: Annotated[
+        str | None, typer.Option(help="crypto|equity|fx|commodity|index (default: from the universe).")
+    ] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Write the valid rows and report the rest.")] = False,
+    tz: Annotated[str, typer.Option("--tz", help="Timezone of naive timestamps.")] = "UTC",
+    also_daily: Annotated[bool, typer.Option(help="Also write daily candles resampled from hourly ones.")] = False,
+) -> None:
+    """Validate and load a candle file; a file with bad rows writes nothing unless --skip-invalid."""
+    settings = get_settings()
+    if timeframe not in ("1h", "1d"):
+        raise typer.BadParameter("must be 1h or 1d", param_hint="--timeframe")
+    symbol = symbol.upper()
+    klass = asset_class or settings.universe.get(symbol)
+    if klass is None:
+        raise typer.BadParameter(f"{symbol} is not in the universe; give --asset-class", param_hint="--asset-class")
+    frame = read_candle_file(file, tz)
+    with open_store(settings) as engine:
+        try:
+            result = ingest_candles(engine, file, symbol, timeframe, klass, skip_invalid=skip_invalid, frame=frame)
+        except IngestError as exc:
+            err.print(f"[red]refused[/] (nothing written)\n{exc}")
+            raise typer.Exit(1) from exc
+        console.print(f"[green]{result.written}[/] {timeframe} candles written for {symbol} from {file}")
+        if result.skipped:
+            err.print(f"[yellow]skipped {len(result.skipped)} invalid row(s)[/]")
+            for row_error in result.skipped[:50]:
+                err.print(f"  row {row_error.row}: {row_error.reason}")
+        if also_daily and timeframe == "1h":
+            valid = frame.drop(index=[e.row - 1 for e in result.skipped]).dropna(subset=["ts"])
+            daily = resample_daily(valid)
+            daily_result = ingest_candles(engine, file, symbol, "1d", klass, frame=daily)
+            console.print(f"[green]{daily_result.written}[/] daily candles resampled for {symbol}")
+
+
+@ingest_app.command("calendar")
+def ingest_calendar_cmd(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet of events.")],
+    skip_invalid: Annotated[bool, typer.Option(help="Write the valid rows and report the rest.")] = False,
+    tz: Annotated[str, typer.Option("--tz", help="Timezone of naive timestamps.")] = "UTC",
+) -> None:
+    """Load economic-calendar events (event_type, scheduled_at, actual, forecast, ...)."""
+    settings = get_settings()
+    with open_store(settings) as engine:
+        try:
+            result = ingest_calendar(engine, file, skip_invalid=skip_invalid, timezone=tz)
+        except IngestError as exc:
+            err.print(f"[red]refused[/] (nothing written)\n{exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"[green]{result.written}[/] calendar events written from {file}")
+    for row_error in result.skipped[:50]:
+        err.print(f"  skipped row {row_error.row}: {row_error.reason}")
+
+
+# -- sample data and overview ---------------------------------------------------------------------
+
+
+def seed_sample(settings: Settings, engine: Engine) -> int:
+    """Load every file of the shipped sample data (candles and calendar); returns candles written."""
+    from candlecast.ingest.sample import load_sample_manifest
+
+    files = load_sample_manifest(settings.sample_dir)
+    total = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("loading sample data", total=len(files))
+        for item in files:
+            progress.update(task, description=f"{item.symbol} {item.timeframe}")
+            result = ingest_candles(
+                engine, item.path, item.symbol, item.timeframe, item.asset_class, source=item.source
+            )
+            total += result.written
+            progress.advance(task)
+    calendar = settings.sample_dir / "calendar" / "economic_calendar.csv"
+    if calendar.exists():
+        events = ingest_calendar(engine, calendar)
+        console.print(f"{events.written} calendar events")
+    return total
+
+
+@app.command("seed-sample")
+def seed_sample_cmd() -> None:
+    """Load the real sample data shipped in data/sample (see data/sample/SOURCES.md)."""
+    settings = get_settings()
+    with open_store(settings) as engine:
+        written = seed_sample(settings, engine)
+        console.print(f"[green]{written}[/] candles loaded")
+        print_instruments(engine)
+
+
+def print_instruments(engine: Engine) -> None:
+    table = Table(title="instruments")
+    for column in ("symbol", "class", "bars", "source", "1h rows", "1h range", "1d rows", "1d range"):
+        table.add_column(column)
+
+    def span(first: datetime | None, last: datetime | None) -> str:
+        return f"{first:%Y-%m-%d} → {last:%Y-%m-%d}" if first and last else "–"
+
+    for s in list_instruments(engine):
+        i = s.instrument
+        table.add_row(
+            i.symbol, i.asset_class, i.bar_kind, i.source or "", str(s.rows_1h), span(s.first_1h, s.last_1h),
+            str(s.rows_1d), span(s.first_1d, s.last_1d),
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command("instruments")
+def instruments_cmd() -> None:
+    """Table of symbols with row counts, date ranges and sources."""
+    with open_store(get_settings()) as engine:
+        print_instruments(engine)
+
+
+@app.command("demo")
+def demo() -> None:
+    """What `make run` does: database, migrations, sample data, then the instruments table."""
+    settings = get_settings()
+    console.print(f"database: {_describe_url(settings)}")
+    with open_store(settings) as engine:
+        seed_sample(settings, engine)
+        print_instruments(engine)
+
+
+if __name__ == "__main__":
+    app()
