@@ -123,39 +123,38 @@ def validate_candles(frame: pd.DataFrame, timeframe: str) -> tuple[pd.DataFrame,
     all absent (close-only bars); high >= low; open and close within [low, high]; volume and amount
     not negative; no timestamp twice with different values (exact repeats are collapsed).
     """
-    step = timeframe_delta(timeframe)
-    reasons: list[pd.Series] = []
-
-    def flag(mask: pd.Series | np.ndarray, reason: str) -> None:
-        reasons.append(pd.Series(np.where(mask, reason, ""), index=frame.index))
+    step_ns = timeframe_delta(timeframe) // pd.Timedelta(1, "ns")
+    checks: dict[str, np.ndarray] = {}  # reason -> boolean mask over rows
 
     ts = frame["ts"]
-    flag(ts.isna(), "unparseable timestamp")
-    epoch = pd.Timestamp("1970-01-01", tz="UTC")
-    off_grid = ts.notna() & ((ts - epoch) % step != pd.Timedelta(0))
-    flag(off_grid, f"timestamp not on the {timeframe} grid")
+    checks["unparseable timestamp"] = ts.isna().to_numpy()
+    ns = ts.to_numpy(dtype="datetime64[ns]").astype("int64")
+    checks[f"timestamp not on the {timeframe} grid"] = ts.notna().to_numpy() & (ns % step_ns != 0)
     values = frame[list(CANDLE_COLUMNS)].to_numpy(dtype="float64")
-    flag(np.isinf(values).any(axis=1), "infinite value")
-    flag(frame["close"].isna(), "close missing or not a number")
-    ohlc_present = frame[["open", "high", "low"]].notna()
-    flag(ohlc_present.any(axis=1) & ~ohlc_present.all(axis=1), "open/high/low must all be present or all absent")
-    o, h, low, c = (frame[col] for col in ("open", "high", "low", "close"))
-    flag(h < low, "high below low")
-    flag((o < low) | (o > h), "open outside [low, high]")
-    flag(h.notna() & ((c < low) | (c > h)), "close outside [low, high]")
-    flag(frame["volume"] < 0, "negative volume")
-    flag(frame["amount"] < 0, "negative amount")
+    o, h, low, c, volume, amount = values.T
+    checks["infinite value"] = np.isinf(values).any(axis=1)
+    checks["close missing or not a number"] = np.isnan(c)
+    present = ~np.isnan(values[:, :3])
+    checks["open/high/low must all be present or all absent"] = present.any(axis=1) & ~present.all(axis=1)
+    with np.errstate(invalid="ignore"):  # comparisons with NaN are False, as wanted
+        checks["high below low"] = h < low
+        checks["open outside [low, high]"] = (o < low) | (o > h)
+        checks["close outside [low, high]"] = (c < low) | (c > h)
+        checks["negative volume"] = volume < 0
+        checks["negative amount"] = amount < 0
 
-    # Duplicates: the same timestamp twice with different values is an error on every such row.
+    # The same timestamp twice with different values is an error on every such row.
     repeated = frame[ts.duplicated(keep=False) & ts.notna()]
+    conflict = np.zeros(len(frame), dtype=bool)
     if not repeated.empty:
         distinct = repeated.groupby("ts")[list(CANDLE_COLUMNS)].nunique(dropna=False)
-        conflicting = distinct.index[(distinct > 1).any(axis=1)]
-        flag(ts.isin(conflicting), "duplicate timestamp with different values")
+        conflict = ts.isin(distinct.index[(distinct > 1).any(axis=1)]).to_numpy()
+    checks["duplicate timestamp with different values"] = conflict
 
-    why = pd.concat(reasons, axis=1).agg(lambda r: "; ".join(x for x in r if x), axis=1)
-    bad = why != ""
-    errors = [RowError(int(i) + 1, str(why[i])) for i in frame.index[bad]]
+    masks = np.column_stack(list(checks.values()))
+    bad = masks.any(axis=1)
+    names = list(checks)
+    errors = [RowError(int(i) + 1, "; ".join(names[j] for j in np.flatnonzero(masks[i]))) for i in np.flatnonzero(bad)]
     valid = frame[~bad].drop_duplicates("ts").sort_values("ts", kind="stable").reset_index(drop=True)
     return valid, errors
 

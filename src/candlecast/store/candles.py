@@ -8,13 +8,14 @@ historical replay free of look-ahead.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -99,48 +100,54 @@ def list_instruments(engine: Engine | Connection, active_only: bool = False) -> 
         ORDER BY i.asset_class, i.symbol"""
     with connection(engine) as conn:
         rows = conn.exec_driver_sql(sql).all()
-    return [
-        InstrumentSummary(Instrument(*r[:7]), r[7] or 0, r[10] or 0, r[8], r[9], r[11], r[12]) for r in rows
-    ]
+    return [InstrumentSummary(Instrument(*r[:7]), r[7] or 0, r[10] or 0, r[8], r[9], r[11], r[12]) for r in rows]
 
 
 def upsert_candles(conn: Connection, symbol: str, timeframe: str, frame: pd.DataFrame) -> int:
     """Insert or replace candles of one symbol, in the caller's transaction.
 
     ``frame`` has a tz-aware ``ts`` column (or index) and the columns of ``CANDLE_COLUMNS``;
-    open/high/low/volume/amount may be NaN (stored as NULL). Rows go through COPY into a
-    temporary table, then one ``INSERT ... ON CONFLICT DO UPDATE``, so re-loading a file is idempotent.
-    The table's CHECK constraints are the last line of defence; ingest validates first.
+    open/high/low/volume/amount may be NaN (stored as NULL). Rows are streamed with COPY (the CSV
+    is written by Arrow): straight into the table when none of them exists yet, else into a
+    temporary table followed by one ``INSERT ... ON CONFLICT DO UPDATE``, so re-loading a file is
+    idempotent. The table's CHECK constraints are the last line of defence; ingest validates first.
     """
     table = candle_table(timeframe).name
     frame = _with_ts_column(frame)
     if frame.empty:
         return 0
-    body = io.StringIO()
-    out = pd.DataFrame({"symbol": symbol, "ts": frame["ts"].dt.strftime("%Y-%m-%d %H:%M:%S+00")})
+    columns = {
+        "symbol": pa.repeat(pa.scalar(symbol), len(frame)),
+        "ts": pa.array(frame["ts"], type=pa.timestamp("us", tz="UTC")),
+    }
     for column in CANDLE_COLUMNS:
-        values = frame[column] if column in frame else pd.Series(np.nan, index=frame.index)
-        out[column] = values.astype("float64").to_numpy()
-    # repr-exact floats; NaN written as an empty field = NULL
-    out.to_csv(body, header=False, index=False, na_rep="", float_format="%.17g")
-    columns = ", ".join(("symbol", "ts", *CANDLE_COLUMNS))
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS _stage_{table} (LIKE {table}) ON COMMIT DELETE ROWS")
-        cur.execute(f"TRUNCATE _stage_{table}")
-        with cur.copy(f"COPY _stage_{table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(body.getvalue())
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in CANDLE_COLUMNS)
+        values = frame[column].to_numpy(dtype="float64") if column in frame else np.full(len(frame), np.nan)
+        columns[column] = pa.array(values, from_pandas=True)  # NaN -> null -> empty field -> NULL
+    body = pa.BufferOutputStream()
+    pacsv.write_csv(pa.table(columns), body, pacsv.WriteOptions(include_header=False))
+    names = ", ".join(columns)
+    with conn.connection.driver_connection.cursor() as cur:
         cur.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _stage_{table} "
-            f"ON CONFLICT (symbol, ts) DO UPDATE SET {updates}"
+            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE symbol = %s AND ts BETWEEN %s AND %s)",
+            (symbol, frame["ts"].min(), frame["ts"].max()),
         )
-        return len(out)
+        overlaps = bool(cur.fetchone()[0])  # type: ignore[index]
+        target = f"_stage_{table}" if overlaps else table
+        if overlaps:
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {target} (LIKE {table}) ON COMMIT DELETE ROWS")
+            cur.execute(f"TRUNCATE {target}")
+        with cur.copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(body.getvalue().to_pybytes())
+        if overlaps:
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in CANDLE_COLUMNS)
+            cur.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM {target} "
+                f"ON CONFLICT (symbol, ts) DO UPDATE SET {updates}"
+            )
+    return len(frame)
 
 
-def latest_candles(
-    engine: Engine | Connection, symbol: str, timeframe: str, n: int, as_of: datetime
-) -> pd.DataFrame:
+def latest_candles(engine: Engine | Connection, symbol: str, timeframe: str, n: int, as_of: datetime) -> pd.DataFrame:
     """The last ``n`` candles of ``symbol`` that had closed by ``as_of``, oldest first."""
     return latest_candles_many(engine, [symbol], timeframe, n, as_of).get(symbol, _empty_candles())
 
@@ -159,9 +166,7 @@ def latest_candles_many(
         ORDER BY s.symbol, c.ts"""
     params = {"symbols": list(symbols), "cutoff": closed_cutoff(timeframe, as_of), "n": n}
     frame = _typed(read_frame(engine, sql, params))
-    return {
-        str(sym): part.drop(columns="symbol").reset_index(drop=True) for sym, part in frame.groupby("symbol")
-    }
+    return {str(sym): part.drop(columns="symbol").reset_index(drop=True) for sym, part in frame.groupby("symbol")}
 
 
 def candles_between(
