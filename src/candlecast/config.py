@@ -148,6 +148,10 @@ class JobSettings(BaseModel):
     http_retries: int = 3
     misfire_grace_s: int = 600
     performance_window_days: int = 30
+    # Scoring looks at forecasts made in the last score_lookback_days before its as-of time, in chunks.
+    score_lookback_days: int = 60
+    score_chunk_predictions: int = 10_000
+    http_backoff_s: float = 0.5  # first retry delay; doubles each retry
 
 
 class EventSettings(BaseModel):

@@ -177,6 +177,7 @@ job_runs = sa.Table(
     sa.Column("errors", pg.JSONB, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("host", sa.Text),
+    sa.Column("scheduled_for", _TS),
 )
 
 model_adapters = sa.Table(

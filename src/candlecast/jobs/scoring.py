@@ -1,0 +1,157 @@
+"""The scoring job: every forecast step whose candle has closed gets its scores, then the performance view is
+refreshed.
+
+For a forecast with last close ``c0`` and a step with realised close ``y`` (DESIGN.md, "Scoring definitions"):
+
+- direction hit: ``sign(p50 - c0) == sign(y - c0)`` (a flat p50 hits only a flat outcome);
+- in band: ``p10 <= y <= p90``;
+- CRPS of the stored sample paths: ``mean|X - y| - 1/2 mean|X - X'|``, computed exactly for the empirical
+  distribution with the sorted-sample identity ``sum_ij |x_i - x_j| = 2 sum_i (2i - M - 1) x_(i)``
+  (O(M log M) per step; NULL when a forecast has no samples);
+- pinball loss ``rho_tau(y, q) = max(tau (y - q), (tau - 1)(y - q))`` at 0.1, 0.5, 0.9 (not doubled);
+- realised return ``y / c0 - 1`` and strategy return ``sign(p50 - c0) * (y / c0 - 1)``.
+
+All metrics are computed with numpy over whole arrays of steps. Scoring only adds scores for steps that
+have none, so running it again is a no-op; rewriting a forecast deletes its scores and it is scored afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from candlecast.config import Settings
+from candlecast.jobs.records import recorded_run
+from candlecast.store.evaluations import (
+    StepsToScore,
+    prediction_id_ranges,
+    prediction_samples,
+    refresh_performance,
+    unscored_steps,
+    write_evaluations,
+)
+from candlecast.store.schema import TIMEFRAMES
+
+__all__ = ["ScoreResult", "crps_from_samples", "pinball", "run_scoring", "score_steps"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    job_name: str
+    timeframe: str
+    as_of: datetime
+    steps_scored: int
+    predictions_scored: int
+    duration_s: float
+    run_id: int
+
+
+def crps_from_samples(samples: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """CRPS of each row's empirical distribution ``samples[i, :]`` against ``observed[i]``.
+
+    ``samples`` has shape (N, M), ``observed`` (N,); returns (N,) float64.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64), axis=1)
+    y = np.asarray(observed, dtype=np.float64)
+    m = x.shape[1]
+    spread_weights = 2.0 * np.arange(1, m + 1) - m - 1  # (2i - M - 1), i = 1..M
+    accuracy = np.abs(x - y[:, None]).mean(axis=1)
+    # 1/2 * mean|X - X'| = 1/2 * (1/M^2) * 2 * sum_i (2i - M - 1) x_(i)
+    spread = x @ spread_weights / (m * m)
+    return accuracy - spread
+
+
+def pinball(observed: np.ndarray, quantile: np.ndarray, tau: float) -> np.ndarray:
+    diff = observed - quantile
+    return np.maximum(tau * diff, (tau - 1.0) * diff)
+
+
+def score_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+    """The score columns of ``steps`` (see the module docstring), ready for ``write_evaluations``."""
+    c0, y = steps.last_close, steps.realised_close
+    forecast_sign = np.sign(steps.p50 - c0)
+    realised_return = y / c0 - 1.0
+    return {
+        "prediction_id": steps.prediction_id,
+        "step": steps.step,
+        "generated_at": steps.generated_at,
+        "realised_close": y,
+        "direction_hit": forecast_sign == np.sign(y - c0),
+        "in_band": (steps.p10 <= y) & (y <= steps.p90),
+        "crps": _crps_of_steps(steps, samples),
+        "pinball_10": pinball(y, steps.p10, 0.1),
+        "pinball_50": pinball(y, steps.p50, 0.5),
+        "pinball_90": pinball(y, steps.p90, 0.9),
+        "realised_return": realised_return,
+        "strategy_return": forecast_sign * realised_return,
+    }
+
+
+def _crps_of_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> np.ndarray:
+    """CRPS per step from its forecast's sample column; NaN where the forecast has no samples."""
+    crps = np.full(len(steps), np.nan)
+    if not len(steps):
+        return crps
+    ids, owner = np.unique(steps.prediction_id, return_inverse=True)
+    # Forecasts with the same (sample_count, pred_len) are stacked into one (P, M, H) block; there is
+    # normally a single shape, so this loop runs once.
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for k, pid in enumerate(ids.tolist()):
+        if (paths := samples.get(pid)) is not None:
+            by_shape.setdefault(paths.shape, []).append(k)
+    for members in by_shape.values():
+        block = np.stack([samples[int(ids[k])] for k in members])
+        position = np.full(len(ids), -1)
+        position[members] = np.arange(len(members))
+        rows = position[owner]
+        selected = (rows >= 0) & (steps.step <= block.shape[2])
+        columns = block[rows[selected], :, steps.step[selected] - 1]  # (n_selected, M)
+        crps[selected] = crps_from_samples(columns, steps.realised_close[selected])
+    return crps
+
+
+def run_scoring(
+    settings: Settings,
+    engine: Engine,
+    timeframe: str,
+    as_of: datetime | None = None,
+    since: datetime | None = None,
+    refresh: bool = True,
+    job_name: str | None = None,
+    run_id: int | None = None,
+) -> ScoreResult:
+    """Score every unscored step of ``timeframe`` forecasts whose candle had closed by ``as_of`` (default now).
+
+    Forecasts made since ``since`` (default ``as_of - jobs.score_lookback_days``) are considered, in chunks of
+    ``jobs.score_chunk_predictions``; each chunk commits on its own. Then ``signal_performance`` is refreshed
+    concurrently (skip with ``refresh=False``, e.g. between the slots of a replay). One ``job_runs`` row.
+    """
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"timeframe must be one of {TIMEFRAMES}, found {timeframe!r}")
+    as_of = datetime.now(UTC) if as_of is None else as_of
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    since = as_of - timedelta(days=settings.jobs.score_lookback_days) if since is None else since
+    job_name = job_name or f"score-signals-{timeframe}"
+    with recorded_run(engine, job_name, as_of=as_of, run_id=run_id) as run:
+        n_steps = n_predictions = 0
+        ranges = prediction_id_ranges(engine, timeframe, since, as_of, settings.jobs.score_chunk_predictions)
+        for id_range in ranges:
+            steps = unscored_steps(engine, timeframe, as_of, since, id_range)
+            if not len(steps):
+                continue
+            scores = score_steps(steps, prediction_samples(engine, id_range))
+            with engine.begin() as conn:
+                n_steps += write_evaluations(conn, scores)
+            n_predictions += len(np.unique(steps.prediction_id))
+        if refresh:
+            refresh_performance(engine, concurrently=True)
+        run.counts.update(steps_scored=n_steps, predictions_scored=n_predictions, chunks=len(ranges))
+        log.info("%s: scored %d steps of %d forecasts as of %s", job_name, n_steps, n_predictions, as_of)
+    return ScoreResult(job_name, timeframe, as_of, n_steps, n_predictions, run.duration_s, run.id)

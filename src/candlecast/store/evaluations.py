@@ -1,0 +1,308 @@
+"""Forecast scores: reads for the scoring job, the bulk write of ``signal_evaluations``, and the
+``signal_performance`` materialised view refresh (its reads are in ``store.performance``).
+
+The scoring job moves millions of (prediction, step) rows, so both directions use binary COPY decoded and
+encoded with numpy structured arrays (fixed-width rows, no per-row Python). Scoring works in chunks of
+predictions: ``prediction_id_ranges`` splits the candidates, ``unscored_steps`` and ``prediction_samples``
+read one chunk, ``write_evaluations`` stores its scores.
+
+A step is scoreable when the candle at its target timestamp exists and had closed by the scoring time
+(``target_ts + timeframe <= as_of``); steps whose candle never prints (weekends, holidays) are simply never
+scored.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+from sqlalchemy.engine import Connection, Engine
+
+from candlecast.store._sql import connection, read_frame, read_rows
+from candlecast.store.candles import closed_cutoff
+from candlecast.store.schema import candle_table
+
+__all__ = [
+    "EVALUATION_SCORE_FIELDS",
+    "StepsToScore",
+    "count_evaluations",
+    "evaluations_frame",
+    "prediction_id_ranges",
+    "prediction_samples",
+    "refresh_performance",
+    "unscored_steps",
+    "write_evaluations",
+]
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_FLOAT4_ARRAY_OID = 1021
+
+
+# -- reading what to score -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepsToScore:
+    """Unscored, scoreable steps as columns (all arrays have one entry per step).
+
+    ``generated_at`` (raw Postgres timestamp: microseconds since 2000-01-01 UTC) identifies the version of
+    the forecast that was read, so a slot rewritten while scoring runs never receives scores of the numbers it
+    replaced.
+    """
+
+    prediction_id: np.ndarray  # int64
+    step: np.ndarray  # int32, 1-based
+    generated_at: np.ndarray  # int64
+    last_close: np.ndarray  # float64
+    realised_close: np.ndarray  # float64
+    p10: np.ndarray  # float64
+    p50: np.ndarray  # float64
+    p90: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.prediction_id)
+
+
+_STEP_FIELDS = (
+    ("prediction_id", ">i8"),
+    ("step", ">i4"),
+    ("generated_at", ">i8"),
+    ("last_close", ">f8"),
+    ("realised_close", ">f8"),
+    ("p10", ">f8"),
+    ("p50", ">f8"),
+    ("p90", ">f8"),
+)
+
+
+def prediction_id_ranges(
+    bind: Engine | Connection, timeframe: str, since: datetime, until: datetime, chunk: int
+) -> list[tuple[int, int]]:
+    """Inclusive id ranges of at most ``chunk`` predictions each, over the forecasts of ``timeframe`` made
+    in ``[since, until]``."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, found {chunk}")
+    sql = "SELECT id FROM ml_predictions WHERE timeframe = %(tf)s AND as_of BETWEEN %(since)s AND %(until)s ORDER BY id"
+    _, rows = read_rows(bind, sql, {"tf": timeframe, "since": since, "until": until})
+    ids = [r[0] for r in rows]
+    return [(ids[i], ids[min(i + chunk, len(ids)) - 1]) for i in range(0, len(ids), chunk)]
+
+
+def unscored_steps(
+    bind: Engine | Connection,
+    timeframe: str,
+    as_of: datetime,
+    since: datetime,
+    id_range: tuple[int, int] | None = None,
+) -> StepsToScore:
+    """Steps of forecasts made in ``[since, as_of]`` (optionally with ids in ``id_range``) that have no
+    score yet and whose target candle exists and had closed by ``as_of``; ordered by (prediction, step)."""
+    table = candle_table(timeframe).name
+    lo, hi = id_range if id_range is not None else (None, None)
+    sql = f"""
+        COPY (
+            SELECT p.id, g.step::int4, p.generated_at, p.last_close, c.close,
+                coalesce(p.p10[g.step], 'NaN'), coalesce(p.p50[g.step], 'NaN'), coalesce(p.p90[g.step], 'NaN')
+            FROM ml_predictions p
+            CROSS JOIN LATERAL unnest(p.target_ts) WITH ORDINALITY AS g(target_ts, step)
+            JOIN {table} c ON c.symbol = p.symbol AND c.ts = g.target_ts
+            WHERE p.timeframe = %(tf)s AND p.as_of BETWEEN %(since)s AND %(as_of)s
+              AND (%(lo)s::int8 IS NULL OR p.id BETWEEN %(lo)s AND %(hi)s)
+              AND g.target_ts <= %(cutoff)s
+              AND NOT EXISTS (
+                  SELECT 1 FROM signal_evaluations e WHERE e.prediction_id = p.id AND e.step = g.step)
+            ORDER BY p.id, g.step
+        ) TO STDOUT (FORMAT binary)"""
+    params = {
+        "tf": timeframe,
+        "since": since,
+        "as_of": as_of,
+        "lo": lo,
+        "hi": hi,
+        "cutoff": closed_cutoff(timeframe, as_of),
+    }
+    with connection(bind) as conn:
+        with conn.connection.driver_connection.cursor() as cur:
+            with cur.copy(sql, params) as copy:
+                payload = b"".join(bytes(chunk) for chunk in copy)
+    rows = _decode_copy(payload, _STEP_FIELDS)
+    return StepsToScore(**{name: rows[name].astype(dtype[1:]) for name, dtype in _STEP_FIELDS})
+
+
+class _Float4ArrayToNumpy(Loader):
+    """Loads a ``real[]`` / ``real[][]`` in binary form straight into a float32 numpy array."""
+
+    format = Format.BINARY
+
+    def load(self, data: bytes | bytearray | memoryview) -> np.ndarray:
+        buf = bytes(data)
+        ndim, has_null, _oid = struct.unpack_from(">iii", buf, 0)
+        dims = [struct.unpack_from(">i", buf, 12 + 8 * d)[0] for d in range(ndim)]
+        count = int(np.prod(dims)) if ndim else 0
+        start = 12 + 8 * ndim
+        if has_null:  # rare: decode element by element, NULL -> NaN
+            values, pos = [], start
+            for _ in range(count):
+                (size,) = struct.unpack_from(">i", buf, pos)
+                pos += 4
+                if size < 0:
+                    values.append(np.nan)
+                else:
+                    values.append(struct.unpack_from(">f", buf, pos)[0])
+                    pos += size
+            flat = np.asarray(values, dtype=np.float32)
+        else:
+            pairs = np.frombuffer(buf, dtype=np.dtype([("n", ">i4"), ("v", ">f4")]), count=count, offset=start)
+            flat = pairs["v"].astype(np.float32)
+        return flat.reshape(dims) if ndim else flat
+
+
+def prediction_samples(bind: Engine | Connection, id_range: tuple[int, int]) -> dict[int, np.ndarray]:
+    """The stored sample paths, ``(sample_count, pred_len)`` float32, of the forecasts with ids in
+    ``id_range`` that have samples."""
+    sql = "SELECT id, samples FROM ml_predictions WHERE id BETWEEN %s AND %s AND samples IS NOT NULL"
+    with connection(bind) as conn:
+        with conn.connection.driver_connection.cursor(binary=True) as cur:
+            cur.adapters.register_loader(_FLOAT4_ARRAY_OID, _Float4ArrayToNumpy)
+            cur.execute(sql, id_range)
+            return {int(pid): samples for pid, samples in cur.fetchall()}
+
+
+# -- writing scores --------------------------------------------------------------------------------
+
+# The scores computed by the job, in stage-table order after (prediction_id, step, generated_at).
+EVALUATION_SCORE_FIELDS: tuple[str, ...] = (
+    "realised_close",
+    "direction_hit",
+    "in_band",
+    "crps",
+    "pinball_10",
+    "pinball_50",
+    "pinball_90",
+    "realised_return",
+    "strategy_return",
+)
+_STAGE_FIELDS = (
+    ("prediction_id", ">i8", "int8"),
+    ("step", ">i4", "int4"),
+    ("generated_at", ">i8", "timestamptz"),
+    ("realised_close", ">f8", "float8"),
+    ("direction_hit", "?", "boolean"),
+    ("in_band", "?", "boolean"),
+    ("crps", ">f8", "float8"),  # NaN = no samples -> NULL
+    ("pinball_10", ">f8", "float8"),
+    ("pinball_50", ">f8", "float8"),
+    ("pinball_90", ">f8", "float8"),
+    ("realised_return", ">f8", "float8"),
+    ("strategy_return", ">f8", "float8"),
+)
+
+
+def write_evaluations(conn: Connection, columns: dict[str, np.ndarray]) -> int:
+    """Store scores (one array per name in ``prediction_id, step, generated_at`` + ``EVALUATION_SCORE_FIELDS``),
+    replacing earlier scores of the same steps; returns the rows written.
+
+    Symbol, model, as_of, target timestamp, last close and p10/p50/p90 are copied from the forecast row.
+    Rows whose forecast was rewritten since it was read (``generated_at`` differs) are dropped.
+    Runs in the caller's transaction.
+    """
+    n = len(columns["prediction_id"])
+    if n == 0:
+        return 0
+    payload = _encode_copy(columns, [(name, dtype) for name, dtype, _ in _STAGE_FIELDS], n)
+    stage_columns = ", ".join(f"{name} {sqltype}" for name, _, sqltype in _STAGE_FIELDS)
+    names = ", ".join(name for name, _, _ in _STAGE_FIELDS)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS _stage_evaluations ({stage_columns}) ON COMMIT DELETE ROWS")
+        cur.execute("TRUNCATE _stage_evaluations")
+        with cur.copy(f"COPY _stage_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
+            copy.write(payload)
+        cur.execute("""
+            INSERT INTO signal_evaluations (prediction_id, step, symbol, timeframe, model_name, as_of, target_ts,
+                last_close, realised_close, p10, p50, p90, direction_hit, in_band, crps,
+                pinball_10, pinball_50, pinball_90, realised_return, strategy_return)
+            SELECT s.prediction_id, s.step, p.symbol, p.timeframe, p.model_name, p.as_of, p.target_ts[s.step],
+                p.last_close, s.realised_close, p.p10[s.step], p.p50[s.step], p.p90[s.step], s.direction_hit,
+                s.in_band, nullif(s.crps, 'NaN'), s.pinball_10, s.pinball_50, s.pinball_90,
+                s.realised_return, s.strategy_return
+            FROM _stage_evaluations s
+            JOIN ml_predictions p ON p.id = s.prediction_id AND p.generated_at = s.generated_at
+            ON CONFLICT (prediction_id, step) DO UPDATE SET
+                realised_close = EXCLUDED.realised_close, direction_hit = EXCLUDED.direction_hit,
+                in_band = EXCLUDED.in_band, crps = EXCLUDED.crps, pinball_10 = EXCLUDED.pinball_10,
+                pinball_50 = EXCLUDED.pinball_50, pinball_90 = EXCLUDED.pinball_90,
+                realised_return = EXCLUDED.realised_return, strategy_return = EXCLUDED.strategy_return,
+                scored_at = now()""")
+        return cur.rowcount
+
+
+# -- the performance view --------------------------------------------------------------------------
+
+
+def refresh_performance(engine: Engine, concurrently: bool = True) -> None:
+    """Recompute ``signal_performance``; concurrently (the default), readers are never blocked."""
+    mode = "CONCURRENTLY " if concurrently else ""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"REFRESH MATERIALIZED VIEW {mode}signal_performance")
+
+
+def evaluations_frame(bind: Engine | Connection, prediction_id: int | None = None) -> pd.DataFrame:
+    """Stored scores (all, or of one forecast), ordered by (prediction_id, step)."""
+    return read_frame(
+        bind,
+        "SELECT * FROM signal_evaluations WHERE (%(id)s::int8 IS NULL OR prediction_id = %(id)s) "
+        "ORDER BY prediction_id, step",
+        {"id": prediction_id},
+    )
+
+
+def count_evaluations(bind: Engine | Connection, timeframe: str | None = None) -> int:
+    _, rows = read_rows(
+        bind,
+        "SELECT count(*) FROM signal_evaluations WHERE (%(tf)s::text IS NULL OR timeframe = %(tf)s)",
+        {"tf": timeframe},
+    )
+    return int(rows[0][0])
+
+
+# -- binary COPY with numpy ------------------------------------------------------------------------
+
+
+def _row_dtype(fields: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> np.dtype:
+    """A packed record of one binary COPY row: field count, then a (length, value) pair per field."""
+    parts: list[tuple[str, str]] = [("_count", ">i2")]
+    for name, dtype in fields:
+        parts += [(f"_len_{name}", ">i4"), (name, dtype)]
+    return np.dtype(parts)
+
+
+def _decode_copy(payload: bytes, fields: tuple[tuple[str, str], ...]) -> np.ndarray:
+    """Rows of a binary COPY whose fields are all fixed-width and NOT NULL, as a structured array."""
+    if not payload:
+        return np.zeros(0, dtype=_row_dtype(fields))
+    if not payload.startswith(_COPY_SIGNATURE):
+        raise ValueError("not a binary COPY stream")
+    (extension,) = struct.unpack_from(">i", payload, len(_COPY_SIGNATURE) + 4)
+    start = len(_COPY_SIGNATURE) + 8 + extension
+    body = payload[start:-2]  # drop the trailer (-1 as int16)
+    dtype = _row_dtype(fields)
+    if len(body) % dtype.itemsize:
+        raise ValueError("binary COPY rows are not the expected fixed width (a NULL or a type mismatch)")
+    return np.frombuffer(body, dtype=dtype)
+
+
+def _encode_copy(columns: dict[str, np.ndarray], fields: list[tuple[str, str]], n: int) -> bytes:
+    """A binary COPY stream of ``n`` rows from fixed-width columns (no NULLs)."""
+    rows = np.zeros(n, dtype=_row_dtype(fields))
+    rows["_count"] = len(fields)
+    for name, dtype in fields:
+        rows[f"_len_{name}"] = np.dtype(dtype).itemsize
+        rows[name] = columns[name]
+    header = _COPY_SIGNATURE + struct.pack(">ii", 0, 0)
+    return header + rows.tobytes() + struct.pack(">h", -1)
