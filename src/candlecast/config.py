@@ -60,6 +60,9 @@ DEFAULT_CRON: dict[str, str] = {
     "kronos-batch-1d": "45 5 * * *",
     "chronos2-batch-1h": "55 * * * *",
     "chronos2-batch-1d": "45 5 * * *",
+    # the statistical baseline: what is served without neural weights, and the bar models are scored against
+    "baseline-batch-1h": "55 * * * *",
+    "baseline-batch-1d": "45 5 * * *",
     "score-signals-1h": "5 * * * *",
     "score-signals-1d": "30 6 * * *",
     "kronos-rolling-finetune": "0 6 1 * *",
@@ -152,6 +155,15 @@ class JobSettings(BaseModel):
     score_lookback_days: int = 60
     score_chunk_predictions: int = 10_000
     http_backoff_s: float = 0.5  # first retry delay; doubles each retry
+    # A symbol whose newest closed candle is older than this at the slot time is skipped (data stopped).
+    max_input_age_1h_hours: float = 96.0
+    max_input_age_1d_days: float = 7.0
+    min_context: int = 16  # fewer closed candles than this: the symbol is skipped, not failed
+    # Skip a symbol with no new candle since its previous slot (market closed): that forecast still stands.
+    skip_unchanged: bool = True
+    local: bool = False  # the scheduler runs batch models in-process instead of calling the inference service
+    finetune_entrypoint: str = "candlecast.finetune:run_rolling_finetune"  # module:function for *-rolling-finetune
+    send_events: bool = True  # build event tensors for models that use them (kronos), when the encoder exists
 
 
 class EventSettings(BaseModel):

@@ -39,12 +39,16 @@ class RunRecord:
 
 @contextlib.contextmanager
 def recorded_run(
-    engine: Engine, job_name: str, as_of: datetime | None = None, run_id: int | None = None
+    engine: Engine, job_name: str, as_of: datetime | None = None, run_id: int | None = None, record: bool = True
 ) -> Iterator[RunRecord]:
     """A ``job_runs`` row for the block: a new one, or ``run_id`` when a scheduler already claimed it.
 
-    An exception marks the run 'failed' with its message (and is re-raised).
+    An exception marks the run 'failed' with its message (and is re-raised). With ``record=False`` nothing
+    is written (a replay records one run for all its slots) and the record's id is 0.
     """
+    if not record:
+        yield RunRecord(id=0, job_name=job_name, as_of=as_of)
+        return
     if run_id is None:
         run_id = start_job_run(engine, job_name, as_of=as_of)
         assert run_id is not None  # only scheduled claims can be refused

@@ -125,6 +125,7 @@ def run_scoring(
     refresh: bool = True,
     job_name: str | None = None,
     run_id: int | None = None,
+    record: bool = True,
 ) -> ScoreResult:
     """Score every unscored step of ``timeframe`` forecasts whose candle had closed by ``as_of`` (default now).
 
@@ -139,7 +140,7 @@ def run_scoring(
         raise ValueError("as_of must be timezone-aware")
     since = as_of - timedelta(days=settings.jobs.score_lookback_days) if since is None else since
     job_name = job_name or f"score-signals-{timeframe}"
-    with recorded_run(engine, job_name, as_of=as_of, run_id=run_id) as run:
+    with recorded_run(engine, job_name, as_of=as_of, run_id=run_id, record=record) as run:
         n_steps = n_predictions = 0
         ranges = prediction_id_ranges(engine, timeframe, since, as_of, settings.jobs.score_chunk_predictions)
         for id_range in ranges:

@@ -27,6 +27,7 @@ __all__ = [
     "InstrumentSummary",
     "candles_between",
     "closed_cutoff",
+    "get_instruments",
     "latest_candles",
     "latest_candles_many",
     "list_instruments",
@@ -101,6 +102,21 @@ def list_instruments(engine: Engine | Connection, active_only: bool = False) -> 
     with connection(engine) as conn:
         rows = conn.exec_driver_sql(sql).all()
     return [InstrumentSummary(Instrument(*r[:7]), r[7] or 0, r[10] or 0, r[8], r[9], r[11], r[12]) for r in rows]
+
+
+def get_instruments(
+    bind: Engine | Connection, symbols: Sequence[str] | None = None, active_only: bool = False
+) -> list[Instrument]:
+    """Instruments by symbol (all, or those named), without the candle statistics of ``list_instruments``."""
+    sql = (
+        "SELECT symbol, asset_class, name, source, quote_currency, bar_kind, active FROM instruments "
+        "WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s)) AND (active OR NOT %(active_only)s) "
+        "ORDER BY symbol"
+    )
+    with connection(bind) as conn:
+        params = {"symbols": None if symbols is None else list(symbols), "active_only": active_only}
+        rows = conn.exec_driver_sql(sql, params).all()
+    return [Instrument(*row) for row in rows]
 
 
 def upsert_candles(conn: Connection, symbol: str, timeframe: str, frame: pd.DataFrame) -> int:

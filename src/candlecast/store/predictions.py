@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from candlecast.store._sql import read_rows
 
-__all__ = ["Prediction", "latest_prediction", "latest_predictions", "upsert_prediction"]
+__all__ = ["Prediction", "latest_prediction", "latest_predictions", "previous_slots", "upsert_prediction"]
 
 
 @dataclass
@@ -129,6 +129,22 @@ def latest_predictions(bind: Engine | Connection, timeframe: str | None = None) 
     )
     names, rows = read_rows(bind, sql, {"timeframe": timeframe})
     return [_to_prediction(dict(zip(names, row, strict=True))) for row in rows]
+
+
+def previous_slots(
+    bind: Engine | Connection, model_name: str, timeframe: str, before: datetime, symbols: list[str]
+) -> dict[str, datetime]:
+    """The newest slot (as_of) strictly before ``before`` of each symbol that has one, for one model."""
+    sql = """
+        SELECT s.symbol, p.as_of FROM unnest(%(symbols)s::text[]) AS s(symbol)
+        CROSS JOIN LATERAL (
+            SELECT as_of FROM ml_predictions m
+            WHERE m.symbol = s.symbol AND m.model_name = %(model)s AND m.timeframe = %(timeframe)s
+              AND m.as_of < %(before)s
+            ORDER BY as_of DESC LIMIT 1) p"""
+    params = {"symbols": symbols, "model": model_name, "timeframe": timeframe, "before": before}
+    _, rows = read_rows(bind, sql, params)
+    return dict(rows)
 
 
 def _to_prediction(row: dict[str, Any]) -> Prediction:

@@ -1,0 +1,468 @@
+"""The batch job: forecasts for every active instrument, written ahead of time as one slot per
+(symbol, timeframe, model, as_of).
+
+The slot time
+    ``as_of`` is the run's as-of time truncated to the timeframe grid (the hour for 1h, 00:00 UTC for 1d).
+    Candles close on that grid, so truncation loses nothing: a run at 12:55 and one at 12:05 both see the
+    candles closed by 12:00 and write the same slot. Re-running a slot replaces its rows, never duplicates.
+
+Per run
+    1. read the last ``jobs.context_<tf>`` candles of each instrument that had closed by the slot time;
+    2. build the event tensor when the model uses events and the events package is present (otherwise none
+       is sent, and ``event_context`` says why);
+    3. send the series, ``jobs.request_series_per_call`` per request and ``jobs.concurrency`` requests at a
+       time, to the inference service (``InferenceClient``: timeouts, retries with backoff on connection
+       errors and 502/503/504), or to the model in-process with ``local=True``;
+    4. write each symbol's forecast in its own transaction, so one failure never stops or undoes another.
+
+Nothing is ever deleted: when the service is unreachable the previous forecasts stay and the gateway keeps
+serving them. Every run leaves a ``job_runs`` row (ok / failed / skipped counts, per-symbol errors,
+duration); its status is 'ok', 'partial' (some symbols failed) or 'failed' (none succeeded).
+
+Seeds are derived from (model, timeframe, slot, the symbols of the request), so re-running a slot with the
+same symbols reproduces it exactly, over HTTP or in-process alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import Engine
+
+from candlecast.config import Settings
+from candlecast.jobs.records import recorded_run
+from candlecast.models.base import OHLCV_COLUMNS, Forecast, Forecaster, SeriesInput
+from candlecast.store.candles import get_instruments, latest_candles_many, timeframe_delta
+from candlecast.store.predictions import Prediction, previous_slots, upsert_prediction
+
+__all__ = [
+    "QUANTILE_LEVELS",
+    "BatchResult",
+    "ForecastBackend",
+    "HttpBackend",
+    "LocalBackend",
+    "open_backend",
+    "run_batch",
+    "slot_time",
+]
+
+log = logging.getLogger(__name__)
+
+QUANTILE_LEVELS: tuple[float, float, float] = (0.1, 0.5, 0.9)
+
+
+def slot_time(as_of: datetime | None, timeframe: str) -> datetime:
+    """The slot of an as-of time (default now): truncated to the hour (1h) or to 00:00 UTC (1d)."""
+    step = timeframe_delta(timeframe)
+    as_of = datetime.now(UTC) if as_of is None else as_of
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    ts = pd.Timestamp(as_of).tz_convert("UTC")
+    return ts.floor("h" if step == timedelta(hours=1) else "D").to_pydatetime()
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    job_name: str
+    timeframe: str
+    model: str
+    as_of: datetime  # the slot
+    ok: tuple[str, ...]
+    failed: dict[str, str]  # symbol -> error
+    skipped: dict[str, str]  # symbol -> why it was not forecast (no or stale candles)
+    duration_s: float
+    run_id: int
+    status: str
+
+    @property
+    def exit_code(self) -> int:
+        """Non-zero only when nothing succeeded."""
+        return 0 if self.ok else 1
+
+
+# -- where forecasts come from ---------------------------------------------------------------------
+
+
+class ForecastBackend(Protocol):
+    """The inference service over HTTP, or a model in-process."""
+
+    name: str
+
+    def forecast(self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int) -> list[Forecast]:
+        """One forecast per series, in order; raises on failure."""
+        ...
+
+    def uses_events(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class ServiceUnreachable(RuntimeError):
+    """The inference service could not be reached (after the client's retries)."""
+
+
+class HttpBackend:
+    """The inference service, through ``InferenceClient`` (which retries connection errors and 5xx)."""
+
+    def __init__(self, settings: Settings, model: str) -> None:
+        from candlecast.inference.client import InferenceClient
+
+        self.name = model
+        self.settings = settings
+        cfg = settings.jobs
+        self.client = InferenceClient(
+            settings.inference.url,
+            token=settings.inference.token,
+            timeout=cfg.http_timeout_s,
+            retries=cfg.http_retries,
+            backoff_s=cfg.http_backoff_s,
+        )
+        # Once a request finds the service unreachable, the requests not yet sent fail at once.
+        self.unreachable: str | None = None
+
+    def forecast(self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int) -> list[Forecast]:
+        from candlecast.inference.client import InferenceServerError
+
+        if self.unreachable:
+            raise ServiceUnreachable(self.unreachable)
+        try:
+            return self.client.forecast(
+                series, model=self.name, pred_len=pred_len, sample_count=sample_count, seed=seed,
+                quantile_levels=QUANTILE_LEVELS,
+            )  # fmt: skip
+        except InferenceServerError as exc:
+            if exc.status is None:  # no HTTP answer at all: connection refused, reset or timed out
+                self.unreachable = f"inference service unreachable at {self.settings.inference.url}: {exc}"
+                raise ServiceUnreachable(self.unreachable) from exc
+            raise
+
+    def uses_events(self) -> bool:
+        try:
+            return self.settings.model_spec(self.name).kind == "kronos"
+        except KeyError:
+            return False
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class LocalBackend:
+    """A model loaded in this process (``--local``): no HTTP, same seeds and results as the service."""
+
+    def __init__(self, forecaster: Forecaster) -> None:
+        self.forecaster = forecaster
+        self.name = forecaster.name
+
+    @classmethod
+    def load(cls, settings: Settings, model: str) -> LocalBackend:
+        from candlecast.models.registry import Registry
+
+        registry = Registry.from_settings(settings.model_copy(update={"models": model}))
+        return cls(registry.get(model))  # ModelUnavailableError says why it did not load
+
+    def forecast(self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int) -> list[Forecast]:
+        return self.forecaster.forecast(
+            list(series), pred_len=pred_len, sample_count=sample_count, quantile_levels=QUANTILE_LEVELS, seed=seed
+        )
+
+    def uses_events(self) -> bool:
+        return self.forecaster.kind == "kronos"
+
+    def close(self) -> None:
+        pass
+
+
+def open_backend(settings: Settings, model: str, local: bool) -> ForecastBackend:
+    return LocalBackend.load(settings, model) if local else HttpBackend(settings, model)
+
+
+# -- the job ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Symbol:
+    symbol: str
+    calendar: str
+    series: SeriesInput | None = None
+    event_context: dict[str, Any] = field(default_factory=dict)
+
+
+def run_batch(
+    settings: Settings,
+    engine: Engine,
+    timeframe: str,
+    model: str,
+    as_of: datetime | None = None,
+    symbols: Sequence[str] | None = None,
+    local: bool = False,
+    progress: bool = True,
+    *,
+    job_name: str | None = None,
+    run_id: int | None = None,
+    backend: ForecastBackend | None = None,
+    on_symbol: Callable[[str, str | None], None] | None = None,
+    record: bool = True,
+) -> BatchResult:
+    """Forecast every active instrument (or ``symbols``) as of the slot of ``as_of`` (default now).
+
+    ``backend`` reuses an open backend (a replay loads its model once); otherwise one is opened for the run
+    (``local`` picks in-process over HTTP). ``on_symbol(symbol, error_or_None)`` is called as each symbol
+    is written or fails. ``job_name`` defaults to ``batch-<model>-<timeframe>``; ``run_id`` continues a
+    ``job_runs`` row a scheduler already claimed.
+    """
+    slot = slot_time(as_of, timeframe)
+    job_name = job_name or f"batch-{model}-{timeframe}"
+    ok: list[str] = []
+    failed: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    with recorded_run(engine, job_name, as_of=slot, run_id=run_id, record=record) as run:
+        own_backend = backend is None
+        try:
+            if backend is None:
+                backend = open_backend(settings, model, local)
+            todo = _read_inputs(settings, engine, timeframe, model, slot, symbols, backend, skipped)
+            with _progress_bar(progress, f"{model} {timeframe} {slot:%Y-%m-%d %H:%M}", len(todo)) as advance:
+
+                def done(symbol: str, error: str | None) -> None:
+                    (failed.__setitem__(symbol, error) if error else ok.append(symbol))
+                    advance()
+                    if on_symbol is not None:
+                        on_symbol(symbol, error)
+
+                _forecast_and_write(settings, engine, timeframe, model, slot, todo, backend, done)
+        finally:
+            if own_backend and backend is not None:
+                backend.close()
+        run.status = "ok" if not failed and ok else ("partial" if ok else "failed")
+        run.errors = dict(failed)
+        run.counts.update(ok=len(ok), failed=len(failed), skipped=len(skipped), skipped_symbols=skipped)
+        if not ok:
+            run.error = "no forecast was written" + (f"; {len(failed)} symbols failed" if failed else "")
+    log.info(
+        "%s slot %s: %d written, %d failed, %d skipped in %.1f s",
+        job_name, slot.isoformat(), len(ok), len(failed), len(skipped), run.duration_s,
+    )  # fmt: skip
+    return BatchResult(
+        job_name, timeframe, model, slot, tuple(sorted(ok)), failed, skipped, run.duration_s, run.id, run.status
+    )
+
+
+def _read_inputs(
+    settings: Settings,
+    engine: Engine,
+    timeframe: str,
+    model: str,
+    slot: datetime,
+    symbols: Sequence[str] | None,
+    backend: ForecastBackend,
+    skipped: dict[str, str],
+) -> list[_Symbol]:
+    """Each instrument's context as of the slot; instruments without usable candles go to ``skipped``."""
+    instruments = {i.symbol: i for i in get_instruments(engine, symbols, active_only=symbols is None)}
+    wanted = sorted(instruments) if symbols is None else list(dict.fromkeys(symbols))
+    unknown = [s for s in wanted if s not in instruments]
+    if unknown:
+        raise ValueError(f"symbols: unknown instrument(s) {unknown}")
+    cfg = settings.jobs
+    context = cfg.context_1h if timeframe == "1h" else cfg.context_1d
+    max_age = (
+        timedelta(hours=cfg.max_input_age_1h_hours) if timeframe == "1h" else timedelta(days=cfg.max_input_age_1d_days)
+    )
+    frames = latest_candles_many(engine, wanted, timeframe, context, slot)
+    previous = previous_slots(engine, model, timeframe, slot, wanted) if cfg.skip_unchanged else {}
+    todo: list[_Symbol] = []
+    for symbol in wanted:
+        calendar = settings.market_calendars.get(instruments[symbol].asset_class, "24/7")
+        frame = frames.get(symbol)
+        if frame is None or len(frame) < cfg.min_context:
+            found = 0 if frame is None else len(frame)
+            skipped[symbol] = f"{found} candles closed by {slot.isoformat()} (need {cfg.min_context})"
+            continue
+        last_close_time = frame["ts"].iloc[-1].to_pydatetime() + timeframe_delta(timeframe)
+        if slot - last_close_time > max_age:
+            skipped[symbol] = f"newest candle closed at {last_close_time.isoformat()}, older than {max_age}"
+            continue
+        if symbol in previous and previous[symbol] >= last_close_time:
+            skipped[symbol] = f"no new candle since the forecast of {previous[symbol].isoformat()} (market closed)"
+            continue
+        item = _Symbol(symbol, calendar)
+        try:
+            item.series = SeriesInput(
+                timestamps=pd.DatetimeIndex(frame["ts"]),
+                ohlcv=frame[list(OHLCV_COLUMNS)].to_numpy(dtype=np.float64),
+                symbol=symbol,
+                timeframe=timeframe,
+                calendar=calendar,
+            )
+        except ValueError as exc:
+            skipped[symbol] = f"unusable candles: {exc}"
+            continue
+        todo.append(item)
+    _attach_events(settings, engine, timeframe, slot, todo, backend)
+    return todo
+
+
+def _attach_events(
+    settings: Settings,
+    engine: Engine,
+    timeframe: str,
+    slot: datetime,
+    todo: list[_Symbol],
+    backend: ForecastBackend,
+) -> None:
+    """Event tensors for models that use them; ``event_context`` records what was sent and why."""
+    if not settings.jobs.send_events or not backend.uses_events():
+        for item in todo:
+            item.event_context = {"events": False, "reason": f"model {backend.name} does not use events"}
+        return
+    try:
+        from candlecast.jobs.events import EventInputs
+    except ImportError as exc:  # the events package is optional
+        for item in todo:
+            item.event_context = {"events": False, "reason": f"event encoder not available ({exc})"}
+        return
+    inputs = EventInputs.read(settings, engine, timeframe, slot, [i.series for i in todo if i.series is not None])
+    for item in todo:
+        assert item.series is not None
+        try:
+            tensor = inputs.encode(item.series)
+        except Exception as exc:  # one instrument's events failing never stops its forecast
+            item.event_context = {"events": False, "reason": f"event encoding failed: {exc}"}
+            continue
+        item.series = SeriesInput(
+            timestamps=item.series.timestamps,
+            ohlcv=item.series.ohlcv,
+            symbol=item.symbol,
+            timeframe=timeframe,
+            calendar=item.calendar,
+            events=tensor,
+        )
+        active = np.flatnonzero(np.abs(tensor).sum(axis=0) > 0).tolist()
+        item.event_context = {"events": True, "channels": tensor.shape[1], "active_channels": active}
+
+
+def _forecast_and_write(
+    settings: Settings,
+    engine: Engine,
+    timeframe: str,
+    model: str,
+    slot: datetime,
+    todo: list[_Symbol],
+    backend: ForecastBackend,
+    done: Callable[[str, str | None], None],
+) -> None:
+    """Requests run on ``jobs.concurrency`` threads; their results are written here, one symbol per commit."""
+    cfg = settings.jobs
+    pred_len = cfg.pred_len_1h if timeframe == "1h" else cfg.pred_len_1d
+    size = max(1, cfg.request_series_per_call)
+    groups = [todo[i : i + size] for i in range(0, len(todo), size)]
+    with ThreadPoolExecutor(max_workers=max(1, cfg.concurrency), thread_name_prefix="batch") as pool:
+        futures = {
+            pool.submit(_request_group, backend, group, pred_len, cfg.sample_count, model, timeframe, slot): group
+            for group in groups
+        }
+        for future in as_completed(futures):
+            for item, outcome in zip(futures[future], future.result(), strict=True):
+                if isinstance(outcome, str):
+                    done(item.symbol, outcome)
+                    continue
+                try:
+                    with engine.begin() as conn:
+                        upsert_prediction(conn, _prediction(item, outcome, timeframe, model, slot))
+                except Exception as exc:
+                    done(item.symbol, f"write failed: {type(exc).__name__}: {exc}")
+                else:
+                    done(item.symbol, None)
+
+
+def _request_group(
+    backend: ForecastBackend,
+    group: list[_Symbol],
+    pred_len: int,
+    sample_count: int,
+    model: str,
+    timeframe: str,
+    slot: datetime,
+) -> list[Forecast | str]:
+    """One request for the group: a forecast or an error message per symbol.
+
+    A request refused as invalid (4xx) is retried one series at a time so one bad series fails alone.
+    """
+    series = [item.series for item in group if item.series is not None]
+    seed = _seed(model, timeframe, slot, [item.symbol for item in group])
+    try:
+        return list(backend.forecast(series, pred_len, sample_count, seed))
+    except Exception as exc:
+        if len(group) > 1 and _is_bad_request(exc):
+            out: list[Forecast | str] = []
+            for item in group:
+                out.extend(_request_group(backend, [item], pred_len, sample_count, model, timeframe, slot))
+            return out
+        return [f"{type(exc).__name__}: {exc}"] * len(group)
+
+
+def _is_bad_request(exc: Exception) -> bool:
+    status = getattr(exc, "status", None)
+    return isinstance(exc, ValueError) or (isinstance(status, int) and 400 <= status < 500 and status != 429)
+
+
+def _seed(model: str, timeframe: str, slot: datetime, symbols: list[str]) -> int:
+    key = "|".join([model, timeframe, slot.isoformat(), *symbols]).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+
+
+def _prediction(item: _Symbol, f: Forecast, timeframe: str, model: str, slot: datetime) -> Prediction:
+    assert item.series is not None
+    context = {
+        **item.event_context,
+        "context_candles": len(item.series),
+        "last_candle": item.series.timestamps[-1].isoformat(),
+        "seed": f.seed,
+    }
+    return Prediction(
+        symbol=item.symbol,
+        timeframe=timeframe,
+        model_name=model,
+        model_version=f.model_version,
+        as_of=slot,
+        target_ts=list(f.target_timestamps.to_pydatetime()),
+        p10=f.p10,
+        p50=f.p50,
+        p90=f.p90,
+        last_close=f.last_close,
+        samples=f.samples if f.samples.size else None,
+        event_context=context,
+    )
+
+
+class _progress_bar:  # noqa: N801 - used like a function: ``with _progress_bar(...) as advance``
+    """A Rich progress bar over symbols (or nothing when ``enabled`` is False); yields ``advance()``."""
+
+    def __init__(self, enabled: bool, label: str, total: int) -> None:
+        self.progress = (
+            Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            if enabled
+            else None
+        )
+        self.label, self.total = label, total
+
+    def __enter__(self) -> Callable[[], None]:
+        if self.progress is None:
+            return lambda: None
+        self.progress.start()
+        task = self.progress.add_task(self.label, total=self.total)
+        progress = self.progress
+        return lambda: progress.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
