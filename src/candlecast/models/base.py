@@ -12,6 +12,7 @@ series' forecast depends only on its own data and seed, never on which other ser
 from __future__ import annotations
 
 import math
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ N_EVENT_CHANNELS = 20
 # Larger magnitudes are not market data; rejecting them keeps every model's arithmetic finite.
 _MAX_ABS_VALUE = 1e15
 _CLOSE = 3
+_EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
+_LATEST = pd.Timestamp("2200-01-01", tz="UTC")
 
 
 class InputError(ValueError):
@@ -117,7 +120,10 @@ class SeriesInput:
 
     def target_timestamps(self, pred_len: int) -> pd.DatetimeIndex:
         """The ``pred_len`` candle timestamps after the last one, skipping closed sessions."""
-        return next_timestamps(self.timestamps[-1], self.timeframe, pred_len, self.calendar)
+        try:
+            return next_timestamps(self.timestamps[-1], self.timeframe, pred_len, self.calendar)
+        except (ValueError, OverflowError) as exc:  # e.g. beyond the calendar's or pandas' range
+            raise InputError("timestamps", f"cannot place {pred_len} candles after the last one: {exc}") from None
 
 
 def _check_timestamps(raw: object) -> pd.DatetimeIndex:
@@ -132,6 +138,8 @@ def _check_timestamps(raw: object) -> pd.DatetimeIndex:
     if ts.hasnans:
         raise InputError("timestamps", "contains missing values")
     ts = ts.tz_convert("UTC").as_unit("ns")
+    if ts.min() < _EARLIEST or ts.max() > _LATEST:
+        raise InputError("timestamps", f"must lie between {_EARLIEST.year} and {_LATEST.year}")
     steps = np.diff(ts.asi8)
     if (steps <= 0).any():
         bad = int(np.argmax(steps <= 0)) + 1
@@ -145,8 +153,9 @@ def _check_ohlcv(raw: object, n: int) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise InputError("ohlcv", f"not a numeric array ({exc})") from None
     if arr.ndim != 2 or not 4 <= arr.shape[1] <= 6:
-        raise InputError("ohlcv", f"expected shape (T, 4..6) (open, high, low, close[, volume[, amount]]), "
-                                  f"found {arr.shape}")
+        raise InputError(
+            "ohlcv", f"expected shape (T, 4..6) (open, high, low, close[, volume[, amount]]), found {arr.shape}"
+        )
     if arr.shape[0] == 0:
         raise InputError("ohlcv", "empty context: at least one candle is needed")
     if arr.shape[0] != n:
@@ -158,8 +167,9 @@ def _check_ohlcv(raw: object, n: int) -> np.ndarray:
         raise InputError("ohlcv", f"non-finite or out-of-range value at row {row}, column {OHLCV_COLUMNS[col]}")
     if np.isnan(arr[:, _CLOSE]).any():
         row = int(np.argmax(np.isnan(arr[:, _CLOSE])))
-        raise InputError("ohlcv", f"close is missing (null/NaN) at row {row}; only open/high/low/volume/amount "
-                                  "may be missing")
+        raise InputError(
+            "ohlcv", f"close is missing (null/NaN) at row {row}; only open/high/low/volume/amount may be missing"
+        )
     o, h, lo, c, v, a = arr.T
     with np.errstate(invalid="ignore"):
         top = np.fmax(np.fmax(o, c), lo)  # fmax ignores NaN
@@ -168,8 +178,9 @@ def _check_ohlcv(raw: object, n: int) -> np.ndarray:
         bad = (h < top - tol) | (lo > bottom + tol)
     if bad.any():
         row = int(np.argmax(bad))
-        raise InputError("ohlcv", f"OHLC inconsistent at row {row}: need low <= open, close <= high, "
-                                  f"found {arr[row, :4].tolist()}")
+        raise InputError(
+            "ohlcv", f"OHLC inconsistent at row {row}: need low <= open, close <= high, found {arr[row, :4].tolist()}"
+        )
     negative = (v < 0) | (a < 0)
     if negative.any():
         raise InputError("ohlcv", f"negative volume or amount at row {int(np.argmax(negative))}")
@@ -182,8 +193,7 @@ def _check_events(raw: object, n: int) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise InputError("events", f"not a numeric array ({exc})") from None
     if arr.shape != (n, N_EVENT_CHANNELS):
-        raise InputError("events", f"expected shape ({n}, {N_EVENT_CHANNELS}) (one row per candle), "
-                                   f"found {arr.shape}")
+        raise InputError("events", f"expected shape ({n}, {N_EVENT_CHANNELS}) (one row per candle), found {arr.shape}")
     if not np.isfinite(arr).all():
         raise InputError("events", "contains non-finite values")
     return arr
@@ -258,9 +268,7 @@ class SamplePaths(NamedTuple):
 
 def derive_seed(seed: int, index: int) -> int:
     """The seed of series ``index`` in a request seeded with ``seed`` (independent streams, 63 bits)."""
-    state = np.random.SeedSequence(entropy=int(seed) & (2**128 - 1), spawn_key=(index,)).generate_state(
-        1, np.uint64
-    )
+    state = np.random.SeedSequence(entropy=int(seed) & (2**128 - 1), spawn_key=(index,)).generate_state(1, np.uint64)
     return int(state[0] >> np.uint64(1))
 
 
@@ -330,7 +338,8 @@ class Forecaster(ABC):
         quantile_levels
             Levels in (0, 1) reported in ``Forecast.quantiles``, in this order.
         seed
-            One int (series ``i`` uses ``derive_seed(seed, i)``), one seed per series, or None (random).
+            One int (series ``i`` uses ``derive_seed(seed, i)``), one seed per series, or None (a random seed
+            per series, reported in ``Forecast.seed``).
 
         Returns
         -------
@@ -343,17 +352,22 @@ class Forecaster(ABC):
         levels = tuple(float(q) for q in quantile_levels)
         if not levels or not all(0.0 < q < 1.0 for q in levels):
             raise InputError("quantile_levels", f"need at least one level, each in (0, 1); found {levels}")
-        seeds = series_seeds(seed, len(series))
+        # A random seed is drawn for each unseeded series, and reported, so any forecast can be reproduced.
+        seeds: list[int | None] = [
+            sd if sd is not None else secrets.randbits(63) for sd in series_seeds(seed, len(series))
+        ]
         contexts = [s.tail(self.max_context) for s in series]
         for i, s in enumerate(contexts):
             if len(s) < self.min_context:
-                raise InputError(f"series[{i}].ohlcv", f"model {self.name} needs at least {self.min_context} "
-                                                       f"candles, found {len(s)}")
+                raise InputError(
+                    f"series[{i}].ohlcv", f"model {self.name} needs at least {self.min_context} candles, found {len(s)}"
+                )
         if not contexts:
             return []
-        paths = self._sample(contexts, pred_len, sample_count, seeds, levels)
+        targets = [s.target_timestamps(pred_len) for s in contexts]
+        paths = self._sample(contexts, targets, sample_count, seeds, levels)
         forecasts = []
-        for s, p, sd in zip(contexts, paths, seeds, strict=True):
+        for s, target, p, sd in zip(contexts, targets, paths, seeds, strict=True):
             assert p.close.shape == (sample_count, pred_len), p.close.shape
             quantiles = p.quantiles if p.quantiles is not None else np.quantile(p.close, levels, axis=0)
             forecasts.append(
@@ -362,7 +376,7 @@ class Forecaster(ABC):
                     timeframe=s.timeframe,
                     model_name=self.name,
                     model_version=self.version,
-                    target_timestamps=s.target_timestamps(pred_len),
+                    target_timestamps=target,
                     samples=p.close,
                     quantile_levels=levels,
                     quantiles=_uncross(quantiles, levels),
@@ -377,9 +391,10 @@ class Forecaster(ABC):
     def _sample(
         self,
         series: list[SeriesInput],
-        pred_len: int,
+        targets: list[pd.DatetimeIndex],
         sample_count: int,
         seeds: list[int | None],
         quantile_levels: tuple[float, ...],
     ) -> list[SamplePaths]:
-        """Sample paths for each (already trimmed) series; ``seeds[i]`` seeds series ``i`` alone."""
+        """Sample paths for each (already trimmed) series over its ``targets`` (all of length pred_len);
+        ``seeds[i]`` seeds series ``i`` alone."""

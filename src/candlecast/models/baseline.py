@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+import pandas as pd
 
 from candlecast.models.base import Forecaster, InputError, SamplePaths, SeriesInput
 
@@ -59,14 +60,14 @@ class BaselineForecaster(Forecaster):
     def _sample(
         self,
         series: list[SeriesInput],
-        pred_len: int,
+        targets: list[pd.DatetimeIndex],
         sample_count: int,
         seeds: list[int | None],
         quantile_levels: tuple[float, ...],
     ) -> list[SamplePaths]:
         return [
-            self._one(s.close, i, pred_len, sample_count, seed, quantile_levels)
-            for i, (s, seed) in enumerate(zip(series, seeds, strict=True))
+            self._one(s.close, i, len(target), sample_count, seed, quantile_levels)
+            for i, (s, target, seed) in enumerate(zip(series, targets, seeds, strict=True))
         ]
 
     def _one(

@@ -27,6 +27,7 @@ __all__ = [
     "calendar_for",
     "next_timestamps",
     "timeframe_step",
+    "warm_up",
 ]
 
 CALENDARS: tuple[str, ...] = ("24/7", "24/5", "XNYS")
@@ -83,6 +84,11 @@ def next_timestamps(last: pd.Timestamp, timeframe: str, count: int, calendar: st
     if step >= _DAY:
         return _next_days(last, count, calendar, step)
     return _next_intraday(last, step, count, calendar)
+
+
+def warm_up() -> None:
+    """Build the exchange calendars now (about a second) rather than during the first request."""
+    _xnys_open_close()
 
 
 def _as_utc(ts: pd.Timestamp) -> pd.Timestamp:

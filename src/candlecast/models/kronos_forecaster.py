@@ -1,0 +1,147 @@
+"""Kronos behind the ``Forecaster`` interface: loading by hub id or local folder, and sampling paths.
+
+The heavy lifting (tokenizer, autoregressive predictor, sampling) is ``candlecast.models.kronos``; this
+module turns ``SeriesInput`` batches into the DataFrames and timestamps ``KronosPredictor.sample`` takes,
+fills the columns a close-only instrument lacks, and turns the sampled candles into a ``Forecast``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from candlecast.config import ModelSpec
+from candlecast.models.base import N_EVENT_CHANNELS, OHLCV_COLUMNS, Forecaster, SamplePaths, SeriesInput
+
+if TYPE_CHECKING:
+    from candlecast.models.kronos import KronosPredictor
+
+__all__ = ["KronosForecaster", "KronosSampling"]
+
+_CLOSE = 3
+
+
+@dataclass(frozen=True)
+class KronosSampling:
+    """Decoding settings passed to ``KronosPredictor.sample``."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.9
+
+
+class KronosForecaster(Forecaster):
+    """A Kronos tokenizer + predictor pair producing ``sample_count`` OHLCV paths per series."""
+
+    kind = "kronos"
+    gives_ohlc = True
+    min_context = 2
+
+    def __init__(
+        self,
+        name: str,
+        predictor: KronosPredictor,
+        *,
+        version: str,
+        max_context: int,
+        parameters: int = 0,
+        device: str = "cpu",
+        sampling: KronosSampling | None = None,
+    ) -> None:
+        self.name = name
+        self.predictor = predictor
+        self.version = version
+        self.max_context = max_context
+        self.parameters = parameters
+        self.device = device
+        self.sampling = sampling or KronosSampling()
+
+    @classmethod
+    def load(cls, spec: ModelSpec, device: str = "cpu", sampling: KronosSampling | None = None) -> KronosForecaster:
+        """Load tokenizer and model from ``spec`` (hub ids or local folders); raises with a readable reason."""
+        from candlecast.models.kronos import Kronos, KronosPredictor, KronosTokenizer
+
+        if not spec.model_source or not spec.tokenizer_source:
+            raise ValueError(f"model {spec.name!r} needs both model_source and tokenizer_source")
+        tokenizer = _from_source(KronosTokenizer, "tokenizer", spec.tokenizer_source, None)
+        model = _from_source(Kronos, "model", spec.model_source, spec.revision)  # the revision pins the model
+        predictor = KronosPredictor(model, tokenizer, device=device, max_context=spec.max_context)
+        parameters = model.num_parameters()
+        return cls(
+            spec.name,
+            predictor,
+            version=spec.revision or _version_of(spec.model_source),
+            max_context=spec.max_context,
+            parameters=parameters,
+            device=device,
+            sampling=sampling,
+        )
+
+    def _sample(
+        self,
+        series: list[SeriesInput],
+        targets: list[pd.DatetimeIndex],
+        sample_count: int,
+        seeds: list[int | None],
+        quantile_levels: tuple[float, ...],
+    ) -> list[SamplePaths]:
+        pred_len = len(targets[0])
+        with_events = any(s.events is not None for s in series)
+        result = self.predictor.sample(
+            [_frame(s) for s in series],
+            [s.timestamps for s in series],
+            targets,
+            pred_len,
+            sample_count=sample_count,
+            T=self.sampling.temperature,
+            top_k=self.sampling.top_k,
+            top_p=self.sampling.top_p,
+            # Every series has its own generator, so its paths do not depend on its batch-mates.
+            seed=[int(sd) for sd in seeds if sd is not None],  # base.forecast has resolved every seed
+            # Long horizons would leave little history inside the window: slide it like the reference.
+            sliding_window=pred_len > self.max_context // 2,
+            events=[_events(s, pred_len) for s in series] if with_events else None,
+        )
+        paths = np.asarray(result.paths, dtype=np.float64)  # (B, S, H, 6)
+        return [SamplePaths(close=p[:, :, _CLOSE], ohlc=p[:, :, :4]) for p in paths]
+
+
+def _events(s: SeriesInput, pred_len: int) -> np.ndarray:
+    """History rows of the event tensor, then ``pred_len`` horizon rows of zeros ("no event known")."""
+    history = s.events if s.events is not None else np.zeros((len(s), N_EVENT_CHANNELS), dtype=np.float32)
+    return np.concatenate([history, np.zeros((pred_len, N_EVENT_CHANNELS), dtype=np.float32)])
+
+
+def _frame(s: SeriesInput) -> pd.DataFrame:
+    """The six columns Kronos reads, with gaps filled the way the reference predictor fills them:
+    missing open/high/low take the close; missing volume is 0; missing amount is volume x mean price."""
+    o, h, lo, c, v, a = s.ohlcv.T.copy()
+    for col in (o, h, lo):
+        np.copyto(col, c, where=np.isnan(col))
+    v = np.nan_to_num(v, nan=0.0)
+    a = np.where(np.isnan(a), v * (o + h + lo + c) / 4.0, a)
+    return pd.DataFrame(dict(zip(OHLCV_COLUMNS, (o, h, lo, c, v, a), strict=True)))
+
+
+def _from_source(cls: Any, what: str, source: str, revision: str | None) -> Any:
+    try:
+        return cls.from_pretrained(source, revision)
+    except Exception as exc:
+        raise RuntimeError(f"cannot load the Kronos {what} from {source!r}: {exc}") from exc
+
+
+def _version_of(source: str) -> str:
+    """A local checkpoint is versioned by the hash of its weights; a hub id by its name."""
+    weights = Path(source).expanduser() / "model.safetensors"
+    if weights.is_file():
+        digest = hashlib.sha256()
+        with weights.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return f"sha256:{digest.hexdigest()[:12]}"
+    return source
