@@ -1,0 +1,188 @@
+"""The batch job against a real inference service (uvicorn in a child process) and real Postgres."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from candlecast.jobs.batch import run_batch, slot_time
+from candlecast.jobs.scoring import run_scoring
+from candlecast.store.evaluations import evaluations_frame
+from candlecast.store.jobs import recent_job_runs
+from candlecast.store.performance import performance
+from candlecast.store.predictions import latest_prediction
+
+from .conftest import InferenceProcess, job_settings, load_market
+
+START = datetime(2024, 3, 1, tzinfo=UTC)  # a Friday; 120 hourly candles run to Tuesday 23:00
+H = timedelta(hours=1)
+
+
+def slot_rows(engine: Engine) -> list[tuple[str, datetime]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT symbol, as_of FROM ml_predictions ORDER BY symbol, as_of")).all()
+    return [tuple(r) for r in rows]
+
+
+def test_slot_time_truncates_to_the_timeframe_grid() -> None:
+    assert slot_time(datetime(2024, 3, 4, 12, 55, tzinfo=UTC), "1h") == datetime(2024, 3, 4, 12, tzinfo=UTC)
+    assert slot_time(datetime(2024, 3, 4, 5, 45, tzinfo=UTC), "1d") == datetime(2024, 3, 4, tzinfo=UTC)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        slot_time(datetime(2024, 3, 4, 12, 55), "1h")
+
+
+def test_forecasts_scores_and_performance_end_to_end(engine: Engine, inference: InferenceProcess) -> None:
+    frames = load_market(engine, ["BTCUSDT", "ETHUSDT", "EURUSD"], START, 120)
+    settings = job_settings(inference.url)  # pred_len 4, context 64, 16 samples
+    slot = datetime(2024, 3, 4, 10, tzinfo=UTC)  # a Monday: FX is open
+
+    first = run_batch(settings, engine, "1h", "baseline", as_of=slot + timedelta(minutes=20), progress=False)
+    second = run_batch(settings, engine, "1h", "baseline", as_of=slot + H, progress=False)
+    assert first.ok == second.ok == ("BTCUSDT", "ETHUSDT", "EURUSD") and first.status == "ok"
+    assert first.as_of == slot and first.exit_code == 0
+
+    btc = latest_prediction(engine, "BTCUSDT", "baseline", "1h", with_samples=True, as_of=slot)
+    assert btc is not None and btc.as_of == slot
+    closes = frames["BTCUSDT"].set_index("ts")["close"]
+    assert btc.last_close == closes[slot - H]  # the newest candle closed by 10:00 opened at 09:00
+    assert btc.target_ts == [slot + h * H for h in range(4)]
+    assert btc.samples is not None and btc.samples.shape == (16, 4)
+    assert btc.event_context["events"] is False and btc.event_context["context_candles"] == 64
+
+    # as of 12:00 the 10:00 and 11:00 candles have closed: steps 1-2 of the first slot, step 1 of the second
+    assert run_scoring(settings, engine, "1h", as_of=slot + 2 * H).steps_scored == 3 * 3
+    assert run_scoring(settings, engine, "1h", as_of=slot + 6 * H).steps_scored == 3 * 5
+    scored = evaluations_frame(engine)
+    assert len(scored) == 3 * 8
+
+    for symbol in ("BTCUSDT", "ETHUSDT", "EURUSD"):
+        closes = frames[symbol].set_index("ts")["close"]
+        expected = []
+        for as_of in (slot, slot + H):
+            p = latest_prediction(engine, symbol, "baseline", "1h", with_samples=True, as_of=as_of)
+            assert p is not None and p.samples is not None
+            for h, target in enumerate(p.target_ts):
+                y, c0 = float(closes[pd.Timestamp(target)]), p.last_close
+                x = p.samples[:, h].astype(float).tolist()
+                # CRPS by its definition, E|X - y| - 1/2 E|X - X'|, with plain loops
+                crps = sum(abs(a - y) for a in x) / len(x) - sum(abs(a - b) for a in x for b in x) / (2 * len(x) ** 2)
+                up = np.sign(p.p50[h] - c0)
+                expected.append({
+                    "prediction_id": p.id, "step": h + 1, "direction_hit": up == np.sign(y - c0),
+                    "in_band": p.p10[h] <= y <= p.p90[h], "crps": crps,
+                    "pinball_50": 0.5 * abs(y - p.p50[h]), "strategy_return": up * (y / c0 - 1),
+                })  # fmt: skip
+        got = scored[scored.symbol == symbol].to_dict("records")
+        assert len(got) == len(expected) == 8
+        for g, e in zip(got, expected, strict=True):
+            assert (g["prediction_id"], g["step"], g["direction_hit"], g["in_band"]) == (
+                e["prediction_id"], e["step"], e["direction_hit"], e["in_band"],
+            )  # fmt: skip
+            assert g["crps"] == pytest.approx(e["crps"], rel=1e-6)
+            assert g["pinball_50"] == pytest.approx(e["pinball_50"])
+            assert g["strategy_return"] == pytest.approx(e["strategy_return"])
+
+        (row,) = performance(engine, symbol=symbol, model_name="baseline", timeframe="1h", window="all")
+        assert (row.n_predictions, row.n_steps) == (2, 8)
+        assert row.hit_rate == pytest.approx(np.mean([e["direction_hit"] for e in expected]))
+        assert row.coverage == pytest.approx(np.mean([e["in_band"] for e in expected]))
+        assert row.mean_crps == pytest.approx(np.mean([e["crps"] for e in expected]), rel=1e-6)
+        step1 = np.array([e["strategy_return"] for e in expected if e["step"] == 1])
+        if step1.std() > 0:
+            assert row.sharpe == pytest.approx(step1.mean() / step1.std(ddof=1) * np.sqrt(8760), rel=1e-6)
+
+    runs = recent_job_runs(engine)
+    assert [r.job_name for r in runs[:2]] == ["score-signals-1h"] * 2
+    batch_run = runs[-1]
+    assert batch_run.job_name == "batch-baseline-1h" and batch_run.status == "ok"
+    assert batch_run.counts["ok"] == 3 and batch_run.counts["failed"] == 0 and batch_run.as_of == slot
+
+
+def test_in_process_forecasts_equal_the_service_forecasts(engine: Engine, inference: InferenceProcess) -> None:
+    load_market(engine, ["BTCUSDT", "ETHUSDT", "SOLUSDT"], START, 120)
+    as_of = datetime(2024, 3, 4, 10, tzinfo=UTC)
+    run_batch(job_settings(inference.url), engine, "1h", "baseline", as_of=as_of, progress=False)
+    remote = latest_prediction(engine, "SOLUSDT", "baseline", "1h", with_samples=True)
+    run_batch(job_settings(), engine, "1h", "baseline", as_of=as_of, local=True, progress=False)
+    local = latest_prediction(engine, "SOLUSDT", "baseline", "1h", with_samples=True)
+    assert remote is not None and local is not None and remote.id == local.id  # the same slot, replaced
+    np.testing.assert_allclose(local.p50, remote.p50)
+    np.testing.assert_allclose(local.samples, remote.samples)
+    assert len(slot_rows(engine)) == 3
+
+
+def test_killed_service_mid_batch_keeps_what_was_written_and_a_rerun_fills_the_rest(engine: Engine) -> None:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "EURUSD"]
+    load_market(engine, symbols, START, 120)
+    earlier, slot = datetime(2024, 3, 4, 9, tzinfo=UTC), datetime(2024, 3, 4, 10, tzinfo=UTC)
+    # one series per request, one request at a time, so the kill lands between symbols
+    service = InferenceProcess()
+    settings = job_settings(service.url, request_series_per_call=1, concurrency=1)
+    try:
+        assert run_batch(settings, engine, "1h", "baseline", as_of=earlier, progress=False).status == "ok"
+        written: list[str] = []
+
+        def kill_after_two(symbol: str, error: str | None) -> None:
+            if error is None:
+                written.append(symbol)
+                if len(written) == 2:
+                    service.kill()
+
+        broken = run_batch(settings, engine, "1h", "baseline", as_of=slot, progress=False, on_symbol=kill_after_two)
+    finally:
+        service.kill()
+
+    assert broken.status == "partial" and broken.exit_code == 0
+    assert 2 <= len(broken.ok) < len(symbols) and set(broken.ok) | set(broken.failed) == set(symbols)
+    assert all("unreachable" in message for message in broken.failed.values())
+    run = recent_job_runs(engine, "batch-baseline-1h")[0]
+    assert run.status == "partial" and run.counts["failed"] == len(broken.failed)
+    assert set(run.errors) == set(broken.failed)
+    kept = {s: latest_prediction(engine, s, "baseline", "1h", with_samples=True, as_of=slot) for s in broken.ok}
+    # the earlier slot of every symbol is untouched; the new slot exists only for the symbols written
+    assert {(s, t) for s, t in slot_rows(engine) if t == earlier} == {(s, earlier) for s in symbols}
+    assert {s for s, t in slot_rows(engine) if t == slot} == set(broken.ok)
+
+    # with the service down from the start nothing succeeds, the exit status says so, nothing is deleted
+    down = run_batch(settings, engine, "1h", "baseline", as_of=slot, progress=False)
+    assert down.status == "failed" and down.exit_code == 1 and not down.ok
+    assert len(slot_rows(engine)) == len(symbols) + len(broken.ok)
+
+    restarted = InferenceProcess()
+    try:
+        settings = job_settings(restarted.url, request_series_per_call=1, concurrency=1)
+        rerun = run_batch(settings, engine, "1h", "baseline", as_of=slot, progress=False)
+    finally:
+        restarted.kill()
+    assert rerun.status == "ok" and set(rerun.ok) == set(symbols)
+    assert len(slot_rows(engine)) == 2 * len(symbols)  # one row per slot: nothing duplicated
+    for symbol, before in kept.items():  # rewritten with the same seed: the same forecast, the same row
+        after = latest_prediction(engine, symbol, "baseline", "1h", with_samples=True, as_of=slot)
+        assert after is not None and before is not None and after.id == before.id
+        np.testing.assert_array_equal(after.samples, before.samples)
+
+
+def test_symbols_without_enough_fresh_candles_are_skipped_not_failed(engine: Engine) -> None:
+    load_market(engine, ["BTCUSDT"], START, 120)
+    load_market(engine, ["ETHUSDT"], START + 100 * H, 10)  # only 10 candles
+    settings = job_settings()
+    result = run_batch(settings, engine, "1h", "baseline", as_of=START + 115 * H, local=True, progress=False)
+    assert result.ok == ("BTCUSDT",) and set(result.skipped) == {"ETHUSDT"} and result.status == "ok"
+    assert "need 16" in result.skipped["ETHUSDT"]
+    # long after the data stopped, nothing is fresh enough: nothing succeeds, the run failed
+    late = run_batch(settings, engine, "1h", "baseline", as_of=START + 30 * 24 * H, local=True, progress=False)
+    assert late.status == "failed" and late.exit_code == 1 and "older than" in late.skipped["BTCUSDT"]
+    # an hour with no new candle since the previous slot (a closed market) keeps the previous forecast
+    end = START + 120 * H
+    run_batch(settings, engine, "1h", "baseline", as_of=end, symbols=["BTCUSDT"], local=True, progress=False)
+    quiet = run_batch(
+        settings, engine, "1h", "baseline", as_of=end + H, symbols=["BTCUSDT"], local=True, progress=False
+    )
+    assert not quiet.ok and "no new candle" in quiet.skipped["BTCUSDT"]
+    with pytest.raises(ValueError, match="unknown instrument"):
+        run_batch(settings, engine, "1h", "baseline", as_of=end, symbols=["NOPE"], local=True, progress=False)
