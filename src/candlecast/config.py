@@ -125,6 +125,7 @@ class InferenceSettings(BaseModel):
     default_quantile_levels: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
     max_quantile_levels: int = 99
     workers_per_model: int = 1  # model calls in flight at once per model (1 suits a CPU or one GPU)
+    max_queued_series: int = 4096  # series waiting for a model beyond this get 503 (overloaded)
     adapters_dir: Path = Path("var/adapters")
 
 

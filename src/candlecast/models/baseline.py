@@ -10,7 +10,11 @@ against. Three ways to size the random walk's steps (``BaselineConfig.method``):
   they happened give standardised shocks; paths resample those shocks (centred) and scale them by today's
   volatility, keeping the fat tails of the instrument's own history.
 
-The default was chosen by walk-forward calibration on the sample data (``bench/baseline_calibration.py``).
+The default (bootstrap, half-life 30 candles) was chosen by walk-forward calibration on the 19 sample series
+(``bench/baseline_calibration.py``, 300 origins each, h = 24 for 1h and 10 for 1d): CRPS 0.989 of the plain
+Gaussian random walk's (geometric mean over series; gaussian-ewma with half-life 30 ties at 0.989), with the
+best calibration: p10-p90 coverage 0.798 (nominal 0.80; plain Gaussian 0.820), p05-p95 0.892 (0.90), mean
+per-series coverage error 0.017 (Gaussian 0.036).
 Quantiles come from ``n_sim`` simulated paths (or the exact Gaussian formula), not from the few returned
 samples, so they are not noisy when ``sample_count`` is small.
 """

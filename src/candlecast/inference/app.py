@@ -1,0 +1,452 @@
+"""The inference HTTP service: FastAPI app factory and ``serve``.
+
+Routes: ``POST /predict`` (one series, the original shape), ``POST /v1/forecast`` (many series),
+``GET /health``, ``GET /models`` and ``GET /metrics`` (Prometheus). Models are loaded once at start-up by the
+registry; requests go through each model's micro-batching queue (``batching.py``).
+
+Errors are JSON ``{"error": code, "detail": message, "errors": [{"field", "message"}]}``:
+401/403 for a missing/wrong bearer token (when ``settings.inference.token`` is set; ``/health`` stays open),
+413 for a body over ``max_body_bytes``, 422 for bad input (each error names its field), 503 for an
+unavailable model or a full queue, 504 when a request exceeds ``request_timeout_s``. A client that
+disconnects has its queued work dropped. Each request is logged as one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from candlecast.config import Settings, get_settings
+from candlecast.inference.batching import ModelBatcher, Overloaded
+from candlecast.inference.metrics import ServiceMetrics
+from candlecast.inference.schemas import (
+    ErrorBody,
+    ForecastRequest,
+    ForecastResponse,
+    HealthResponse,
+    ModelDescription,
+    ModelsResponse,
+    ModelStatus,
+    PredictRequest,
+    PredictResponse,
+    RequestInvalid,
+    SeriesPayload,
+    check_request,
+    series_forecast,
+    to_series_inputs,
+)
+from candlecast.models import calendars
+from candlecast.models.base import Forecast, InputError, series_seeds
+from candlecast.models.registry import ModelUnavailableError, Registry, UnknownModelError
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger("candlecast.inference")
+
+_ROUTES = ("/predict", "/v1/forecast", "/health", "/models", "/metrics")
+_OPEN_PATHS = frozenset({"/health"})
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _Timeout(Exception):
+    pass
+
+
+@dataclass
+class _Service:
+    settings: Settings
+    metrics: ServiceMetrics
+    registry: Registry | None = None
+    batchers: dict[str, ModelBatcher] = field(default_factory=dict)
+
+
+def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
+    """The inference app. Models are loaded at start-up from ``settings`` unless a loaded ``registry`` is given."""
+    service = _Service(settings=settings, metrics=ServiceMetrics(), registry=registry)
+    cfg = settings.inference
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service.registry is None:
+            service.registry = await asyncio.to_thread(Registry.from_settings, settings)
+        await asyncio.to_thread(calendars.warm_up)
+        for entry in service.registry.entries():
+            if entry.forecaster is not None:
+                batcher = ModelBatcher(
+                    entry.forecaster,
+                    window_s=cfg.batch_window_ms / 1000.0,
+                    max_batch_series=cfg.max_batch_series,
+                    max_queued_series=cfg.max_queued_series,
+                    workers=cfg.workers_per_model,
+                    metrics=service.metrics,
+                )
+                batcher.start()
+                service.batchers[entry.name] = batcher
+        try:
+            yield
+        finally:
+            for batcher in service.batchers.values():
+                await batcher.stop()
+            service.batchers.clear()
+
+    app = FastAPI(
+        title="candlecast inference",
+        summary="Probabilistic forecasts of market candles: quantiles and sample paths.",
+        lifespan=lifespan,
+        max_body_size=cfg.max_body_bytes,
+    )
+    app.state.service = service
+    app.add_middleware(_Guard, token=cfg.token, metrics=service.metrics)
+    _add_error_handlers(app)
+
+    @app.post("/predict", response_model=PredictResponse, responses=_ERROR_RESPONSES)
+    async def predict(body: PredictRequest, request: Request) -> PredictResponse:
+        """Forecast one series (the original request shape); p10/p50/p90 and sampled closes."""
+        name, forecasts = await _forecast(
+            request,
+            service,
+            body.model,
+            [body.series_payload()],
+            "",
+            body.pred_len,
+            body.sample_count,
+            None,
+            body.seed,
+        )
+        f = forecasts[0]
+        return PredictResponse(
+            p10=f.p10.tolist(),
+            p50=f.p50.tolist(),
+            p90=f.p90.tolist(),
+            samples=f.samples.tolist(),
+            target_timestamps=list(f.target_timestamps.to_pydatetime()),
+            model_name=f.model_name,
+            model_version=f.model_version,
+            last_close=f.last_close,
+        )
+
+    @app.post("/v1/forecast", response_model=ForecastResponse, responses=_ERROR_RESPONSES)
+    async def forecast(body: ForecastRequest, request: Request) -> ForecastResponse:
+        """Forecast many series with one model: quantiles at the requested levels and sample paths."""
+        name, forecasts = await _forecast(
+            request,
+            service,
+            body.model,
+            body.series,
+            "series",
+            body.pred_len,
+            body.sample_count,
+            body.quantile_levels,
+            body.seed,
+        )
+        levels = body.quantile_levels or settings.inference.default_quantile_levels
+        return ForecastResponse(
+            model_name=name,
+            model_version=forecasts[0].model_version,
+            forecasts=[series_forecast(f, levels, body.include_samples, body.include_ohlc) for f in forecasts],
+        )
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health() -> JSONResponse:
+        """Per model: loaded or unavailable (with the reason) and device."""
+        registry = _registry(service)
+        models = {
+            e.name: ModelStatus(
+                status="loaded" if e.available else "unavailable",
+                kind=e.kind,
+                device=e.forecaster.device if e.forecaster is not None else None,
+                reason=e.reason,
+            )
+            for e in registry.entries()
+        }
+        loaded = sum(m.status == "loaded" for m in models.values())
+        status = "ok" if loaded == len(models) and loaded else ("degraded" if loaded else "down")
+        body = HealthResponse(status=status, models=models)
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if loaded else 503)
+
+    @app.get("/models", response_model=ModelsResponse)
+    async def models() -> ModelsResponse:
+        """Name, version, context length and parameter count of each configured model."""
+        registry = _registry(service)
+        out = []
+        for e in registry.entries():
+            info = e.info()
+            out.append(
+                ModelDescription(name=e.name, kind=e.kind, available=False, reason=e.reason)
+                if info is None
+                else ModelDescription(
+                    name=e.name,
+                    kind=info.kind,
+                    available=True,
+                    version=info.version,
+                    context_length=info.context_length,
+                    parameters=info.parameters,
+                    device=info.device,
+                    gives_ohlc=info.gives_ohlc,
+                )
+            )
+        return ModelsResponse(default=registry.default_name(), models=out)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics: requests, latency, batch sizes, queue depth."""
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Run the service with uvicorn on ``settings.inference.host:port`` (blocks until stopped)."""
+    import uvicorn
+
+    settings = settings or get_settings()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.inference.host,
+        port=settings.inference.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # the app logs one structured line per request
+    )
+
+
+def _registry(service: _Service) -> Registry:
+    assert service.registry is not None, "the app is used outside its lifespan"
+    return service.registry
+
+
+async def _forecast(
+    request: Request,
+    service: _Service,
+    model: str | None,
+    payloads: Sequence[SeriesPayload],
+    prefix: str,
+    pred_len: int,
+    sample_count: int | None,
+    quantile_levels: Sequence[float] | None,
+    seed: int | None,
+) -> tuple[str, list[Forecast]]:
+    """Validate, queue and await one request; returns the model name and one forecast per series."""
+    registry = _registry(service)
+    settings = service.settings
+    name = model or registry.default_name()
+    request.state.log = {"model": name, "series": len(payloads), "pred_len": pred_len}
+    errors: list[tuple[str, str]] = []
+    if name is None:
+        raise ModelUnavailableError("(default)", "no model is loaded")
+    try:
+        registry.entry(name)
+    except UnknownModelError as exc:
+        errors.append(("model", exc.message))
+    try:
+        count, levels = check_request(
+            settings,
+            pred_len=pred_len,
+            sample_count=sample_count,
+            quantile_levels=quantile_levels,
+            seed=seed,
+            n_series=len(payloads),
+        )
+    except RequestInvalid as exc:
+        errors.extend(exc.errors)
+    try:
+        series = to_series_inputs(payloads, settings, prefix)
+    except RequestInvalid as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise RequestInvalid(errors)
+    registry.get(name)  # ModelUnavailableError -> 503
+    future = service.batchers[name].submit(
+        series, pred_len=pred_len, sample_count=count, levels=levels, seeds=series_seeds(seed, len(series))
+    )
+    forecasts = await _await_job(request, future, settings.inference.request_timeout_s)
+    for i, f in enumerate(forecasts):
+        if not (np.isfinite(f.samples).all() and np.isfinite(f.quantiles).all()):
+            raise InputError(f"{prefix}[{i}]" if prefix else "ohlcv", "the model produced non-finite values")
+    return name, forecasts
+
+
+async def _await_job(request: Request, future: asyncio.Future[list[Forecast]], timeout: float) -> list[Forecast]:
+    """Wait for the job, the client's disconnect or the timeout, whichever comes first."""
+    gone = asyncio.create_task(_client_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({future, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not future.done():
+            future.cancel()  # the batcher skips cancelled jobs
+    if future in done:
+        return future.result()
+    if gone in done:
+        raise _ClientGone
+    raise _Timeout
+
+
+async def _client_disconnect(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read, so the next message is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (401, "missing bearer token"),
+        (403, "wrong bearer token"),
+        (413, "body too large"),
+        (422, "invalid input; each error names its field"),
+        (503, "model unavailable or queue full"),
+        (504, "request timed out"),
+    )
+}
+
+
+def _error(
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[tuple[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": code, "detail": detail, "errors": [{"field": f, "message": m} for f, m in errors or []]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    """("body", "series", 0, "ohlcv", 3) -> "series[0].ohlcv[3]"."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in exc.errors():
+            if e.get("type") == "json_invalid":
+                errors.append(("body", f"invalid JSON: {e.get('ctx', {}).get('error', 'decode error')}"))
+            else:
+                errors.append((_field_name(e.get("loc", ())), str(e.get("msg", "invalid"))))
+        return _error(422, "invalid_request", "; ".join(f"{f}: {m}" for f, m in errors), errors)
+
+    @app.exception_handler(RequestInvalid)
+    async def invalid_request(request: Request, exc: RequestInvalid) -> JSONResponse:
+        return _error(422, "invalid_request", str(exc), exc.errors)
+
+    @app.exception_handler(InputError)
+    async def invalid_input(request: Request, exc: InputError) -> JSONResponse:
+        return _error(422, "invalid_request", str(exc), [(exc.field, exc.message)])
+
+    @app.exception_handler(ModelUnavailableError)
+    async def unavailable(request: Request, exc: ModelUnavailableError) -> JSONResponse:
+        return _error(503, "model_unavailable", str(exc))
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        return _error(503, "overloaded", str(exc), headers={"Retry-After": "1"})
+
+    @app.exception_handler(_Timeout)
+    async def timed_out(request: Request, exc: _Timeout) -> JSONResponse:
+        return _error(504, "timeout", "the forecast did not finish within the request timeout")
+
+    @app.exception_handler(_ClientGone)
+    async def client_gone(request: Request, exc: _ClientGone) -> JSONResponse:
+        return _error(499, "client_closed_request", "the client disconnected")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s", request.url.path, exc_info=exc)
+        return _error(500, "internal_error", "internal error (logged by the service)")
+
+
+class _Guard:
+    """Pure ASGI middleware: bearer-token check before the body is read, metrics, one log line per request."""
+
+    def __init__(self, app: ASGIApp, token: str | None, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        path = scope.get("path", "")
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            denied = self._deny(scope) if self.token and path not in _OPEN_PATHS else None
+            if denied is not None:
+                await denied(scope, receive, send_and_record)
+            else:
+                await self.app(scope, receive, send_and_record)
+        except StarletteHTTPException as exc:  # e.g. the body limit, answered by an outer middleware
+            status = exc.status_code
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            route = path if path in _ROUTES else "other"
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(seconds)
+            extra = scope.get("state", {}).get("log", {})
+            log.info(
+                json.dumps(
+                    {
+                        "event": "request",
+                        "method": scope.get("method"),
+                        "path": path,
+                        "status": status,
+                        **extra,
+                        "ms": round(seconds * 1000, 1),
+                    }
+                )
+            )
+
+    def _deny(self, scope: Scope) -> JSONResponse | None:
+        assert self.token is not None
+        header = Headers(scope=scope).get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return _error(
+                401,
+                "unauthorized",
+                "a bearer token is required (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self.token):
+            return _error(403, "forbidden", "the bearer token is not valid")
+        return None
