@@ -1,0 +1,203 @@
+"""Command-line entry points of the jobs: ``batch``, ``score``, ``replay``, ``scheduler``, ``jobs list``,
+``jobs run``.
+
+Mounted on the main ``candlecast`` app with ``register(app)``. Each command is also safe to call from an
+external cron (Kubernetes CronJob, Railway cron, a systemd timer) instead of ``candlecast scheduler``:
+``candlecast jobs run score-signals-1h`` takes the same advisory lock as the scheduler, so overlapping
+invocations never run the job twice at once. Exit status: 0 when something succeeded (or there was nothing
+to do), 1 when a batch wrote nothing or a job failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from candlecast.config import Settings, get_settings
+from candlecast.jobs.batch import BatchResult, run_batch
+from candlecast.jobs.replay import run_replay
+from candlecast.jobs.scheduler import list_jobs, run_job, run_scheduler
+from candlecast.jobs.scoring import run_scoring
+from candlecast.store import connect, upgrade
+
+__all__ = ["jobs_app", "register"]
+
+console = Console()
+jobs_app = typer.Typer(help="The cron table: list jobs, run one now.", no_args_is_help=True)
+
+
+class Timeframe(str, Enum):
+    h1 = "1h"
+    d1 = "1d"
+
+
+TimeframeOption = Annotated[Timeframe, typer.Option("--timeframe", "-t", help="Candle timeframe.")]
+AsOfOption = Annotated[
+    str | None, typer.Option("--as-of", help="ISO time (naive = UTC) to act as of; default now.", show_default=False)
+]
+
+
+@contextlib.contextmanager
+def _store(settings: Settings) -> Iterator[Engine]:
+    with connect(settings) as engine:
+        upgrade(engine)
+        yield engine
+
+
+def _time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO date/time: {value!r}", param_hint=option) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _symbols(value: str | None) -> list[str] | None:
+    return None if not value else [s.strip().upper() for s in value.split(",") if s.strip()]
+
+
+def _print_batch(result: BatchResult) -> None:
+    console.print(
+        f"[bold]{result.job_name}[/] slot {result.as_of:%Y-%m-%d %H:%M} UTC: {len(result.ok)} written, "
+        f"{len(result.failed)} failed, {len(result.skipped)} skipped in {result.duration_s:.1f} s ({result.status})"
+    )
+    for symbol, error in sorted(result.failed.items()):
+        console.print(f"  [red]failed[/] {symbol}: {error}")
+    for symbol, why in sorted(result.skipped.items()):
+        console.print(f"  [yellow]skipped[/] {symbol}: {why}")
+
+
+def batch_cmd(
+    timeframe: TimeframeOption,
+    model: Annotated[str, typer.Option("--model", "-m", help="A configured model (CANDLECAST_MODELS).")],
+    as_of: AsOfOption = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols; default all active.")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run the model in-process instead of over HTTP.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Forecast every active instrument for one slot and store the forecasts."""
+    settings = get_settings()
+    with _store(settings) as engine:
+        result = run_batch(
+            settings, engine, timeframe.value, model, as_of=_time(as_of, "--as-of"), symbols=_symbols(symbols),
+            local=local, progress=progress,
+        )  # fmt: skip
+    _print_batch(result)
+    raise typer.Exit(result.exit_code)
+
+
+def score_cmd(
+    timeframe: TimeframeOption,
+    as_of: AsOfOption = None,
+    since: Annotated[
+        str | None, typer.Option(help="Consider forecasts made since this time (default: the lookback setting).")
+    ] = None,
+    refresh: Annotated[bool, typer.Option(help="Refresh the performance view afterwards.")] = True,
+) -> None:
+    """Score forecast steps whose candles have closed, then refresh signal_performance."""
+    settings = get_settings()
+    with _store(settings) as engine:
+        result = run_scoring(
+            settings, engine, timeframe.value, as_of=_time(as_of, "--as-of"), since=_time(since, "--since"),
+            refresh=refresh,
+        )  # fmt: skip
+    console.print(
+        f"[bold]{result.job_name}[/]: {result.steps_scored} steps of {result.predictions_scored} forecasts scored "
+        f"in {result.duration_s:.1f} s"
+    )
+
+
+def replay_cmd(
+    timeframe: TimeframeOption,
+    model: Annotated[str, typer.Option("--model", "-m", help="A configured model.")],
+    start: Annotated[str, typer.Option("--from", help="First slot (ISO time; naive = UTC).")],
+    end: Annotated[str, typer.Option("--to", help="Last slot (ISO time; naive = UTC).")],
+    every: Annotated[int, typer.Option(min=1, help="Forecast every N candles.")] = 1,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols; default all active.")] = None,
+    service: Annotated[
+        bool, typer.Option("--service", help="Call the inference service instead of in-process.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Walk-forward backtest: batch then score at every slot from --from to --to, as of that slot."""
+    settings = get_settings()
+    first, last = _time(start, "--from"), _time(end, "--to")
+    assert first is not None and last is not None
+    with _store(settings) as engine:
+        result = run_replay(
+            settings, engine, timeframe.value, model, first, last, every=every, local=not service,
+            symbols=_symbols(symbols), progress=progress,
+        )  # fmt: skip
+    console.print(
+        f"[bold]replay {model} {timeframe.value}[/]: {result.slots} slots, {result.predictions_written} forecasts, "
+        f"{result.symbols_failed} failures, {result.steps_scored} steps scored in {result.duration_s:.1f} s"
+    )
+    raise typer.Exit(0 if result.predictions_written else 1)
+
+
+def scheduler_cmd() -> None:
+    """Run the cron table until SIGTERM/SIGINT (running jobs finish first)."""
+    settings = get_settings()
+    with _store(settings) as engine:
+        run_scheduler(settings, engine)
+
+
+@jobs_app.command("list")
+def jobs_list_cmd() -> None:
+    """Each job of the cron table: schedule, next run, and its last run."""
+    settings = get_settings()
+    with _store(settings) as engine:
+        rows = list_jobs(settings, engine)
+    table = Table("job", "schedule (UTC)", "does", "next run", "last run", "status", "took", "result")
+    for row in rows:
+        spec, last = row.spec, row.last_run
+        does = f"{spec.kind} {spec.timeframe or ''} {spec.model or ''}".strip()
+        next_run = f"{row.next_run:%Y-%m-%d %H:%M}" if row.next_run else f"[yellow]skipped[/]: {spec.skip_reason}"
+        if last is None:
+            table.add_row(spec.name, spec.cron, does, next_run, "never", "", "", "")
+            continue
+        took = f"{last.duration_s:.1f} s" if last.duration_s is not None else "running"
+        counts = {k: v for k, v in last.counts.items() if isinstance(v, int | float) and k != "duration_s"}
+        summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or (last.error or "")
+        table.add_row(
+            spec.name, spec.cron, does, next_run, f"{last.started_at:%Y-%m-%d %H:%M}", last.status, took, summary
+        )
+    console.print(table)
+
+
+@jobs_app.command("run")
+def jobs_run_cmd(
+    name: Annotated[str, typer.Argument(help="A job of the cron table (see `candlecast jobs list`).")],
+    as_of: AsOfOption = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (batch jobs).")] = True,
+) -> None:
+    """Run one job now, under its advisory lock (for external cron)."""
+    settings = get_settings()
+    with _store(settings) as engine:
+        try:
+            outcome = run_job(settings, engine, name, as_of=_time(as_of, "--as-of"), progress=progress)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="NAME") from None
+    if isinstance(outcome.result, BatchResult):
+        _print_batch(outcome.result)
+    console.print(f"{name}: {outcome.action} {outcome.status or ''} {outcome.detail}".rstrip())
+    raise typer.Exit(1 if outcome.status in ("failed",) else 0)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount the job commands on the main app: batch, score, replay, scheduler, and the ``jobs`` group."""
+    app.command("batch")(batch_cmd)
+    app.command("score")(score_cmd)
+    app.command("replay")(replay_cmd)
+    app.command("scheduler")(scheduler_cmd)
+    app.add_typer(jobs_app, name="jobs")

@@ -1,0 +1,55 @@
+"""The job commands as a user runs them (Typer's runner, a real database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import typer
+from sqlalchemy.engine import Engine
+from typer.testing import CliRunner
+
+from candlecast.config import get_settings
+from candlecast.jobs.cli import register
+from candlecast.store.jobs import recent_job_runs
+
+from .conftest import load_market
+
+START = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[typer.Typer, CliRunner]]:
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("CANDLECAST_MODELS", "baseline")
+    monkeypatch.setenv("CANDLECAST_JOBS__CONTEXT_1H", "64")
+    get_settings.cache_clear()
+    yield app, CliRunner()
+    get_settings.cache_clear()
+
+
+def test_batch_exit_status_is_nonzero_only_when_nothing_was_written(cli, engine: Engine) -> None:
+    app, runner = cli
+    load_market(engine, ["BTCUSDT"], START, 120)
+    ok = runner.invoke(app, ["batch", "-t", "1h", "-m", "baseline", "--as-of", "2024-03-04T10:00", "--local",
+                             "--no-progress"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "1 written, 0 failed" in ok.output
+    stale = runner.invoke(app, ["batch", "-t", "1h", "-m", "baseline", "--as-of", "2025-01-01", "--local",
+                                "--no-progress"])  # fmt: skip
+    assert stale.exit_code == 1 and "skipped BTCUSDT" in stale.output
+
+
+def test_jobs_run_and_list(cli, engine: Engine) -> None:
+    app, runner = cli
+    done = runner.invoke(app, ["jobs", "run", "score-signals-1h"])
+    assert done.exit_code == 0, done.output
+    assert recent_job_runs(engine, "score-signals-1h")[0].status == "ok"
+    listed = runner.invoke(app, ["jobs", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "score-signals-1h" in listed.output and "kronos-batch-1h" in listed.output
+    bad = runner.invoke(app, ["jobs", "run", "no-such-job"])
+    assert bad.exit_code == 2 and "unknown job" in bad.output
