@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -258,3 +259,22 @@ def test_metrics_count_requests_latency_and_queue_depth(
     assert metric(text, "candlecast_inference_request_seconds_count", route="/predict") >= 1
     assert metric(text, "candlecast_inference_batch_series_count", model="baseline") >= 1
     assert "candlecast_inference_queue_depth" in text
+
+
+def test_each_request_is_logged_as_one_json_line(
+    http: httpx.Client, make_payload: Payload, caplog: pytest.LogCaptureFixture
+) -> None:
+    def logged() -> list[dict[str, Any]]:
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "candlecast.inference"]
+        return [line for line in lines if line["path"] == "/predict"]
+
+    with caplog.at_level("INFO", logger="candlecast.inference"):
+        http.post("/predict", json=predict_body(make_payload, n=30, pred_len=4))
+        http.post("/predict", json=predict_body(make_payload, pred_len=0))
+        deadline = time.monotonic() + 10  # the line is written once the response has gone out
+        while len(logged()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    ok, bad = logged()[-2:]
+    assert ok["status"] == 200 and ok["model"] == "baseline" and ok["series"] == 1 and ok["pred_len"] == 4
+    assert ok["ms"] > 0
+    assert bad["status"] == 422
