@@ -114,3 +114,39 @@ def test_requests_past_the_timeout_get_504_and_their_queued_work_is_dropped(
     assert model.calls == 1
     # The service still answers afterwards.
     assert httpx.post(f"{url}/predict", json=body).status_code == 200
+
+
+@pytest.mark.parametrize("gated_server", [60.0], indirect=True)
+def test_a_bad_request_merged_with_good_ones_fails_alone(
+    gated_server: tuple[str, GatedBaseline], make_payload: Callable[..., dict[str, Any]], metric: Callable[..., float]
+) -> None:
+    url, model = gated_server
+    good = {**make_payload(30), "pred_len": 3, "seed": 1}
+    negative = make_payload(30, seed=2)
+    negative["ohlcv"] = [[-abs(x) if x is not None else None for x in row[:4]] for row in negative["ohlcv"]]
+    negative["ohlcv"] = [[r[0], max(r[:4]), min(r[:4]), r[3]] for r in negative["ohlcv"]]  # consistent, negative
+    bad = {**negative, "pred_len": 3, "seed": 1}
+    answers: dict[str, httpx.Response] = {}
+
+    def post(name: str, body: dict[str, Any]) -> None:
+        answers[name] = httpx.post(f"{url}/predict", json=body, timeout=60)
+
+    threads = [threading.Thread(target=post, args=("holder", good))]
+    threads[0].start()
+    assert model.started.wait(30)  # the model is busy: the next two requests queue up together
+    threads += [threading.Thread(target=post, args=(n, b)) for n, b in (("good", good), ("bad", bad))]
+    for t in threads[1:]:
+        t.start()
+    gauge = lambda: metric(httpx.get(f"{url}/metrics").text, "candlecast_inference_queue_depth", model="gated")  # noqa: E731
+    assert wait_for(lambda: gauge() == 2)
+    model.gate.set()
+    for t in threads:
+        t.join(30)
+    assert answers["good"].status_code == 200
+    assert answers["bad"].status_code == 422
+    assert answers["bad"].json()["errors"] == [
+        {"field": "ohlcv", "message": "the baseline needs positive close prices"}
+    ]
+    assert answers["good"].json() == answers["holder"].json()
+    batches = metric(httpx.get(f"{url}/metrics").text, "candlecast_inference_batch_requests_sum", model="gated")
+    assert batches == 1 + 2 + 1 + 1  # the holder, the merged pair, then each of the pair alone

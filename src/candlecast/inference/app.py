@@ -60,6 +60,7 @@ log = logging.getLogger("candlecast.inference")
 
 _ROUTES = ("/predict", "/v1/forecast", "/health", "/models", "/metrics")
 _OPEN_PATHS = frozenset({"/health"})
+_P10_P50_P90 = (0.1, 0.5, 0.9)
 
 
 class _ClientGone(Exception):
@@ -123,13 +124,13 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         name, forecasts = await _forecast(
             request,
             service,
-            body.model,
             [body.series_payload()],
-            "",
-            body.pred_len,
-            body.sample_count,
-            None,
-            body.seed,
+            prefix="",
+            model=body.model,
+            pred_len=body.pred_len,
+            sample_count=body.sample_count,
+            quantile_levels=_P10_P50_P90,
+            seed=body.seed,
         )
         f = forecasts[0]
         return PredictResponse(
@@ -149,13 +150,13 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         name, forecasts = await _forecast(
             request,
             service,
-            body.model,
             body.series,
-            "series",
-            body.pred_len,
-            body.sample_count,
-            body.quantile_levels,
-            body.seed,
+            prefix="series",
+            model=body.model,
+            pred_len=body.pred_len,
+            sample_count=body.sample_count,
+            quantile_levels=body.quantile_levels,
+            seed=body.seed,
         )
         levels = body.quantile_levels or settings.inference.default_quantile_levels
         return ForecastResponse(
@@ -237,9 +238,10 @@ def _registry(service: _Service) -> Registry:
 async def _forecast(
     request: Request,
     service: _Service,
-    model: str | None,
     payloads: Sequence[SeriesPayload],
+    *,
     prefix: str,
+    model: str | None,
     pred_len: int,
     sample_count: int | None,
     quantile_levels: Sequence[float] | None,
@@ -278,7 +280,12 @@ async def _forecast(
     future = service.batchers[name].submit(
         series, pred_len=pred_len, sample_count=count, levels=levels, seeds=series_seeds(seed, len(series))
     )
-    forecasts = await _await_job(request, future, settings.inference.request_timeout_s)
+    try:
+        forecasts = await _await_job(request, future, settings.inference.request_timeout_s)
+    except InputError as exc:  # the model's own checks name fields "series[i]...."; /predict has no list
+        if not prefix and exc.field.startswith("series[0]"):
+            raise InputError(exc.field.removeprefix("series[0]").lstrip(".") or "ohlcv", exc.message) from None
+        raise
     for i, f in enumerate(forecasts):
         if not (np.isfinite(f.samples).all() and np.isfinite(f.quantiles).all()):
             raise InputError(f"{prefix}[{i}]" if prefix else "ohlcv", "the model produced non-finite values")

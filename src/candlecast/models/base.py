@@ -364,7 +364,12 @@ class Forecaster(ABC):
                 )
         if not contexts:
             return []
-        targets = [s.target_timestamps(pred_len) for s in contexts]
+        targets = []
+        for i, s in enumerate(contexts):
+            try:
+                targets.append(s.target_timestamps(pred_len))
+            except InputError as exc:
+                raise InputError(f"series[{i}].{exc.field}", exc.message) from None
         paths = self._sample(contexts, targets, sample_count, seeds, levels)
         forecasts = []
         for s, target, p, sd in zip(contexts, targets, paths, seeds, strict=True):
