@@ -736,10 +736,12 @@ def fomc_events(openbb: Archive, fedwatch: Archive) -> tuple[list[dict[str, obje
         if day in FOMC_OVERRIDES:
             at, note = FOMC_OVERRIDES[day]
             title = f"{FOMC_TITLE} ({note})"
-        events.append(_event("fomc", title, day, at, "", src, "confirmed", "high"))
+        # status 'unscheduled': the meeting happened but was not known in advance (no countdown to it)
+        status = "unscheduled" if "unscheduled" in title else "confirmed"
+        events.append(_event("fomc", title, day, at, "", src, status, "high"))
     for day, at, note in UNSCHEDULED_FOMC:
         events.append(
-            _event("fomc", f"{FOMC_TITLE} (unscheduled: {note})", day, at, "", "hand-added", "confirmed", "high")
+            _event("fomc", f"{FOMC_TITLE} (unscheduled: {note})", day, at, "", "hand-added", "unscheduled", "high")
         )
     stats = {
         "openbb_minutes_dates": len(raw_minutes),
@@ -1054,7 +1056,7 @@ def write_sources_md(built: list[BuiltFile], calendar: pd.DataFrame, fomc_stats:
         "scheduled_at (UTC, ISO 8601), period, actual, actual_vintage, forecast, previous, importance,",
         "source, status`. Rows: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".",
         "",
-        "**FOMC decisions (status `confirmed`)**, "
+        "**FOMC decisions (status `confirmed`; unscheduled moves `unscheduled`)**, "
         f"{fomc['scheduled_at'].min()[:10]} → {fomc['scheduled_at'].max()[:10]}:",
         "",
         f"- 1994 → 2024: the dates of `minutes` documents in "
@@ -1068,7 +1070,8 @@ def write_sources_md(built: list[BuiltFile], calendar: pd.DataFrame, fomc_stats:
         f"- {fomc_stats['hand_added']} unscheduled (intermeeting) decisions added by hand, source `hand-added`, dated "
         + ", ".join(d.isoformat() for d, _, _ in UNSCHEDULED_FOMC)
         + "; "
-        "their title says `unscheduled` and gives the move. Neither package lists them because they have no "
+        "their status is `unscheduled` (they happened but were not known in advance, so nothing counts "
+        "down to them) and their title gives the move. Neither package lists them because they have no "
         "minutes of their own. Times marked `approx.` are the part of the day that is well documented, not "
         "the exact minute. 2020-03-15 (a Sunday meeting) is in the openbb file; its time is set to 17:00 ET "
         "(approx.). 2007-08-17 (a discount-rate cut only) is not included.",

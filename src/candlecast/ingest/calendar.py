@@ -14,7 +14,7 @@ from candlecast.store.calendar import CALENDAR_COLUMNS, upsert_calendar
 __all__ = ["ingest_calendar", "read_calendar_file"]
 
 _NUMERIC = ("actual", "forecast", "previous")
-_STATUSES = {"confirmed", "estimated"}
+_STATUSES = {"confirmed", "estimated", "unscheduled", "cancelled", "postponed"}
 _VINTAGES = {"revised", "first_print"}
 
 
