@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings, get_settings
 from candlecast.ingest.calendar import ingest_calendar
+from candlecast.jobs.cli import register as register_job_commands
 from candlecast.ingest.candles import IngestError, ingest_candles, read_candle_file, resample_daily
 from candlecast.store import connect, current_revision, head_revision, upgrade
 from candlecast.store.candles import list_instruments
@@ -30,6 +31,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 ingest_app = typer.Typer(help="Load candles and calendar events from files.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
+register_job_commands(app)
 
 console = Console(width=max(Console().width, 120))
 err = Console(stderr=True)
@@ -211,6 +213,19 @@ def instruments_cmd() -> None:
     """Table of symbols with row counts, date ranges and sources."""
     with open_store(get_settings()) as engine:
         print_instruments(engine)
+
+
+@app.command("serve-inference")
+def serve_inference_cmd(
+    port: Annotated[int | None, typer.Option(help="Port (default from settings: 8200).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+) -> None:
+    """Run the inference service: loads the configured models once, answers POST /predict."""
+    from candlecast.inference.app import serve
+
+    settings = get_settings()
+    changes = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
+    serve(settings.model_copy(update={"inference": settings.inference.model_copy(update=changes)}))
 
 
 @app.command("demo")
