@@ -134,9 +134,24 @@ class GatewaySettings(BaseModel):
     port: int = 8000
     api_keys: list[str] = Field(default_factory=list)
     cache_ttl_s: float = 1800.0  # the original's 30-minute cache
-    rate_limit_per_minute: int = 600
+    cache_max_mb: int = 256  # past this the oldest cache entries are dropped
+    rate_limit_per_minute: int = 600  # /api/v1 and /mcp: per API key and per client address
+    public_rate_limit_per_minute: int = 0  # showcase routes and pages, per client address; 0 = unlimited
     default_model: str = "baseline"
     default_timeframe: str = "1h"
+    summary_cache_ttl_s: float = 60.0  # instruments, performance, job runs: no NOTIFY, so a shorter TTL
+    http_max_age_s: int = 5  # Cache-Control max-age sent to browsers and CDNs
+    http_stale_while_revalidate_s: int = 60
+    http_stale_if_error_s: int = 86400
+    history_candles: int = 120  # recent candles on the symbol page
+    card_candles: int = 48  # closes before the fan on each home-page card
+    replay_after_h: float = 96.0  # pages call a forecast a historical replay when its as_of is older than this
+    max_history_candles: int = 2000  # cap of ?history= on /api/v1/predictions
+    db_timeout_s: float = 3.0  # connect and statement timeout of the gateway's reads
+    db_retry_s: float = 1.0  # after a failed read, serve cached entries this long before trying the database
+    notify_backoff_max_s: float = 5.0  # LISTEN reconnect backoff cap
+    notify_ping_s: float = 5.0  # idle LISTEN connection is checked this often
+    mcp_requires_key: bool = False  # MCP tools read public data (like the showcase) unless set
 
 
 class JobSettings(BaseModel):

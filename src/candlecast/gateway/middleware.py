@@ -1,0 +1,112 @@
+"""Plain ASGI layers in front of the FastAPI app.
+
+``ShowcaseFastPath`` answers a showcase GET from a *fresh* cache entry without entering FastAPI at all:
+it builds the same cache key the route would, and sends the entry's pre-serialised body and headers (or
+304). Anything else (a miss, a stale entry, a malformed request) falls through to the FastAPI route,
+which is the one full implementation; the fast path only skips routing, dependency resolution and
+response objects for the common case.
+
+``PublicRateLimit`` limits showcase and page requests per client address when
+``gateway.public_rate_limit_per_minute`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from candlecast.gateway.cache import ResponseCache
+from candlecast.gateway.data import SYMBOL_PATTERN
+from candlecast.gateway.metrics import GatewayMetrics, route_family
+from candlecast.gateway.routes import SHOWCASE_PREFIX, etag_matches
+from candlecast.gateway.security import RateLimiter
+
+__all__ = ["PublicRateLimit", "ShowcaseFastPath"]
+
+ASGIApp = Any
+
+
+class ShowcaseFastPath:
+    def __init__(
+        self, app: ASGIApp, cache: ResponseCache, metrics: GatewayMetrics, default_model: str, default_timeframe: str
+    ) -> None:
+        self.app = app
+        self.cache = cache
+        self.metrics = metrics
+        self.default_model = default_model
+        self.default_timeframe = default_timeframe
+        self._prefix_len = len(SHOWCASE_PREFIX)
+
+    def _key(self, scope: dict[str, Any]) -> tuple[str, ...] | None:
+        symbol = scope["path"][self._prefix_len :].strip().upper()
+        if not SYMBOL_PATTERN.fullmatch(symbol):
+            return None
+        model, timeframe = self.default_model, self.default_timeframe
+        query = scope["query_string"]
+        if query:
+            # same parsing as Starlette's QueryParams: the last value wins, blank means default
+            for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                if name == "model_name":
+                    model = value or self.default_model
+                elif name == "timeframe":
+                    timeframe = value or self.default_timeframe
+        return ("showcase", symbol, model, timeframe)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(SHOWCASE_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        key = self._key(scope)
+        entry = self.cache.fresh(key) if key is not None else None
+        if entry is None:
+            await self.app(scope, receive, send)
+            return
+        self.metrics.cache_hit.inc()
+        if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                if_none_match = value
+                break
+        if if_none_match is not None and etag_matches(if_none_match, entry.etag):
+            await send({"type": "http.response.start", "status": 304, "headers": entry.not_modified_headers})
+            await send({"type": "http.response.body", "body": b""})
+            self.metrics.showcase_not_modified.inc()
+        else:
+            await send({"type": "http.response.start", "status": entry.status, "headers": entry.headers})
+            await send({"type": "http.response.body", "body": entry.body})
+            if entry.status == 200:
+                self.metrics.showcase_ok.inc()
+            else:
+                self.metrics.requests.labels("showcase", str(entry.status)).inc()
+        self.metrics.showcase_latency.observe(time.perf_counter() - started)
+
+
+class PublicRateLimit:
+    """429 for showcase and page requests beyond the per-address limit (``/api`` and ``/mcp`` have their own)."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            family = route_family(scope["path"])
+            if family in ("showcase", "page"):
+                client = scope.get("client")
+                denied = self.limiter.take("addr:" + (client[0] if client else "unknown"))
+                if denied is not None:
+                    self.metrics.requests.labels(family, "429").inc()
+                    body = json.dumps({"detail": denied.detail}).encode()
+                    headers = [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", str(denied.retry_after_s).encode()),
+                    ]
+                    await send({"type": "http.response.start", "status": 429, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)

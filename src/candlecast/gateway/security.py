@@ -1,0 +1,78 @@
+"""API keys and rate limits.
+
+Keys come from settings (``CANDLECAST_GATEWAY__API_KEYS='["key1","key2"]'``) and are compared in constant
+time against every configured key. Rate limits are token buckets kept in memory, one per client address
+and one per key: a bucket holds up to ``limit`` requests and refills at ``limit`` per minute. Each gateway
+replica limits on its own.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["ApiKeys", "Denied", "RateLimiter"]
+
+
+@dataclass(frozen=True)
+class Denied:
+    status: int  # 401, 403 or 429
+    detail: str
+    retry_after_s: int | None = None
+
+
+class ApiKeys:
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._keys = [key.encode() for key in keys if key]
+
+    def check(self, presented: str | None) -> Denied | None:
+        """None when ``presented`` is a configured key, else the refusal to send."""
+        if not presented:
+            return Denied(401, "missing API key: send it in the X-API-Key header")
+        given = presented.encode()
+        matched = False
+        for key in self._keys:  # no early exit: time does not depend on which key matched
+            matched |= hmac.compare_digest(given, key)
+        if not matched:
+            return Denied(403, "invalid API key")
+        return None
+
+
+class RateLimiter:
+    """Token buckets by name ("addr:1.2.3.4", "key:..."); ``limit_per_minute <= 0`` disables."""
+
+    def __init__(
+        self, limit_per_minute: int, clock: Callable[[], float] = time.monotonic, max_buckets: int = 100_000
+    ) -> None:
+        self.capacity = float(limit_per_minute)
+        self.rate = limit_per_minute / 60.0
+        self.clock = clock
+        self.max_buckets = max_buckets
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, updated_at)
+
+    @property
+    def enabled(self) -> bool:
+        return self.capacity > 0
+
+    def take(self, name: str) -> Denied | None:
+        if not self.enabled:
+            return None
+        now = self.clock()
+        tokens, updated = self._buckets.get(name, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - updated) * self.rate)
+        if tokens < 1.0:
+            self._buckets[name] = (tokens, now)
+            wait = math.ceil((1.0 - tokens) / self.rate)
+            return Denied(429, f"rate limit of {int(self.capacity)} requests per minute exceeded", wait)
+        if len(self._buckets) >= self.max_buckets and name not in self._buckets:
+            self._forget_full_buckets(now)
+        self._buckets[name] = (tokens - 1.0, now)
+        return None
+
+    def _forget_full_buckets(self, now: float) -> None:
+        """Drop buckets that have refilled completely: forgetting them changes nothing."""
+        refill_s = self.capacity / self.rate
+        self._buckets = {n: (t, u) for n, (t, u) in self._buckets.items() if now - u < refill_s}

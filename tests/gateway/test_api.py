@@ -1,0 +1,126 @@
+"""The keyed /api/v1 routes: API keys, rate limits, and that each answer holds what the store holds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import gateway_test_support as support  # tests/gateway/support.py, loaded by conftest.py
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy.engine import Engine
+
+from candlecast.store.candles import latest_candles
+from candlecast.store.performance import calibration, performance
+from candlecast.store.predictions import latest_prediction
+
+KEY = {"X-API-Key": "test-key-1"}
+API_PATHS = ["/api/v1/instruments", "/api/v1/predictions/BTCUSDT", "/api/v1/performance", "/api/v1/jobs"]
+
+
+@pytest.mark.parametrize("path", API_PATHS)
+def test_api_routes_refuse_a_missing_key_401_and_a_wrong_key_403(gateway: Any, path: str) -> None:
+    missing = gateway.get(path)
+    assert missing.status_code == 401
+    assert "X-API-Key" in missing.json()["detail"]
+    assert gateway.get(path, headers={"X-API-Key": "test-key-1x"}).status_code == 403
+    assert gateway.get(path, headers={"X-API-Key": ""}).status_code == 401
+    assert gateway.get(path, headers={"X-API-Key": "test-key-2"}).status_code == 200
+
+
+def test_prediction_detail_carries_samples_and_the_candles_known_at_as_of(gateway: Any, store: Engine) -> None:
+    response = gateway.get("/api/v1/predictions/EURUSD", params={"samples": "true", "history": 10}, headers=KEY)
+    assert response.status_code == 200
+    assert response.headers["cache-control"].startswith("private")
+    body = response.json()
+    stored = latest_prediction(store, "EURUSD", "baseline", "1h", with_samples=True)
+    assert stored is not None and stored.samples is not None
+    assert body["model_version"] == "test-1" and body["pred_len"] == 24
+    np.testing.assert_array_equal(np.asarray(body["samples"], dtype=np.float32), stored.samples)
+    np.testing.assert_array_equal(body["p90"], stored.p90)
+    candles = latest_candles(store, "EURUSD", "1h", 10, stored.as_of)
+    assert [datetime.fromisoformat(t) for t in body["history"]["ts"]] == list(candles["ts"])
+    np.testing.assert_array_equal(body["history"]["close"], candles["close"])
+
+    plain = gateway.get("/api/v1/predictions/EURUSD", headers=KEY).json()
+    assert "samples" not in plain and "history" not in plain
+    too_long = gateway.get("/api/v1/predictions/EURUSD", params={"history": 10**6}, headers=KEY)
+    assert too_long.status_code == 422 and too_long.json()["field"] == "history"
+
+
+def test_instruments_list_symbols_candle_ranges_and_available_forecasts(gateway: Any) -> None:
+    body = gateway.get("/api/v1/instruments", headers=KEY).json()
+    by_symbol = {row["symbol"]: row for row in body["instruments"]}
+    assert set(by_symbol) == set(support.SYMBOLS)
+    spy = by_symbol["SPY"]
+    assert spy["asset_class"] == "equity"
+    assert spy["candles"]["1h"]["rows"] == 200 and spy["candles"]["1d"]["rows"] == 60
+    slots = {(f["model_name"], f["timeframe"]) for f in spy["forecasts"]}
+    assert slots == {("baseline", "1h"), ("kronos-small", "1h"), ("baseline", "1d")}
+
+
+def test_performance_is_the_signal_performance_view_plus_calibration(gateway: Any, store: Engine) -> None:
+    body = gateway.get("/api/v1/performance", params={"model_name": "kronos-small"}, headers=KEY).json()
+    expected = performance(store, model_name="kronos-small")
+    assert len(body["rows"]) == len(expected) == 3
+    for got, row in zip(body["rows"], expected, strict=True):
+        assert (got["symbol"], got["n_steps"]) == (row.symbol, row.n_steps)
+        assert got["coverage"] == row.coverage and got["hit_rate"] == row.hit_rate
+        assert got["mean_crps"] == row.mean_crps and got["sharpe"] == row.sharpe
+    [calib] = calibration(store, model_name="kronos-small")
+    assert body["calibration"][0]["observed"] == [calib.below_p10, calib.below_p50, calib.below_p90]
+    assert body["nominal_coverage"] == 0.8
+    bad = gateway.get("/api/v1/performance", params={"window": "forever"}, headers=KEY)
+    assert bad.status_code == 422 and bad.json()["field"] == "window"
+
+
+def test_jobs_show_recent_runs_and_data_freshness(gateway: Any) -> None:
+    body = gateway.get("/api/v1/jobs", headers=KEY).json()
+    assert [run["job_name"] for run in body["runs"]] == ["score-signals-1h"]
+    assert body["last_runs"]["score-signals-1h"]["status"] == "ok"
+    assert body["last_runs"]["score-signals-1h"]["counts"]["predictions_scored"] == 18
+    assert body["freshness"]["1h"]["newest_candle_ts"] == "2024-03-01T11:00:00Z"
+    assert body["freshness"]["1h"]["newest_forecast_as_of"] == "2024-03-01T12:00:00Z"
+    assert body["freshness"]["1h"]["forecast_slots"] == 6
+
+
+def client_from(gw: Any, address: str) -> httpx.Client:
+    """A client whose requests come from another loopback address (Linux routes all of 127/8 to lo)."""
+    return httpx.Client(base_url=gw.url, transport=httpx.HTTPTransport(local_address=address))
+
+
+def test_rate_limits_apply_per_client_address_and_per_key(seeded_url: str) -> None:
+    settings = support.settings_for(seeded_url, rate_limit_per_minute=3)
+    with support.GatewayServer(settings) as gw:
+        for _ in range(3):
+            assert gw.get("/api/v1/jobs", headers=KEY).status_code == 200
+        limited = gw.get("/api/v1/jobs", headers=KEY)
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        assert gw.get("/showcase/ml-prediction/BTCUSDT").status_code == 200  # public routes: separate limit
+        with client_from(gw, "127.0.0.2") as other_address:  # fresh address, same (spent) key
+            assert other_address.get("/api/v1/jobs", headers=KEY).status_code == 429
+        with client_from(gw, "127.0.0.3") as third:  # fresh address, fresh key
+            assert third.get("/api/v1/jobs", headers={"X-API-Key": "test-key-2"}).status_code == 200
+
+
+def test_public_routes_have_their_own_per_address_limit_when_configured(seeded_url: str) -> None:
+    settings = support.settings_for(seeded_url, public_rate_limit_per_minute=2)
+    with support.GatewayServer(settings) as gw:
+        statuses = [gw.get("/showcase/ml-prediction/BTCUSDT").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        assert gw.get("/api/v1/jobs", headers=KEY).status_code == 200
+
+
+def test_mcp_can_be_made_to_require_the_api_key(seeded_url: str) -> None:
+    settings = support.settings_for(seeded_url, mcp_requires_key=True)
+    list_tools = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    with support.GatewayServer(settings) as gw:
+        assert gw.client.post("/mcp", json=list_tools, headers=headers).status_code == 401
+        wrong = gw.client.post("/mcp", json=list_tools, headers={**headers, "X-API-Key": "nope"})
+        assert wrong.status_code == 403
+        right = gw.client.post("/mcp", json=list_tools, headers={**headers, "X-API-Key": "test-key-1"})
+        assert right.status_code == 200
+        assert "get_forecast" in {tool["name"] for tool in right.json()["result"]["tools"]}
