@@ -1,0 +1,230 @@
+"""Gateway load: cached showcase reads over HTTP, against a bare Starlette app serving the same JSON body.
+
+    .venv/bin/python bench/gateway_load.py [--duration 10] [--rounds 2] [--database-url URL]
+
+Needs wrk (Debian: ``apt-get install -y wrk``). Uses a fresh database on the local server (127.0.0.1:5432)
+unless --database-url is given, seeds a few forecasts, then:
+
+1. starts the gateway (``candlecast.gateway.serve``: one uvicorn worker) in a child process, and a bare
+   Starlette app (one uvicorn worker, same event loop and HTTP parser) that returns the gateway's exact
+   showcase body;
+2. drives ``GET /showcase/ml-prediction/BTCUSDT`` with wrk (a separate process) at 16 and 64 connections,
+   alternating bare and gateway for ``--rounds`` rounds, and prints the median req/s and p50/p99 latency;
+3. measures insert-to-fresh-read latency: commit a new forecast, then poll the showcase until it serves it.
+
+Goal: the gateway at >= 50% of the bare app's req/s, with p99 < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import make_url
+
+from candlecast.store import create_engine_for, upgrade
+from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
+from candlecast.store.predictions import Prediction, upsert_prediction
+
+AS_OF = datetime(2024, 3, 1, 12, tzinfo=UTC)
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SPY")
+PATH = "/showcase/ml-prediction/BTCUSDT"
+
+BARE_APP = """
+import sys
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+body = open(sys.argv[2], "rb").read()
+
+
+async def showcase(request):
+    return Response(body, media_type="application/json")
+
+
+app = Starlette(routes=[Route("/showcase/ml-prediction/{symbol}", showcase)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def forecast(symbol: str, as_of: datetime, seed: int) -> Prediction:
+    rng = np.random.default_rng(seed)
+    samples = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (32, 24)), axis=1))
+    return Prediction(
+        symbol=symbol, timeframe="1h", model_name="baseline", as_of=as_of,
+        target_ts=[as_of + timedelta(hours=h + 1) for h in range(24)],
+        p10=np.quantile(samples, 0.1, 0), p50=np.quantile(samples, 0.5, 0), p90=np.quantile(samples, 0.9, 0),
+        last_close=100.0, samples=samples, model_version="bench",
+    )  # fmt: skip
+
+
+def seed(url: str) -> None:
+    engine = create_engine_for(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        upsert_instruments(conn, [Instrument(s, "crypto") for s in SYMBOLS])
+        ts = pd.date_range(AS_OF - timedelta(hours=100), periods=100, freq="h", tz="UTC")
+        for symbol in SYMBOLS:
+            upsert_candles(conn, symbol, "1h", pd.DataFrame({"ts": ts, "close": 100.0}))
+            upsert_prediction(conn, forecast(symbol, AS_OF, seed=1))
+    engine.dispose()
+
+
+def wait_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def start_gateway(db_url: str, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CANDLECAST_DATABASE_URL": db_url,
+        "CANDLECAST_GATEWAY__PORT": str(port),
+        "CANDLECAST_LOG_LEVEL": "WARNING",
+    }
+    code = "from candlecast.config import Settings; from candlecast.gateway import serve; serve(Settings())"
+    return subprocess.Popen([sys.executable, "-c", code], env=env)
+
+
+def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+
+    def ms(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match is not None, out
+        value, unit = float(match.group(1)), match.group(2)
+        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps is not None, out
+    return {"rps": float(rps.group(1)), "p50_ms": ms("50"), "p99_ms": ms("99")}
+
+
+def fresh_read_latency(db_url: str, gateway_url: str, samples: int) -> list[float]:
+    """Seconds from a forecast's commit to the first showcase answer that carries it."""
+    engine = create_engine_for(db_url)
+    latencies = []
+    with httpx.Client(base_url=gateway_url) as client:
+        for i in range(samples):
+            as_of = AS_OF + timedelta(hours=i + 1)
+            client.get(PATH)  # make sure the previous forecast is cached
+            with engine.begin() as conn:
+                upsert_prediction(conn, forecast("BTCUSDT", as_of, seed=100 + i))
+            committed = time.perf_counter()
+            wanted = as_of.isoformat().replace("+00:00", "Z")
+            while client.get(PATH).json()["as_of"] != wanted:
+                if time.perf_counter() - committed > 5:
+                    raise SystemExit("a new forecast was not served within 5 s")
+            latencies.append(time.perf_counter() - committed)
+    engine.dispose()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating bare/gateway runs per connection count")
+    parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--fresh-samples", type=int, default=50)
+    parser.add_argument("--database-url", help="an empty database to use (default: a new one on 127.0.0.1:5432)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+
+    admin = None
+    db_url = args.database_url
+    if db_url is None:
+        name = f"candlecast_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine_for("postgresql://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        db_url = make_url("postgresql+psycopg://postgres@127.0.0.1:5432/").set(database=name).render_as_string()
+    seed(db_url)
+
+    gateway_port, bare_port = free_port(), free_port()
+    gateway = start_gateway(db_url, gateway_port)
+    bare = None
+    try:
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        wait_up(gateway_url + PATH, gateway)
+        body = httpx.get(gateway_url + PATH).content
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            f.write(body)
+        bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port), f.name])
+        bare_url = f"http://127.0.0.1:{bare_port}"
+        wait_up(bare_url + PATH, bare)
+        print(f"body: {len(body)} bytes; wrk -t2, {args.duration} s per run, median of {args.rounds} rounds")
+        print(f"{'app':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+        summary = {}
+        for connections in args.connections:
+            runs: dict[str, list[dict[str, float]]] = {"bare": [], "gateway": []}
+            for _ in range(args.rounds):
+                runs["bare"].append(wrk(bare_url + PATH, connections, args.duration))
+                runs["gateway"].append(wrk(gateway_url + PATH, connections, args.duration))
+            for app, results in runs.items():
+                med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+                summary[(app, connections)] = med
+                print(f"{app:<10}{connections:>6}{med['rps']:>10.0f}{med['p50_ms']:>9.2f}{med['p99_ms']:>9.2f}")
+            ratio = summary[("gateway", connections)]["rps"] / summary[("bare", connections)]["rps"]
+            print(f"{'':<10}{connections:>6}  gateway/bare req/s = {ratio:.0%}")
+
+        metrics = httpx.get(gateway_url + "/metrics").text
+        hits = re.search(r'candlecast_gateway_cache_total\{result="hit"\} ([\d.e+]+)', metrics)
+        misses = re.search(r'candlecast_gateway_cache_total\{result="miss"\} ([\d.e+]+)', metrics)
+        print(f"gateway cache: {float(hits.group(1)):.0f} hits, {float(misses.group(1)):.0f} misses" if hits and misses
+              else "gateway cache: counters not found")  # fmt: skip
+
+        latencies = np.array(fresh_read_latency(db_url, gateway_url, args.fresh_samples)) * 1000
+        print(
+            f"insert -> fresh read ({len(latencies)} forecasts): p50 {np.percentile(latencies, 50):.2f} ms, "
+            f"p95 {np.percentile(latencies, 95):.2f} ms, max {latencies.max():.2f} ms"
+        )
+        Path(f.name).unlink()
+    finally:
+        for process in (gateway, bare):
+            if process is not None:
+                process.terminate()
+                process.wait(10)
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(db_url).database}" WITH (FORCE)')
+            admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
