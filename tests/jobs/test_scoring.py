@@ -138,3 +138,19 @@ def test_rewriting_a_forecast_drops_its_scores_and_it_is_scored_again(store: Eng
     assert run_scoring(settings, store, "1h", as_of=T0 + 2 * H).steps_scored == 2
     rows = evaluations_frame(store, prediction_id=1)
     assert rows.strategy_return.tolist() == pytest.approx([-0.03, 0.02])
+
+
+def test_deleting_forecasts_deletes_their_scores(store: Engine) -> None:
+    run_scoring(Settings(), store, "1h", as_of=T0 + 5 * H)
+    with store.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ml_predictions WHERE id = 1"))
+        assert conn.execute(sa.text("SELECT DISTINCT prediction_id FROM signal_evaluations")).scalars().all() == [2]
+        conn.execute(sa.text("DELETE FROM instruments WHERE symbol = 'BTCUSDT'"))  # cascades to forecast 2
+        assert conn.execute(sa.text("SELECT count(*) FROM signal_evaluations")).scalar() == 0
+
+
+def test_truncating_forecasts_clears_scores(store: Engine) -> None:
+    run_scoring(Settings(), store, "1h", as_of=T0 + 5 * H)
+    with store.begin() as conn:
+        conn.execute(sa.text("TRUNCATE ml_predictions"))
+        assert conn.execute(sa.text("SELECT count(*) FROM signal_evaluations")).scalar() == 0

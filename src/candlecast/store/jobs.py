@@ -131,14 +131,17 @@ def last_job_runs(bind: Engine | Connection) -> dict[str, JobRun]:
 
 
 @contextlib.contextmanager
-def job_lock(engine: Engine, job_name: str) -> Iterator[bool]:
-    """Try to take the advisory lock of ``job_name`` for the block; yields whether it was taken.
+def job_lock(engine: Engine, job_name: str, wait: bool = False) -> Iterator[bool]:
+    """Take the advisory lock of ``job_name`` for the block; yields whether it was taken.
 
-    Never waits: a job already running elsewhere (another scheduler, a manual run) yields False.
+    By default never waits: a job already running elsewhere (another scheduler, a manual run) yields False.
+    With ``wait=True`` it waits for the lock and always yields True.
     """
     key = (_LOCK_NAMESPACE, job_name)
+    function = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
     with engine.connect() as conn:
-        acquired = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).scalar())
+        taken = conn.exec_driver_sql(f"SELECT {function}(%s, hashtext(%s))", key).scalar()
+        acquired = wait or bool(taken)
         conn.commit()  # the lock is held by the session, not the transaction
         try:
             yield acquired

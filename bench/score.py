@@ -1,0 +1,141 @@
+"""Scoring throughput: seconds to score 1,000,000 forecast steps into Postgres.
+
+    .venv/bin/python bench/score.py [--steps 1000000] [--samples 32] [--database-url URL]
+
+Builds a fresh database on the local server (127.0.0.1:5432) unless --database-url is given: 23 instruments
+with hourly candles and enough hourly forecasts (24 steps, ``--samples`` sample paths each) to make
+``--steps`` scoreable steps. Forecasts are generated inside Postgres (setup time is reported, not
+benchmarked). Then ``run_scoring`` runs once over all of them and the phases are timed: reading the steps,
+reading the sample paths, computing the metrics, writing ``signal_evaluations``, refreshing the view.
+The goal here is under 10 s for 1,000,000 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from candlecast.config import DEFAULT_UNIVERSE, Settings
+from candlecast.jobs import scoring
+from candlecast.jobs.scoring import run_scoring
+from candlecast.store import create_engine_for, upgrade
+from candlecast.store import evaluations as store_evaluations
+from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
+from candlecast.store.evaluations import count_evaluations
+
+PRED_LEN = 24
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def build(engine, steps: int, samples: int) -> tuple[int, datetime]:  # type: ignore[no-untyped-def]
+    symbols = list(DEFAULT_UNIVERSE)
+    per_symbol = -(-steps // (len(symbols) * PRED_LEN))  # forecasts per symbol, one per hour
+    hours = per_symbol + PRED_LEN + 1
+    rng = np.random.default_rng(0)
+    with engine.begin() as conn:
+        upsert_instruments(conn, [Instrument(s, c) for s, c in DEFAULT_UNIVERSE.items()])
+        for symbol in symbols:
+            close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, hours)))
+            frame = pd.DataFrame({"ts": pd.date_range(START, periods=hours, freq="h", tz="UTC"), "close": close})
+            upsert_candles(conn, symbol, "1h", frame)
+    # Forecasts: the slot at hour k forecasts hours k..k+23 around the close of hour k-1.
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            """
+            INSERT INTO ml_predictions (symbol, timeframe, model_name, as_of, pred_len, target_ts,
+                p10, p50, p90, samples, last_close)
+            SELECT c.symbol, '1h', 'bench', c.ts + interval '1 hour', %(h)s,
+                array(SELECT c.ts + make_interval(hours => 1 + h) FROM generate_series(0, %(h)s - 1) h),
+                array_fill(c.close * 0.99, ARRAY[%(h)s]), array_fill(c.close, ARRAY[%(h)s]),
+                array_fill(c.close * 1.01, ARRAY[%(h)s]),
+                array(SELECT array(SELECT (c.close * (1 + 0.02 * (random() - 0.5)) + 0 * m)::real
+                                   FROM generate_series(1, %(h)s) h)
+                      FROM generate_series(1, %(m)s) m),
+                c.close
+            FROM ohlcv_1h c
+            WHERE c.ts < %(start)s::timestamptz + make_interval(hours => %(n)s)
+            """,
+            {"h": PRED_LEN, "m": samples, "n": per_symbol, "start": START},
+        )
+    with engine.connect() as conn:  # planner statistics, as autovacuum keeps them in a running database
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+    return per_symbol * len(symbols), START + timedelta(hours=hours + 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--database-url")
+    parser.add_argument("--keep", action="store_true", help="keep the database it creates (prints its URL)")
+    args = parser.parse_args()
+
+    admin = None
+    url = args.database_url
+    if url is None:
+        admin = create_engine_for("postgresql://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+        name = f"candlecast_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    engine = create_engine_for(url)
+    try:
+        upgrade(engine)
+        started = time.perf_counter()
+        n_predictions, end = build(engine, args.steps, args.samples)
+        print(f"setup: {n_predictions} forecasts x {PRED_LEN} steps, {args.samples} samples each, "
+              f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+
+        phases = _instrument()
+        settings = Settings(jobs={"score_lookback_days": 3650})
+        started = time.perf_counter()
+        result = run_scoring(settings, engine, "1h", as_of=end)
+        total = time.perf_counter() - started
+        written = count_evaluations(engine)
+        print(f"scored {result.steps_scored} steps of {result.predictions_scored} forecasts in {total:.2f} s "
+              f"({result.steps_scored / total:,.0f} steps/s); rows in signal_evaluations: {written}")  # fmt: skip
+        for phase, seconds in phases.items():
+            print(f"  {phase:<24} {seconds:6.2f} s")
+        again = time.perf_counter()
+        rerun = run_scoring(settings, engine, "1h", as_of=end)
+        print(f"re-run (nothing left to score): {rerun.steps_scored} steps in {time.perf_counter() - again:.2f} s")
+    finally:
+        engine.dispose()
+        if admin is not None and args.keep:
+            print(f"kept {url}")
+        elif admin is not None:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+
+def _instrument() -> dict[str, float]:
+    """Wrap the scoring phases with timers (the names scoring.py calls)."""
+    phases: dict[str, float] = {}
+
+    def timed(label: str, function):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                phases[label] = phases.get(label, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    scoring.prediction_id_ranges = timed("list forecasts", store_evaluations.prediction_id_ranges)
+    scoring.unscored_steps = timed("read steps (COPY)", store_evaluations.unscored_steps)
+    scoring.prediction_samples = timed("read samples", store_evaluations.prediction_samples)
+    scoring.score_steps = timed("compute metrics (numpy)", scoring.score_steps)
+    scoring.write_evaluations = timed("write scores (COPY)", store_evaluations.write_evaluations)
+    scoring.refresh_performance = timed("refresh view", store_evaluations.refresh_performance)
+    return phases
+
+
+if __name__ == "__main__":
+    main()
