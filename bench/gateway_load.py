@@ -45,6 +45,7 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SPY")
 PATH = "/showcase/ml-prediction/BTCUSDT"
 
 BARE_APP = """
+import gc
 import sys
 import uvicorn
 from starlette.applications import Starlette
@@ -59,6 +60,8 @@ async def showcase(request):
 
 
 app = Starlette(routes=[Route("/showcase/ml-prediction/{symbol}", showcase)])
+gc.collect()
+gc.freeze()  # as candlecast.gateway.serve does
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
 
@@ -194,8 +197,11 @@ def main() -> None:
         for connections in args.connections:
             runs: dict[str, list[dict[str, float]]] = {"bare": [], "gateway": []}
             for _ in range(args.rounds):
-                runs["bare"].append(wrk(bare_url + PATH, connections, args.duration))
-                runs["gateway"].append(wrk(gateway_url + PATH, connections, args.duration))
+                for app, url in (("bare", bare_url), ("gateway", gateway_url)):
+                    run = wrk(url + PATH, connections, args.duration)
+                    runs[app].append(run)
+                    print(f"  {app:<8}{connections:>6}{run['rps']:>10.0f}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}")
+            print(f"median of {args.rounds} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):")
             for app, results in runs.items():
                 med = {k: statistics.median(r[k] for r in results) for k in results[0]}
                 summary[(app, connections)] = med

@@ -8,6 +8,7 @@ showcase hits answered here) -> ``MetricsMiddleware`` -> FastAPI routes (showcas
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -109,5 +110,9 @@ def serve(settings: Settings) -> None:
     """Run the gateway with uvicorn on ``settings.gateway.host:port`` until interrupted."""
     gw = settings.gateway
     app = create_app(settings)
+    # Everything alive now (modules, the app) lives as long as the process: take it out of the cyclic GC's
+    # view. Otherwise each full collection rescans ~200k objects, a ~100 ms pause on the hot path.
+    gc.collect()
+    gc.freeze()
     log.info("candlecast gateway on http://%s:%d", gw.host, gw.port)
     uvicorn.run(app, host=gw.host, port=gw.port, log_level=settings.log_level.lower(), access_log=False)
