@@ -172,7 +172,7 @@ def main() -> None:
     admin = None
     db_url = args.database_url
     if db_url is None:
-        name = f"candlecast_bench_{uuid.uuid4().hex[:8]}"
+        name = f"candlecast_gwbench_{uuid.uuid4().hex[:8]}"
         admin = create_engine_for("postgresql://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
