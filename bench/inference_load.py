@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from candlecast.config import Settings
 from candlecast.models.kronos import save_random_checkpoints
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "tests/fixtures/kronos-reference/published-checkpoints.json"
@@ -54,7 +55,7 @@ def payload(n: int, seed: int) -> dict[str, Any]:
     return {"timestamps": [t.isoformat() for t in ts], "ohlcv": rows}
 
 
-def start_server(folder: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(folder: Path, port: int, window_ms: float | None) -> subprocess.Popen[bytes]:
     config = json.loads(PUBLISHED.read_text())
     model_dir, tokenizer_dir = save_random_checkpoints(
         folder,
@@ -69,6 +70,8 @@ def start_server(folder: Path, port: int) -> subprocess.Popen[bytes]:
         "CANDLECAST_INFERENCE__PORT": str(port),
         "CANDLECAST_LOG_LEVEL": "WARNING",
     }
+    if window_ms is not None:
+        env["CANDLECAST_INFERENCE__BATCH_WINDOW_MS"] = str(window_ms)
     code = "from candlecast.inference import serve; serve()"
     return subprocess.Popen([sys.executable, "-c", code], env=env)
 
@@ -137,18 +140,20 @@ def main() -> None:
     parser.add_argument("--soak-context", type=int, default=64)
     parser.add_argument("--soak-pred-len", type=int, default=4)
     parser.add_argument("--soak-samples", type=int, default=4)
+    parser.add_argument("--window-ms", type=float, default=None, help="micro-batching window (default: settings)")
     args = parser.parse_args()
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as folder:
-        proc = start_server(Path(folder), port)
+        proc = start_server(Path(folder), port, args.window_ms)
         try:
             wait_healthy(url, proc)
             server = psutil.Process(proc.pid)
             info = httpx.get(f"{url}/models").json()["models"][0]
+            window = args.window_ms if args.window_ms is not None else Settings().inference.batch_window_ms
             print(f"model: {MODEL}, {info['parameters']:,} parameters, context {info['context_length']}, CPU, "
-                  f"{psutil.cpu_count()} cores")  # fmt: skip
+                  f"{psutil.cpu_count()} cores; batch window {window:g} ms")  # fmt: skip
 
             def body(seed: int) -> dict[str, Any]:
                 return request_body(args.context, args.pred_len, args.samples, seed)
@@ -165,6 +170,9 @@ def main() -> None:
             batches = [line for line in metrics.splitlines() if line.startswith("candlecast_inference_batch_series_")]
             print("batch sizes: " + ", ".join(b.replace("candlecast_inference_batch_series_", "") for b in batches
                                               if "_count" in b or "_sum" in b))  # fmt: skip
+
+            if args.soak < 1:
+                return
 
             def soak_body(seed: int) -> dict[str, Any]:
                 return request_body(args.soak_context, args.soak_pred_len, args.soak_samples, seed % 50)
