@@ -167,8 +167,9 @@ class JobSettings(BaseModel):
     http_retries: int = 3
     misfire_grace_s: int = 600
     performance_window_days: int = 30
-    # Scoring looks at forecasts made in the last score_lookback_days before its as-of time, in chunks.
-    score_lookback_days: int = 60
+    # Scoring looks at forecasts made in the last score_lookback_days before its as-of time (longer than a
+    # horizon plus holidays and late data; `candlecast score --since` reaches further back), in chunks.
+    score_lookback_days: int = 21
     score_chunk_predictions: int = 10_000
     http_backoff_s: float = 0.5  # first retry delay; doubles each retry
     # A symbol whose newest closed candle is older than this at the slot time is skipped (data stopped).

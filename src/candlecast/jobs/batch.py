@@ -247,7 +247,8 @@ def run_batch(
         run.counts.update(ok=len(ok), failed=len(failed), skipped=len(skipped), skipped_symbols=skipped)
         if not ok:
             run.error = "no forecast was written" + (f"; {len(failed)} symbols failed" if failed else "")
-    log.info(
+    log.log(
+        logging.INFO if record else logging.DEBUG,  # a replay logs its own summary, not one line per slot
         "%s slot %s: %d written, %d failed, %d skipped in %.1f s",
         job_name, slot.isoformat(), len(ok), len(failed), len(skipped), run.duration_s,
     )  # fmt: skip

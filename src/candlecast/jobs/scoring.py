@@ -160,5 +160,6 @@ def run_scoring(
         if refresh:
             refresh_performance(engine, concurrently=True)
         run.counts.update(steps_scored=n_steps, predictions_scored=n_predictions, chunks=len(ranges))
-        log.info("%s: scored %d steps of %d forecasts as of %s", job_name, n_steps, n_predictions, as_of)
+        level = logging.INFO if record else logging.DEBUG  # a replay logs its own summary
+        log.log(level, "%s: scored %d steps of %d forecasts as of %s", job_name, n_steps, n_predictions, as_of)
     return ScoreResult(job_name, timeframe, as_of, n_steps, n_predictions, run.duration_s, run.id)
