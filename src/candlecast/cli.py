@@ -21,8 +21,8 @@ from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings, get_settings
 from candlecast.ingest.calendar import ingest_calendar
-from candlecast.jobs.cli import register as register_job_commands
 from candlecast.ingest.candles import IngestError, ingest_candles, read_candle_file, resample_daily
+from candlecast.jobs.cli import register as register_job_commands
 from candlecast.store import connect, current_revision, head_revision, upgrade
 from candlecast.store.candles import list_instruments
 
@@ -228,14 +228,61 @@ def serve_inference_cmd(
     serve(settings.model_copy(update={"inference": settings.inference.model_copy(update=changes)}))
 
 
+@app.command("serve-gateway")
+def serve_gateway_cmd(
+    port: Annotated[int | None, typer.Option(help="Port (default from settings: 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+) -> None:
+    """Run the gateway: showcase and keyed API routes, MCP tools at /mcp, web pages."""
+    from candlecast.gateway import serve
+
+    settings = get_settings()
+    changes = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
+    serve(settings.model_copy(update={"gateway": settings.gateway.model_copy(update=changes)}))
+
+
+# The demo replays the last stretch of the shipped history: the data ends years ago (see
+# data/sample/SOURCES.md), so "now" is an as-of time inside it.
+DEMO_REPLAYS: tuple[tuple[str, str, str], ...] = (
+    # timeframe, from, to
+    ("1d", "2018-10-01", "2018-12-31"),
+    ("1h", "2019-10-10", "2019-10-17"),
+)
+
+
 @app.command("demo")
-def demo() -> None:
-    """What `make run` does: database, migrations, sample data, then the instruments table."""
+def demo(
+    serve: Annotated[bool, typer.Option(help="Start the gateway afterwards and keep serving.")] = True,
+    model: Annotated[str, typer.Option(help="Model for the replay (runs in-process).")] = "baseline",
+) -> None:
+    """What `make run` does: database, migrations, sample data, a scored replay, then the gateway."""
+    from candlecast.jobs.replay import run_replay
+
     settings = get_settings()
     console.print(f"database: {_describe_url(settings)}")
     with open_store(settings) as engine:
         seed_sample(settings, engine)
         print_instruments(engine)
+        for timeframe, start, end in DEMO_REPLAYS:
+            result = run_replay(settings, engine, timeframe, model, _utc(start), _utc(end), every=1, local=True)
+            console.print(
+                f"replay {model} {timeframe} {start}→{end}: {result.slots} slots, "
+                f"{result.predictions_written} forecasts written"
+            )
+        if serve:
+            from candlecast.gateway import serve as serve_gateway
+
+            gw = settings.gateway
+            console.print(
+                f"[bold green]gateway: http://{gw.host}:{gw.port}/[/]  (evaluation: /evaluation, "
+                f"API: /showcase/ml-prediction/BTCUSDT?timeframe=1h&model_name={model})  Ctrl-C stops it."
+            )
+            url_settings = settings.model_copy(update={"database_url": str(engine.url.render_as_string(False))})
+            serve_gateway(url_settings)
+
+
+def _utc(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
 
 
 if __name__ == "__main__":
