@@ -142,6 +142,7 @@ class GatewaySettings(BaseModel):
     summary_cache_ttl_s: float = 60.0  # instruments, performance, job runs: no NOTIFY, so a shorter TTL
     http_max_age_s: int = 5  # Cache-Control max-age sent to browsers and CDNs
     http_stale_while_revalidate_s: int = 60
+    home_timeframe: str = "1d"  # the home grid opens on daily forecasts: every instrument has daily candles
     http_stale_if_error_s: int = 86400
     history_candles: int = 120  # recent candles on the symbol page
     card_candles: int = 48  # closes before the fan on each home-page card

@@ -68,7 +68,7 @@ def assert_fan_matches(
 
 
 def test_home_grid_draws_each_stored_forecast(page: Any, store: Engine, artifacts: Path) -> None:
-    open_page(page, "/")
+    open_page(page, "/?timeframe=1h")  # the grid opens on 1d (settings.gateway.home_timeframe)
     symbols = page.eval_on_selector_all(".card", "cards => cards.map(c => c.dataset.symbol)")
     assert sorted(symbols) == ["BTCUSDT", "EURUSD", "SPY"]
     for symbol in symbols:

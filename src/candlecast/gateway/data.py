@@ -322,7 +322,7 @@ class GatewayData:
         return await self.read(("jobs", limit), loader, ALL_SYMBOLS, self.gw.summary_cache_ttl_s)
 
     async def home_page(self, timeframe: str | None = None) -> Served:
-        tf = parse_timeframe(timeframe, self.gw.default_timeframe)
+        tf = parse_timeframe(timeframe, self.gw.home_timeframe)
         loader = functools.partial(_load_home, self.engine, tf, self.gw.default_model, self.gw.card_candles)
         return await self.read(("page:home", tf), loader, ALL_SYMBOLS, self.gw.cache_ttl_s)
 
