@@ -19,6 +19,7 @@ One scorer runs per timeframe at a time (an advisory lock; a second one waits).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +30,7 @@ from candlecast.config import Settings
 from candlecast.jobs.records import recorded_run
 from candlecast.store.evaluations import (
     StepsToScore,
+    forecast_runs,
     prediction_id_ranges,
     prediction_samples,
     refresh_performance,
@@ -82,10 +84,6 @@ def score_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> dict[str
     forecast_sign = np.sign(steps.p50 - c0)
     realised_return = y / c0 - 1.0
     return {
-        "prediction_id": steps.prediction_id,
-        "step": steps.step,
-        "generated_at": steps.generated_at,
-        "realised_close": y,
         "direction_hit": forecast_sign == np.sign(y - c0),
         "in_band": (steps.p10 <= y) & (y <= steps.p90),
         "crps": _crps_of_steps(steps, samples),
@@ -102,7 +100,7 @@ def _crps_of_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> np.nd
     crps = np.full(len(steps), np.nan)
     if not len(steps):
         return crps
-    ids, owner = np.unique(steps.prediction_id, return_inverse=True)
+    ids, owner = forecast_runs(steps.prediction_id)  # steps come ordered by forecast
     # Forecasts with the same (sample_count, pred_len) are stacked into one (P, M, H) block; there is
     # normally a single shape, so this loop runs once.
     by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -149,14 +147,24 @@ def run_scoring(
         # One scorer per timeframe at a time (a manual `score` waits for a scheduled one, then finds less to do).
         with job_lock(engine, f"scoring-{timeframe}", wait=True):
             ranges = prediction_id_ranges(engine, timeframe, since, as_of, settings.jobs.score_chunk_predictions)
-            for id_range in ranges:
+
+            def read(id_range: tuple[int, int]) -> tuple[StepsToScore, dict[int, np.ndarray]]:
                 steps = unscored_steps(engine, timeframe, as_of, since, id_range)
-                if not len(steps):
-                    continue
-                scores = score_steps(steps, prediction_samples(engine, id_range))
-                with engine.begin() as conn:
-                    n_steps += write_evaluations(conn, scores)
-                n_predictions += len(np.unique(steps.prediction_id))
+                return steps, (prediction_samples(engine, id_range) if len(steps) else {})
+
+            # The next chunk is read (mostly Postgres' work) while this one is scored and written.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader:
+                upcoming = [reader.submit(read, id_range) for id_range in ranges[:1]]
+                for i in range(len(ranges)):
+                    steps, samples = upcoming.pop().result()
+                    if i + 1 < len(ranges):
+                        upcoming.append(reader.submit(read, ranges[i + 1]))
+                    if not len(steps):
+                        continue
+                    scores = score_steps(steps, samples)
+                    with engine.begin() as conn:
+                        n_steps += write_evaluations(conn, steps, scores)
+                    n_predictions += len(forecast_runs(steps.prediction_id)[0])
         if refresh:
             refresh_performance(engine, concurrently=True)
         run.counts.update(steps_scored=n_steps, predictions_scored=n_predictions, chunks=len(ranges))

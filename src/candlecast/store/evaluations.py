@@ -2,9 +2,9 @@
 ``signal_performance`` materialised view refresh (its reads are in ``store.performance``).
 
 The scoring job moves millions of (prediction, step) rows, so both directions use binary COPY decoded and
-encoded with numpy structured arrays (fixed-width rows, no per-row Python). Scoring works in chunks of
-predictions: ``prediction_id_ranges`` splits the candidates, ``unscored_steps`` and ``prediction_samples``
-read one chunk, ``write_evaluations`` stores its scores.
+encoded with numpy structured arrays (no per-row Python; rows are grouped so each group is fixed-width).
+Scoring works in chunks of predictions: ``prediction_id_ranges`` splits the candidates,
+``unscored_steps`` and ``prediction_samples`` read one chunk, ``write_evaluations`` stores its scores.
 
 A step is scoreable when the candle at its target timestamp exists and had closed by the scoring time
 (``target_ts + timeframe <= as_of``); steps whose candle never prints (weekends, holidays) are simply never
@@ -14,7 +14,7 @@ scored.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "EVALUATION_SCORE_FIELDS",
     "StepsToScore",
     "count_evaluations",
+    "forecast_runs",
     "evaluations_frame",
     "prediction_id_ranges",
     "prediction_samples",
@@ -60,12 +61,16 @@ class StepsToScore:
 
     prediction_id: np.ndarray  # int64
     step: np.ndarray  # int32, 1-based
-    generated_at: np.ndarray  # int64
+    generated_at: np.ndarray  # int64, raw Postgres timestamp
+    as_of: np.ndarray  # int64, raw Postgres timestamp
+    target_ts: np.ndarray  # int64, raw Postgres timestamp
     last_close: np.ndarray  # float64
     realised_close: np.ndarray  # float64
     p10: np.ndarray  # float64
     p50: np.ndarray  # float64
     p90: np.ndarray  # float64
+    # prediction id -> (symbol, timeframe, model_name)
+    labels: dict[int, tuple[str, str, str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.prediction_id)
@@ -75,6 +80,8 @@ _STEP_FIELDS = (
     ("prediction_id", ">i8"),
     ("step", ">i4"),
     ("generated_at", ">i8"),
+    ("as_of", ">i8"),
+    ("target_ts", ">i8"),
     ("last_close", ">f8"),
     ("realised_close", ">f8"),
     ("p10", ">f8"),
@@ -112,7 +119,8 @@ def unscored_steps(
             -- First the forecasts with steps left to score, each with the steps already scored (one index probe
             -- per forecast; MATERIALIZED keeps the planner from probing once per step when statistics are stale).
             WITH todo AS MATERIALIZED (
-                SELECT p.id, p.symbol, p.generated_at, p.last_close, p.target_ts, p.p10, p.p50, p.p90, s.done
+                SELECT p.id, p.symbol, p.generated_at, p.as_of, p.last_close, p.target_ts, p.p10, p.p50, p.p90,
+                    s.done
                 FROM ml_predictions p
                 CROSS JOIN LATERAL (
                     SELECT coalesce(array_agg(e.step), '{{}}') AS done FROM signal_evaluations e
@@ -121,7 +129,7 @@ def unscored_steps(
                   AND (%(lo)s::int8 IS NULL OR p.id BETWEEN %(lo)s AND %(hi)s)
                   AND cardinality(s.done) < p.pred_len
             )
-            SELECT t.id, g.step::int4, t.generated_at, t.last_close, c.close,
+            SELECT t.id, g.step::int4, t.generated_at, t.as_of, g.target_ts, t.last_close, c.close,
                 coalesce(t.p10[g.step], 'NaN'), coalesce(t.p50[g.step], 'NaN'), coalesce(t.p90[g.step], 'NaN')
             FROM todo t
             CROSS JOIN LATERAL unnest(t.target_ts) WITH ORDINALITY AS g(target_ts, step)
@@ -143,7 +151,12 @@ def unscored_steps(
             with cur.copy(sql, params) as copy:
                 payload = b"".join(bytes(chunk) for chunk in copy)
     rows = _decode_copy(payload, _STEP_FIELDS)
-    return StepsToScore(**{name: rows[name].astype(dtype[1:]) for name, dtype in _STEP_FIELDS})
+    steps = {name: rows[name].astype(dtype[1:]) for name, dtype in _STEP_FIELDS}
+    ids = np.unique(steps["prediction_id"]).tolist()
+    _, labels = read_rows(
+        bind, "SELECT id, symbol, timeframe, model_name FROM ml_predictions WHERE id = ANY(%(ids)s)", {"ids": ids}
+    )
+    return StepsToScore(**steps, labels={int(row[0]): (row[1], row[2], row[3]) for row in labels})
 
 
 class _Float4ArrayToNumpy(Loader):
@@ -187,73 +200,127 @@ def prediction_samples(bind: Engine | Connection, id_range: tuple[int, int]) -> 
 
 # -- writing scores --------------------------------------------------------------------------------
 
-# The scores computed by the job, in stage-table order after (prediction_id, step, generated_at).
+# The score columns the job computes, besides what ``StepsToScore`` carries.
 EVALUATION_SCORE_FIELDS: tuple[str, ...] = (
-    "realised_close",
     "direction_hit",
     "in_band",
-    "crps",
+    "crps",  # NaN = no samples -> NULL
     "pinball_10",
     "pinball_50",
     "pinball_90",
     "realised_return",
     "strategy_return",
 )
-_STAGE_FIELDS = (
-    ("prediction_id", ">i8", "int8"),
-    ("step", ">i4", "int4"),
-    ("generated_at", ">i8", "timestamptz"),
-    ("realised_close", ">f8", "float8"),
-    ("direction_hit", "?", "boolean"),
-    ("in_band", "?", "boolean"),
-    ("crps", ">f8", "float8"),  # NaN = no samples -> NULL
-    ("pinball_10", ">f8", "float8"),
-    ("pinball_50", ">f8", "float8"),
-    ("pinball_90", ">f8", "float8"),
-    ("realised_return", ">f8", "float8"),
-    ("strategy_return", ">f8", "float8"),
+# signal_evaluations columns written by COPY (scored_at takes its default), with their binary types; text
+# columns get their width per group of rows.
+_EVALUATION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("prediction_id", ">i8"),
+    ("step", ">i4"),
+    ("symbol", "text"),
+    ("timeframe", "text"),
+    ("model_name", "text"),
+    ("as_of", ">i8"),
+    ("target_ts", ">i8"),
+    ("last_close", ">f8"),
+    ("realised_close", ">f8"),
+    ("p10", ">f8"),
+    ("p50", ">f8"),
+    ("p90", ">f8"),
+    ("direction_hit", "?"),
+    ("in_band", "?"),
+    ("crps", ">f8"),
+    ("pinball_10", ">f8"),
+    ("pinball_50", ">f8"),
+    ("pinball_90", ">f8"),
+    ("realised_return", ">f8"),
+    ("strategy_return", ">f8"),
 )
 
 
-def write_evaluations(conn: Connection, columns: dict[str, np.ndarray]) -> int:
-    """Store scores (one array per name in ``prediction_id, step, generated_at`` + ``EVALUATION_SCORE_FIELDS``)
-    of steps not scored yet (a step already scored keeps its score); returns the rows written.
+def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, np.ndarray]) -> int:
+    """Store the scores of ``steps`` (arrays named in ``EVALUATION_SCORE_FIELDS``); returns the rows written.
 
-    Symbol, model, as_of, target timestamp, last close and p10/p50/p90 are copied from the forecast row.
-    Rows whose forecast was rewritten since it was read (``generated_at`` differs) are dropped.
-    Runs in the caller's transaction.
+    Runs in the caller's transaction. The forecasts are share-locked first and those rewritten since
+    ``steps`` was read (their ``generated_at`` changed) are left out, so a concurrent rewrite of a slot
+    (which deletes its scores) either commits before, and its old numbers are not scored, or waits for this
+    transaction. Rows go in with one binary COPY. The steps must be unscored: the caller holds the scoring
+    lock of the timeframe (``jobs.scoring``), and a duplicate fails the transaction.
     """
-    n = len(columns["prediction_id"])
-    if n == 0:
+    if not len(steps):
         return 0
-    payload = _encode_copy(columns, [(name, dtype) for name, dtype, _ in _STAGE_FIELDS], n)
-    stage_columns = ", ".join(f"{name} {sqltype}" for name, _, sqltype in _STAGE_FIELDS)
-    names = ", ".join(name for name, _, _ in _STAGE_FIELDS)
+    ids, first = np.unique(steps.prediction_id, return_index=True)
     raw = conn.connection.driver_connection
     with raw.cursor() as cur:
         cur.execute(_NO_JIT)
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS _stage_evaluations ({stage_columns}) ON COMMIT DELETE ROWS")
-        cur.execute("TRUNCATE _stage_evaluations")
-        with cur.copy(f"COPY _stage_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
-            copy.write(payload)
-        # Share-lock the forecasts being scored: a concurrent rewrite of one of them (which deletes its
-        # scores) either commits first, and the generated_at check below drops its rows, or waits for us.
         cur.execute(
-            "SELECT p.id FROM ml_predictions p WHERE p.id IN (SELECT prediction_id FROM _stage_evaluations) "
-            "ORDER BY p.id FOR SHARE OF p"
+            "SELECT p.id FROM ml_predictions p "
+            "JOIN unnest(%(ids)s::int8[], %(generated)s::int8[]) AS s(id, generated) ON p.id = s.id "
+            "AND p.generated_at = timestamptz '2000-01-01 00:00:00+00' + s.generated * interval '1 microsecond' "
+            "ORDER BY p.id FOR SHARE OF p",
+            {"ids": ids.tolist(), "generated": steps.generated_at[first].tolist()},
         )
-        cur.execute("""
-            INSERT INTO signal_evaluations (prediction_id, step, symbol, timeframe, model_name, as_of, target_ts,
-                last_close, realised_close, p10, p50, p90, direction_hit, in_band, crps,
-                pinball_10, pinball_50, pinball_90, realised_return, strategy_return)
-            SELECT s.prediction_id, s.step, p.symbol, p.timeframe, p.model_name, p.as_of, p.target_ts[s.step],
-                p.last_close, s.realised_close, p.p10[s.step], p.p50[s.step], p.p90[s.step], s.direction_hit,
-                s.in_band, nullif(s.crps, 'NaN'), s.pinball_10, s.pinball_50, s.pinball_90,
-                s.realised_return, s.strategy_return
-            FROM _stage_evaluations s
-            JOIN ml_predictions p ON p.id = s.prediction_id AND p.generated_at = s.generated_at
-            ON CONFLICT (prediction_id, step) DO NOTHING""")
-        return cur.rowcount
+        unchanged = np.fromiter((row[0] for row in cur.fetchall()), dtype=np.int64)
+        keep = np.isin(steps.prediction_id, unchanged)
+        if not keep.any():
+            return 0
+        names = ", ".join(name for name, _ in _EVALUATION_COLUMNS)
+        with cur.copy(f"COPY signal_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
+            copy.write(_evaluation_rows(steps, scores, keep))
+        return int(keep.sum())
+
+
+def _evaluation_rows(steps: StepsToScore, scores: dict[str, np.ndarray], keep: np.ndarray) -> bytes:
+    """The binary COPY stream of the kept rows.
+
+    Binary COPY rows are fixed-width only when every text value has the same length and no value is NULL,
+    so rows are encoded in groups of equal (symbol, model name, timeframe) lengths and CRPS nullness.
+    """
+    ids = steps.prediction_id[keep]
+    forecasts, owner = forecast_runs(ids)  # labels are per forecast, spread to its steps
+    text, lengths = {}, {}
+    for k, name in enumerate(("symbol", "timeframe", "model_name")):
+        encoded = [steps.labels[pid][k].encode() for pid in forecasts.tolist()]
+        text[name] = np.array(encoded, dtype=f"S{max(map(len, encoded))}")[owner]
+        lengths[name] = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))[owner]
+    crps = scores["crps"][keep]
+    null_crps = np.isnan(crps)
+    values: dict[str, np.ndarray] = {
+        "prediction_id": ids, "step": steps.step[keep], "as_of": steps.as_of[keep],
+        "target_ts": steps.target_ts[keep], "last_close": steps.last_close[keep],
+        "realised_close": steps.realised_close[keep], "p10": steps.p10[keep], "p50": steps.p50[keep],
+        "p90": steps.p90[keep], **{name: scores[name][keep] for name in EVALUATION_SCORE_FIELDS},
+    }  # fmt: skip
+    # one integer per row for its group: the three text lengths (each < 2**16) and the CRPS nullness
+    group_key = ((lengths["symbol"] << 40) | (lengths["timeframe"] << 24) | (lengths["model_name"] << 8)) + null_crps
+    parts = [_COPY_SIGNATURE + struct.pack(">ii", 0, 0)]
+    for key in np.unique(group_key).tolist():
+        member = group_key == key
+        len_symbol, len_timeframe, len_model, crps_is_null = (
+            key >> 40,
+            (key >> 24) & 0xFFFF,
+            (key >> 8) & 0xFFFF,
+            key & 1,
+        )
+        widths = {"symbol": len_symbol, "timeframe": len_timeframe, "model_name": len_model}
+        layout: list[tuple[str, str | None]] = []
+        for name, dtype in _EVALUATION_COLUMNS:
+            if name == "crps" and crps_is_null:
+                layout.append((name, None))
+            elif dtype == "text":
+                layout.append((name, f"S{widths[name]}"))
+            else:
+                layout.append((name, dtype))
+        rows = np.zeros(int(member.sum()), dtype=_row_dtype_with_nulls(layout))
+        rows["_count"] = len(layout)
+        for name, dtype in layout:
+            if dtype is None:
+                rows[f"_len_{name}"] = -1
+                continue
+            rows[f"_len_{name}"] = np.dtype(dtype).itemsize
+            rows[name] = (text[name] if name in text else values[name])[member]
+        parts.append(rows.tobytes())
+    parts.append(struct.pack(">h", -1))
+    return b"".join(parts)
 
 
 # -- the performance view --------------------------------------------------------------------------
@@ -297,6 +364,25 @@ def _row_dtype(fields: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> n
     return np.dtype(parts)
 
 
+def forecast_runs(prediction_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ids sorted in runs (all steps of a forecast together): the distinct ids in order, and for each
+    entry the index of its id in that list. O(n), unlike ``np.unique``'s sort."""
+    if not len(prediction_ids):
+        return prediction_ids[:0], np.zeros(0, dtype=np.int64)
+    starts = np.r_[True, prediction_ids[1:] != prediction_ids[:-1]]
+    return prediction_ids[starts], np.cumsum(starts) - 1
+
+
+def _row_dtype_with_nulls(layout: list[tuple[str, str | None]]) -> np.dtype:
+    """Like ``_row_dtype``; a field whose dtype is None is NULL (a length of -1 and no value)."""
+    parts: list[tuple[str, str]] = [("_count", ">i2")]
+    for name, dtype in layout:
+        parts.append((f"_len_{name}", ">i4"))
+        if dtype is not None:
+            parts.append((name, dtype))
+    return np.dtype(parts)
+
+
 def _decode_copy(payload: bytes, fields: tuple[tuple[str, str], ...]) -> np.ndarray:
     """Rows of a binary COPY whose fields are all fixed-width and NOT NULL, as a structured array."""
     if not payload:
@@ -310,14 +396,3 @@ def _decode_copy(payload: bytes, fields: tuple[tuple[str, str], ...]) -> np.ndar
     if len(body) % dtype.itemsize:
         raise ValueError("binary COPY rows are not the expected fixed width (a NULL or a type mismatch)")
     return np.frombuffer(body, dtype=dtype)
-
-
-def _encode_copy(columns: dict[str, np.ndarray], fields: list[tuple[str, str]], n: int) -> bytes:
-    """A binary COPY stream of ``n`` rows from fixed-width columns (no NULLs)."""
-    rows = np.zeros(n, dtype=_row_dtype(fields))
-    rows["_count"] = len(fields)
-    for name, dtype in fields:
-        rows[f"_len_{name}"] = np.dtype(dtype).itemsize
-        rows[name] = columns[name]
-    header = _COPY_SIGNATURE + struct.pack(">ii", 0, 0)
-    return header + rows.tobytes() + struct.pack(">h", -1)

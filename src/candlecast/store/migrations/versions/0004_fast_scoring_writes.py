@@ -9,8 +9,8 @@ the primary key:
 
 Both go. What the foreign key guaranteed is kept another way:
 
-- scores are only inserted by ``store.evaluations.write_evaluations``, whose INSERT joins ``ml_predictions``
-  (under a share lock on the rows it joins), so a score never points at a missing forecast;
+- scores are only inserted by ``store.evaluations.write_evaluations``, which first share-locks the forecasts
+  it scores (and drops those that changed), so a score never points at a missing forecast;
 - deleting forecasts deletes their scores through triggers (row DELETE, and TRUNCATE), as ON DELETE CASCADE
   did, including deletes cascaded from ``instruments``.
 
