@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from candlecast.jobs.replay import replay_slots, run_replay
+from candlecast.jobs.replay import busiest_window, replay_slots, run_replay
 from candlecast.store.candles import upsert_candles
 from candlecast.store.evaluations import evaluations_frame
 from candlecast.store.jobs import recent_job_runs
@@ -96,3 +96,12 @@ def test_changing_candles_after_a_slot_never_changes_its_forecast(engine: Engine
     assert all(moved[s].last_close != before[s].last_close for s in SYMBOLS)
     with engine.connect() as conn:  # every replay rewrote slots in place
         assert conn.execute(sa.text("SELECT count(*) FROM ml_predictions")).scalar() == 7 * 2
+
+
+def test_default_replay_window_is_where_most_instruments_have_data(engine: Engine) -> None:
+    load_market(engine, ["BTCUSDT", "ETHUSDT"], START, 24 * 40)  # 40 days from March 1st
+    load_market(engine, ["SOLUSDT"], START + timedelta(days=200), 24 * 10)  # later, but alone
+    first, last = busiest_window(engine, "1h", days=20)
+    assert last == START + timedelta(days=40) and first == last - timedelta(days=20)
+    with pytest.raises(ValueError, match="no active instrument"):
+        busiest_window(engine, "1d", days=20)

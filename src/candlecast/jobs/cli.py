@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings, get_settings
 from candlecast.jobs.batch import BatchResult, run_batch
-from candlecast.jobs.replay import run_replay
+from candlecast.jobs.replay import busiest_window, run_replay
 from candlecast.jobs.scheduler import list_jobs, run_job, run_scheduler
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store import connect, upgrade
@@ -120,8 +120,16 @@ def score_cmd(
 def replay_cmd(
     timeframe: TimeframeOption,
     model: Annotated[str, typer.Option("--model", "-m", help="A configured model.")],
-    start: Annotated[str, typer.Option("--from", help="First slot (ISO time; naive = UTC).")],
-    end: Annotated[str, typer.Option("--to", help="Last slot (ISO time; naive = UTC).")],
+    start: Annotated[
+        str | None, typer.Option("--from", help="First slot (ISO time; naive = UTC); default: see --days.")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last slot (ISO time; naive = UTC).")] = None,
+    days: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Without --from/--to: replay this many days where the stored data covers most instruments."
+        ),
+    ] = 90,
     every: Annotated[int, typer.Option(min=1, help="Forecast every N candles.")] = 1,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols; default all active.")] = None,
     service: Annotated[
@@ -132,8 +140,12 @@ def replay_cmd(
     """Walk-forward backtest: batch then score at every slot from --from to --to, as of that slot."""
     settings = get_settings()
     first, last = _time(start, "--from"), _time(end, "--to")
-    assert first is not None and last is not None
+    if (first is None) != (last is None):
+        raise typer.BadParameter("give both --from and --to, or neither (then --days applies)")
     with _store(settings) as engine:
+        if first is None or last is None:
+            first, last = busiest_window(engine, timeframe.value, days)
+            console.print(f"replaying {first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M} UTC")
         result = run_replay(
             settings, engine, timeframe.value, model, first, last, every=every, local=not service,
             symbols=_symbols(symbols), progress=progress,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,10 +24,10 @@ from candlecast.config import Settings
 from candlecast.jobs.batch import open_backend, run_batch, slot_time
 from candlecast.jobs.records import recorded_run
 from candlecast.jobs.scoring import run_scoring
-from candlecast.store.candles import timeframe_delta
+from candlecast.store.candles import list_instruments, timeframe_delta
 from candlecast.store.evaluations import refresh_performance
 
-__all__ = ["ReplayResult", "replay_slots", "run_replay"]
+__all__ = ["ReplayResult", "busiest_window", "replay_slots", "run_replay"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,23 @@ class ReplayResult:
     steps_scored: int
     duration_s: float
     run_id: int
+
+
+def busiest_window(engine: Engine, timeframe: str, days: int) -> tuple[datetime, datetime]:
+    """The ``days``-long stretch ending at a candle that the most active instruments cover entirely (the
+    latest such stretch on ties). Sample data ends at different dates per instrument; this picks where a
+    replay evaluates the most of them."""
+    spans = []
+    for summary in list_instruments(engine, active_only=True):
+        first, last = (summary.first_1h, summary.last_1h) if timeframe == "1h" else (summary.first_1d, summary.last_1d)
+        if first is not None and last is not None:
+            spans.append((first, last))
+    if not spans:
+        raise ValueError(f"no active instrument has {timeframe} candles to replay")
+    length = timedelta(days=days)
+    best = max((sum(first <= end - length and last >= end for first, last in spans), end) for _, end in spans)
+    end = best[1] + timeframe_delta(timeframe)  # as of the close of that candle
+    return end - length, end
 
 
 def replay_slots(timeframe: str, start: datetime, end: datetime, every: int = 1) -> list[datetime]:
