@@ -156,6 +156,44 @@ def ingest_calendar_cmd(
         err.print(f"  skipped row {row_error.row}: {row_error.reason}")
 
 
+@ingest_app.command("fetch")
+def ingest_fetch_cmd(
+    source: Annotated[str, typer.Option(help="ccxt (crypto klines) or yfinance (equities, FX, indices).")],
+    symbol: Annotated[str, typer.Option("--symbol", "-s", help="Our symbol, e.g. BTCUSDT or SPY.")],
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="1h or 1d.")],
+    since: Annotated[str, typer.Option(help="ISO start (naive = UTC).")],
+    until: Annotated[str | None, typer.Option(help="ISO end (default now); only closed candles are kept.")] = None,
+    ticker: Annotated[str | None, typer.Option(help="Vendor symbol if different (e.g. EURUSD=X, ^VIX).")] = None,
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id.")] = "binance",
+    asset_class: Annotated[str | None, typer.Option(help="Default: from the universe.")] = None,
+) -> None:
+    """Download candles from a market-data connector (optional extra `connectors`) and load them."""
+    from candlecast.ingest.connectors import fetch_ccxt, fetch_yfinance
+
+    settings = get_settings()
+    symbol = symbol.upper()
+    klass = asset_class or settings.universe.get(symbol)
+    if klass is None:
+        raise typer.BadParameter(f"{symbol} is not in the universe; give --asset-class", param_hint="--asset-class")
+    start, end = parse_as_of(since), parse_as_of(until)
+    assert start is not None
+    if source == "ccxt":
+        frame = fetch_ccxt(ticker or symbol, timeframe, start, end, exchange=exchange)
+    elif source == "yfinance":
+        frame = fetch_yfinance(ticker or symbol, timeframe, start, end)
+    else:
+        raise typer.BadParameter("must be ccxt or yfinance", param_hint="--source")
+    with open_store(settings) as engine:
+        try:
+            result = ingest_candles(
+                engine, Path(f"{source}:{ticker or symbol}"), symbol, timeframe, klass, frame=frame, source=source
+            )
+        except IngestError as exc:
+            err.print(f"[red]refused[/] (nothing written)\n{exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"[green]{result.written}[/] {timeframe} candles written for {symbol} from {source}")
+
+
 # -- sample data and overview ---------------------------------------------------------------------
 
 
