@@ -186,3 +186,36 @@ def test_symbols_without_enough_fresh_candles_are_skipped_not_failed(engine: Eng
     assert not quiet.ok and "no new candle" in quiet.skipped["BTCUSDT"]
     with pytest.raises(ValueError, match="unknown instrument"):
         run_batch(settings, engine, "1h", "baseline", as_of=end, symbols=["NOPE"], local=True, progress=False)
+
+
+def test_event_tensors_go_to_models_that_use_them(
+    engine: Engine, db_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from candlecast.config import ModelSpec
+    from candlecast.models.kronos import save_random_checkpoints
+    from candlecast.store.calendar import upsert_calendar
+
+    load_market(engine, ["BTCUSDT", "SPY", "ETHUSDT"], START, 120)  # BTCUSDT and SPY are leaders
+    with engine.begin() as conn:  # a CPI release inside the context window
+        release = START + 80 * H + timedelta(minutes=30)
+        upsert_calendar(conn, pd.DataFrame({"event_type": ["cpi"], "scheduled_at": [release]}))
+    model_dir, tokenizer_dir = save_random_checkpoints(tmp_path_factory.mktemp("kronos"), seed=0)
+    spec = ModelSpec(
+        name="kronos-tiny", kind="kronos", model_source=str(model_dir), tokenizer_source=str(tokenizer_dir),
+        max_context=64,
+    )  # fmt: skip
+    settings = job_settings(request_series_per_call=3, sample_count=4)
+    settings = settings.model_copy(
+        update={
+            "models": "kronos-tiny", "model_sources": {"kronos-tiny": spec}, "database_url": db_url,
+            "inference": settings.inference.model_copy(update={"load_adapters": False}),  # no fine-tuned adapters
+        }
+    )  # fmt: skip
+    result = run_batch(settings, engine, "1h", "kronos-tiny", as_of=START + 100 * H, local=True, progress=False)
+    assert result.ok == ("BTCUSDT", "ETHUSDT", "SPY"), result.failed
+    eth = latest_prediction(engine, "ETHUSDT", "kronos-tiny", "1h")
+    assert eth is not None and eth.event_context["events"] is True
+    active = set(eth.event_context["active_channels"])
+    assert 1 in active and 14 in active  # is_cpi at the release hour; the BTC leader return
+    baseline = run_batch(job_settings(), engine, "1h", "baseline", as_of=START + 100 * H, local=True, progress=False)
+    assert baseline.ok and latest_prediction(engine, "ETHUSDT", "baseline", "1h").event_context["events"] is False

@@ -331,7 +331,13 @@ def _attach_events(
         for item in todo:
             item.event_context = {"events": False, "reason": f"event encoder not available ({exc})"}
         return
-    inputs = EventInputs.read(settings, engine, timeframe, slot, [i.series for i in todo if i.series is not None])
+    try:
+        inputs = EventInputs.read(settings, engine, timeframe, slot, [i.series for i in todo if i.series is not None])
+    except Exception as exc:  # events are an input like any other: without them the forecasts still run
+        log.warning("event inputs unavailable for %s %s: %s", timeframe, slot.isoformat(), exc)
+        for item in todo:
+            item.event_context = {"events": False, "reason": f"event inputs unavailable: {exc}"}
+        return
     for item in todo:
         assert item.series is not None
         try:
