@@ -178,6 +178,22 @@ def test_hub_id_without_network_or_cache_says_the_weights_are_not_available(
         Kronos.from_pretrained("NeoQuasar/Kronos-small", revision="main", cache_dir=tmp_path)
 
 
+def test_hub_id_is_served_from_the_local_hub_cache_when_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    commit = "901c26c1332695a2a8f243eb2f37243a37bea320"
+    repo = tmp_path / "models--NeoQuasar--Kronos-small"  # the hub cache layout
+    shutil.copytree(REFERENCE / "model", repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for revision in (None, commit):
+        loaded = Kronos.from_pretrained("NeoQuasar/Kronos-small", revision=revision, cache_dir=tmp_path)
+        assert loaded.config == CASES["model_config"]
+
+
 def test_a_local_path_that_does_not_exist_is_not_taken_for_a_hub_id(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="neither a checkpoint folder nor a hub id"):
         Kronos.from_pretrained(tmp_path / "nowhere")
