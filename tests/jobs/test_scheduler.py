@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -120,3 +123,31 @@ def test_two_schedulers_never_run_the_same_job_at_once(
     for earlier, later in zip(runs, runs[1:], strict=False):  # and never two at a time
         assert earlier.finished_at is not None and earlier.finished_at <= later.started_at
     assert any("running elsewhere" in m for m in caplog.messages)
+
+
+def test_sigterm_stops_the_scheduler_after_the_running_job(db_url: str, engine: Engine) -> None:
+    now_slot = slot_time(None, "1h")
+    load_market(engine, ["BTCUSDT"], now_slot - timedelta(hours=100), 100)
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+        "from candlecast.config import Settings\n"
+        "from candlecast.jobs.scheduler import run_scheduler\n"
+        "from candlecast.store import create_engine_for\n"
+        "settings = Settings(models='baseline', jobs={'local': True, 'cron': {'baseline-batch-1h': '* * * * * *'}})\n"
+        f"run_scheduler(settings, create_engine_for({db_url!r}))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not recent_job_runs(engine, "baseline-batch-1h") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "SIGTERM: stopping after the running jobs finish" in output and "scheduler stopped" in output
+    runs = recent_job_runs(engine, "baseline-batch-1h")
+    assert runs and all(r.status == "ok" and r.finished_at is not None for r in runs)  # none cut short
