@@ -93,9 +93,7 @@ FROM windows
 GROUP BY symbol, timeframe, model_name, window_name
 """
 
-_INDEX = (
-    "CREATE UNIQUE INDEX ux_signal_performance ON signal_performance (symbol, timeframe, model_name, window_name)"
-)
+_INDEX = "CREATE UNIQUE INDEX ux_signal_performance ON signal_performance (symbol, timeframe, model_name, window_name)"
 
 
 def upgrade() -> None:
