@@ -952,9 +952,9 @@ def _generate(
             positions, valid = _window(rows.pads, start, stop)
             mask, causal = _attention_mask(valid, stop - start, stop - start, True, x.device)
             caching = use_cache and start == 0
-            caches = [LayerCache(valid, pred_len) for _ in range(model.n_layers)] if caching else None
+            caches = [LayerCache(valid, pred_len - 1) for _ in range(model.n_layers)] if caching else None
             context = model.run_transformer(rows.embed(model, slice(start, stop)), positions, mask, causal, caches)
-            memory = LayerCache(valid, pred_len)
+            memory = LayerCache(valid, pred_len - 1)  # the last generated token is never fed back
             memory.store_history(*model.dep_layer.memory(context))
         hidden_last = context[:, -1:]  # (N, 1, d)
         if hidden_last.shape[0] != n_series * samples:  # from here on, one row per (series, sample)
@@ -966,6 +966,7 @@ def _generate(
         rows.s1[:, stop], rows.s2[:, stop] = s1_next, sampler.draw(s2_logits[:, 0])
 
     # Decode the last max_context tokens (history + generated) as the reference does; keep the horizon.
+    caches = memory = None  # free the caches before the decoder's activations are allocated
     start = max(0, total - max_context)
     _, valid = _window(rows.pads, start, total)
     decoded = tokenizer.decode(
