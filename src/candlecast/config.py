@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_MARKET_CALENDARS",
     "DEFAULT_UNIVERSE",
     "EventSettings",
+    "FinetuneSettings",
     "LEADERS",
     "GatewaySettings",
     "InferenceSettings",
@@ -127,6 +128,8 @@ class InferenceSettings(BaseModel):
     workers_per_model: int = 1  # model calls in flight at once per model (1 suits a CPU or one GPU)
     max_queued_series: int = 4096  # series waiting for a model beyond this get 503 (overloaded)
     adapters_dir: Path = Path("var/adapters")
+    # Kronos models load the promoted fine-tune adapter of each asset class (model_adapters) at start-up.
+    load_adapters: bool = True
 
 
 class GatewaySettings(BaseModel):
@@ -180,7 +183,8 @@ class JobSettings(BaseModel):
     # Skip a symbol with no new candle since its previous slot (market closed): that forecast still stands.
     skip_unchanged: bool = True
     local: bool = False  # the scheduler runs batch models in-process instead of calling the inference service
-    finetune_entrypoint: str = "candlecast.finetune:run_rolling_finetune"  # module:function for *-rolling-finetune
+    # module:function run by the *-rolling-finetune jobs
+    finetune_entrypoint: str = "candlecast.models.finetune.run:run_rolling_finetune"
     send_events: bool = True  # build event tensors for models that use them (kronos), when the encoder exists
 
 
@@ -198,6 +202,37 @@ class EventSettings(BaseModel):
     vix_window: int = 252  # VIX observations in the rolling z-score
     vix_min_history: int = 20
     fed_bank_codes: list[str] = Field(default_factory=lambda: ["FED", "FRB", "FOMC", "US", "USD"])
+
+
+class FinetuneSettings(BaseModel):
+    """Monthly LoRA fine-tuning of Kronos per asset class and its promotion gate (docs/finetune.md)."""
+
+    timeframes: list[str] = Field(default_factory=lambda: ["1h", "1d"])  # candle series trained on
+    lookback: int = 256  # candles of context per window; the window is normalised with their statistics
+    horizon: int = 24  # candles after the lookback: predicted in training, forecast by the gate
+    window_stride: int = 24  # candles between the starts of consecutive windows of one series
+    max_candles_per_series: int = 20_000  # newest candles read per (symbol, timeframe)
+    max_train_windows: int = 20_000  # more are thinned evenly over time
+    max_validation_windows: int = 2_000
+    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # newest part of the windows, by time
+    min_train_windows: int = 16
+    min_validation_windows: int = 4
+    event_oversampling: int = Field(3, ge=1)  # windows with a release/decision/earnings event, per epoch
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-4, gt=0.0)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    loss_eval_windows: int = 512  # training windows whose loss is measured before and after training
+    gate_windows: int = 64  # held-out windows forecast by candidate and incumbent
+    gate_sample_count: int = 16  # sampled paths per gate window (CRPS of the close)
+    seed: int = 0
+    device: str = "cpu"
+    adapters_dir: Path | None = None  # default: <data_dir>/adapters
 
 
 class Settings(BaseSettings):
@@ -228,6 +263,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     events: EventSettings = Field(default_factory=EventSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -202,6 +202,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
                     parameters=info.parameters,
                     device=info.device,
                     gives_ohlc=info.gives_ohlc,
+                    adapters=info.details.get("adapters"),  # type: ignore[arg-type]
+                    adapters_status=info.details.get("adapters_status"),  # type: ignore[arg-type]
                 )
             )
         return ModelsResponse(default=registry.default_name(), models=out)
@@ -221,6 +223,7 @@ def serve(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _with_adapter_database(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.inference.host,
@@ -228,6 +231,29 @@ def serve(settings: Settings | None = None) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,  # the app logs one structured line per request
     )
+
+
+def _with_adapter_database(settings: Settings) -> Settings:
+    """Without DATABASE_URL, Kronos models read their promoted adapters from the embedded database (where
+    ``candlecast finetune`` records them), started or joined here; if that fails they serve the base model."""
+    if settings.database_url or not settings.inference.load_adapters:
+        return settings
+    if not any(_kind(settings, name) == "kronos" for name in settings.model_names()):
+        return settings
+    try:
+        from candlecast.store.db import resolve_database_url
+
+        return settings.model_copy(update={"database_url": resolve_database_url(settings)})
+    except Exception as exc:
+        log.warning("embedded database not available, Kronos models serve without adapters: %s", exc)
+        return settings
+
+
+def _kind(settings: Settings, name: str) -> str | None:
+    try:
+        return settings.model_spec(name).kind
+    except KeyError:
+        return None
 
 
 def _registry(service: _Service) -> Registry:

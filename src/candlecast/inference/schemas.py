@@ -162,6 +162,20 @@ class HealthResponse(BaseModel):
     models: dict[str, ModelStatus]
 
 
+class AdapterDescription(BaseModel):
+    """A promoted fine-tune adapter of a Kronos model, serving one asset class's series."""
+
+    asset_class: str
+    adapter_id: int
+    path: str
+    trained_at: AwareDatetime
+    as_of: AwareDatetime | None = None
+    validation_loss: float | None = None
+    crps: float | None = None
+    loaded: bool = Field(description="false: it failed to load (see reason) and the base model serves the class")
+    reason: str | None = None
+
+
 class ModelDescription(BaseModel):
     name: str
     kind: str
@@ -172,6 +186,8 @@ class ModelDescription(BaseModel):
     device: str | None = None
     gives_ohlc: bool | None = None
     reason: str | None = None
+    adapters: list[AdapterDescription] | None = Field(None, description="Kronos: promoted adapters by asset class")
+    adapters_status: str | None = Field(None, description="why no adapter is in use, when none is")
 
 
 class ModelsResponse(BaseModel):

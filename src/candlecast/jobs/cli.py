@@ -1,5 +1,5 @@
-"""Command-line entry points of the jobs: ``batch``, ``score``, ``replay``, ``scheduler``, ``jobs list``,
-``jobs run``.
+"""Command-line entry points of the jobs: ``batch``, ``score``, ``replay``, ``scheduler``, ``finetune``,
+``jobs list``, ``jobs run``.
 
 Mounted on the main ``candlecast`` app with ``register(app)``. Each command is also safe to call from an
 external cron (Kubernetes CronJob, Railway cron, a systemd timer) instead of ``candlecast scheduler``:
@@ -26,6 +26,7 @@ from candlecast.jobs.batch import BatchResult, run_batch
 from candlecast.jobs.replay import busiest_window, run_replay
 from candlecast.jobs.scheduler import list_jobs, run_job, run_scheduler
 from candlecast.jobs.scoring import run_scoring
+from candlecast.models.finetune.cli import finetune_cmd
 from candlecast.store import connect, upgrade
 
 __all__ = ["jobs_app", "register"]
@@ -212,4 +213,5 @@ def register(app: typer.Typer) -> None:
     app.command("score")(score_cmd)
     app.command("replay")(replay_cmd)
     app.command("scheduler")(scheduler_cmd)
+    app.command("finetune")(finetune_cmd)
     app.add_typer(jobs_app, name="jobs")

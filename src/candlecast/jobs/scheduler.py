@@ -218,6 +218,9 @@ def _run_finetune(settings: Settings, engine: Engine, spec: JobSpec, run_id: int
             log.warning("job %s: %s", spec.name, run.error)
             return run
         result = function(settings, engine, base_model=spec.model, as_of=as_of)
+        run.status = getattr(result, "status", run.status)  # e.g. 'partial' when one asset class failed
+        run.counts.update(getattr(result, "counts", {}))
+        run.errors.update(getattr(result, "errors", {}))
         run.counts["result"] = str(result)[:500]
         return run
 

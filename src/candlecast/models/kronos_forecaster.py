@@ -3,12 +3,17 @@
 The heavy lifting (tokenizer, autoregressive predictor, sampling) is ``candlecast.models.kronos``; this
 module turns ``SeriesInput`` batches into the DataFrames and timestamps ``KronosPredictor.sample`` takes,
 fills the columns a close-only instrument lacks, and turns the sampled candles into a ``Forecast``.
+
+Fine-tune adapters (``candlecast.models.finetune``): a forecaster may carry one adapted model per asset
+class (``use_adapters``). Each series goes to the adapted model of its symbol's asset class, or to the base
+model when that class has none; seeds are per series, so the grouping never changes a series' paths.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +21,12 @@ import numpy as np
 import pandas as pd
 
 from candlecast.config import ModelSpec
-from candlecast.models.base import N_EVENT_CHANNELS, OHLCV_COLUMNS, Forecaster, SamplePaths, SeriesInput
+from candlecast.models.base import N_EVENT_CHANNELS, OHLCV_COLUMNS, Forecaster, ModelInfo, SamplePaths, SeriesInput
 
 if TYPE_CHECKING:
     from candlecast.models.kronos import KronosPredictor
 
-__all__ = ["KronosForecaster", "KronosSampling"]
+__all__ = ["KronosAdapter", "KronosForecaster", "KronosSampling", "kronos_frame", "weights_version"]
 
 _CLOSE = 3
 
@@ -33,6 +38,17 @@ class KronosSampling:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.9
+
+
+@dataclass
+class KronosAdapter:
+    """A fine-tuned variant of the model for one asset class; ``predictor`` is None when it failed to load
+    (``description`` then says why and that class is served by the base model)."""
+
+    asset_class: str
+    adapter_id: int
+    predictor: KronosPredictor | None
+    description: dict[str, Any] = field(default_factory=dict)
 
 
 class KronosForecaster(Forecaster):
@@ -60,6 +76,32 @@ class KronosForecaster(Forecaster):
         self.parameters = parameters
         self.device = device
         self.sampling = sampling or KronosSampling()
+        self.base_version = version
+        self.adapters: dict[str, KronosAdapter] = {}  # asset class -> adapter
+        self.asset_classes: Mapping[str, str] = {}  # symbol -> asset class
+        self.adapters_status: str | None = None  # why no adapter is in use, when none is
+
+    def use_adapters(
+        self, adapters: Sequence[KronosAdapter], asset_classes: Mapping[str, str], status: str | None = None
+    ) -> None:
+        """Serve each asset class with its loaded adapter; the version then names them (``+crypto@12``)."""
+        self.adapters = {a.asset_class: a for a in adapters}
+        self.asset_classes = dict(asset_classes)
+        self.adapters_status = status
+        loaded = sorted((a.asset_class, a.adapter_id) for a in adapters if a.predictor is not None)
+        self.version = self.base_version + "".join(f"+{ac}@{adapter_id}" for ac, adapter_id in loaded)
+
+    def info(self) -> ModelInfo:
+        info = super().info()
+        info.details["adapters"] = [a.description for a in self.adapters.values()]
+        if self.adapters_status:
+            info.details["adapters_status"] = self.adapters_status
+        return info
+
+    def predictor_for(self, symbol: str) -> KronosPredictor:
+        """The adapted predictor of ``symbol``'s asset class, else the base predictor."""
+        adapter = self.adapters.get(self.asset_classes.get(symbol, ""))
+        return adapter.predictor if adapter is not None and adapter.predictor is not None else self.predictor
 
     @classmethod
     def load(cls, spec: ModelSpec, device: str = "cpu", sampling: KronosSampling | None = None) -> KronosForecaster:
@@ -75,7 +117,7 @@ class KronosForecaster(Forecaster):
         return cls(
             spec.name,
             predictor,
-            version=spec.revision or _version_of(spec.model_source),
+            version=spec.revision or weights_version(spec.model_source),
             max_context=spec.max_context,
             parameters=parameters,
             device=device,
@@ -90,10 +132,34 @@ class KronosForecaster(Forecaster):
         seeds: list[int | None],
         quantile_levels: tuple[float, ...],
     ) -> list[SamplePaths]:
+        groups: dict[int, list[int]] = {}  # predictor -> the series it forecasts
+        predictors = {}
+        for i, s in enumerate(series):
+            predictor = self.predictor_for(s.symbol)
+            predictors[id(predictor)] = predictor
+            groups.setdefault(id(predictor), []).append(i)
+        out: list[SamplePaths | None] = [None] * len(series)
+        for key, members in groups.items():
+            paths = self._sample_with(
+                predictors[key], [series[i] for i in members], [targets[i] for i in members], sample_count,
+                [seeds[i] for i in members],
+            )  # fmt: skip
+            for i, p in zip(members, paths, strict=True):
+                out[i] = p
+        return [p for p in out if p is not None]
+
+    def _sample_with(
+        self,
+        predictor: KronosPredictor,
+        series: list[SeriesInput],
+        targets: list[pd.DatetimeIndex],
+        sample_count: int,
+        seeds: list[int | None],
+    ) -> list[SamplePaths]:
         pred_len = len(targets[0])
         with_events = any(s.events is not None for s in series)
-        result = self.predictor.sample(
-            [_frame(s) for s in series],
+        result = predictor.sample(
+            [kronos_frame(s) for s in series],
             [s.timestamps for s in series],
             targets,
             pred_len,
@@ -117,7 +183,7 @@ def _events(s: SeriesInput, pred_len: int) -> np.ndarray:
     return np.concatenate([history, np.zeros((pred_len, N_EVENT_CHANNELS), dtype=np.float32)])
 
 
-def _frame(s: SeriesInput) -> pd.DataFrame:
+def kronos_frame(s: SeriesInput) -> pd.DataFrame:
     """The six columns Kronos reads, with gaps filled the way the reference predictor fills them:
     missing open/high/low take the close; missing volume is 0; missing amount is volume x mean price."""
     o, h, lo, c, v, a = s.ohlcv.T.copy()
@@ -135,7 +201,7 @@ def _from_source(cls: Any, what: str, source: str, revision: str | None) -> Any:
         raise RuntimeError(f"cannot load the Kronos {what} from {source!r}: {exc}") from exc
 
 
-def _version_of(source: str) -> str:
+def weights_version(source: str) -> str:
     """A local checkpoint is versioned by the hash of its weights; a hub id by its name."""
     weights = Path(source).expanduser() / "model.safetensors"
     if weights.is_file():

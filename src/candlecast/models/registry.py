@@ -83,7 +83,12 @@ def _load_baseline(spec: ModelSpec, settings: Settings) -> Forecaster:
 def _load_kronos(spec: ModelSpec, settings: Settings) -> Forecaster:
     from candlecast.models.kronos_forecaster import KronosForecaster  # torch is imported only when needed
 
-    return KronosForecaster.load(spec, device=settings.inference.device)
+    forecaster = KronosForecaster.load(spec, device=settings.inference.device)
+    if settings.inference.load_adapters:  # the promoted fine-tune adapter of each asset class
+        from candlecast.models.finetune.serving import attach_promoted_adapters
+
+        attach_promoted_adapters(forecaster, settings)
+    return forecaster
 
 
 def _load_chronos2(spec: ModelSpec, settings: Settings) -> Forecaster:
