@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from candlecast.store._copy import binary_copy
 from candlecast.store._sql import connection, read_frame
 from candlecast.store.schema import CANDLE_COLUMNS, TIMEFRAMES, candle_table, instruments
 
@@ -123,8 +122,8 @@ def upsert_candles(conn: Connection, symbol: str, timeframe: str, frame: pd.Data
     """Insert or replace candles of one symbol, in the caller's transaction.
 
     ``frame`` has a tz-aware ``ts`` column (or index) and the columns of ``CANDLE_COLUMNS``;
-    open/high/low/volume/amount may be NaN (stored as NULL). Rows are streamed with COPY (the CSV
-    is written by Arrow): straight into the table when none of them exists yet, else into a
+    open/high/low/volume/amount may be NaN (stored as NULL). Rows are streamed with binary COPY:
+    straight into the table when none of them exists yet, else into a
     temporary table followed by one ``INSERT ... ON CONFLICT DO UPDATE``, so re-loading a file is
     idempotent. The table's CHECK constraints are the last line of defence; ingest validates first.
     """
@@ -132,16 +131,16 @@ def upsert_candles(conn: Connection, symbol: str, timeframe: str, frame: pd.Data
     frame = _with_ts_column(frame)
     if frame.empty:
         return 0
-    columns = {
-        "symbol": pa.repeat(pa.scalar(symbol), len(frame)),
-        "ts": pa.array(frame["ts"], type=pa.timestamp("us", tz="UTC")),
-    }
-    for column in CANDLE_COLUMNS:
-        values = frame[column].to_numpy(dtype="float64") if column in frame else np.full(len(frame), np.nan)
-        columns[column] = pa.array(values, from_pandas=True)  # NaN -> null -> empty field -> NULL
-    body = pa.BufferOutputStream()
-    pacsv.write_csv(pa.table(columns), body, pacsv.WriteOptions(include_header=False))
-    names = ", ".join(columns)
+    n = len(frame)
+    columns: list[tuple[str, str, np.ndarray | pd.Series]] = [
+        ("symbol", "text", np.full(n, symbol.encode(), dtype=f"S{len(symbol.encode())}")),
+        ("ts", "timestamptz", frame["ts"]),
+    ]
+    for column in CANDLE_COLUMNS:  # NaN (missing open/high/low, volume, amount) is written as NULL
+        values = frame[column].to_numpy(dtype="float64") if column in frame else np.full(n, np.nan)
+        columns.append((column, ">f8", values))
+    body = binary_copy(columns)
+    names = ", ".join(name for name, _, _ in columns)
     with conn.connection.driver_connection.cursor() as cur:
         cur.execute(
             f"SELECT EXISTS (SELECT 1 FROM {table} WHERE symbol = %s AND ts BETWEEN %s AND %s)",
@@ -152,8 +151,8 @@ def upsert_candles(conn: Connection, symbol: str, timeframe: str, frame: pd.Data
         if overlaps:
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {target} (LIKE {table}) ON COMMIT DELETE ROWS")
             cur.execute(f"TRUNCATE {target}")
-        with cur.copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(body.getvalue().to_pybytes())
+        with cur.copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT binary)") as copy:
+            copy.write(body)
         if overlaps:
             updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in CANDLE_COLUMNS)
             cur.execute(

@@ -23,6 +23,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 from sqlalchemy.engine import Connection, Engine
 
+from candlecast.store._copy import binary_copy, decode_binary_copy
 from candlecast.store._sql import connection, read_frame, read_rows
 from candlecast.store.candles import closed_cutoff
 from candlecast.store.schema import candle_table
@@ -40,7 +41,6 @@ __all__ = [
     "write_evaluations",
 ]
 
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _FLOAT4_ARRAY_OID = 1021
 # These statements touch many rows with simple expressions; Postgres' JIT compiler, which kicks in on their
 # (large) cost estimates, spent more time compiling than it saved (measured: ~0.25 s per statement).
@@ -150,7 +150,7 @@ def unscored_steps(
             cur.execute(_NO_JIT)
             with cur.copy(sql, params) as copy:
                 payload = b"".join(bytes(chunk) for chunk in copy)
-    rows = _decode_copy(payload, _STEP_FIELDS)
+    rows = decode_binary_copy(payload, _STEP_FIELDS)
     steps = {name: rows[name].astype(dtype[1:]) for name, dtype in _STEP_FIELDS}
     ids = np.unique(steps["prediction_id"]).tolist()
     _, labels = read_rows(
@@ -270,57 +270,19 @@ def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, n
 
 
 def _evaluation_rows(steps: StepsToScore, scores: dict[str, np.ndarray], keep: np.ndarray) -> bytes:
-    """The binary COPY stream of the kept rows.
-
-    Binary COPY rows are fixed-width only when every text value has the same length and no value is NULL,
-    so rows are encoded in groups of equal (symbol, model name, timeframe) lengths and CRPS nullness.
-    """
+    """The binary COPY stream of the kept rows (a NaN CRPS is written as NULL)."""
     ids = steps.prediction_id[keep]
     forecasts, owner = forecast_runs(ids)  # labels are per forecast, spread to its steps
-    text, lengths = {}, {}
+    text = {}
     for k, name in enumerate(("symbol", "timeframe", "model_name")):
-        encoded = [steps.labels[pid][k].encode() for pid in forecasts.tolist()]
-        text[name] = np.array(encoded, dtype=f"S{max(map(len, encoded))}")[owner]
-        lengths[name] = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))[owner]
-    crps = scores["crps"][keep]
-    null_crps = np.isnan(crps)
+        text[name] = np.array([steps.labels[pid][k].encode() for pid in forecasts.tolist()], dtype=bytes)[owner]
     values: dict[str, np.ndarray] = {
         "prediction_id": ids, "step": steps.step[keep], "as_of": steps.as_of[keep],
         "target_ts": steps.target_ts[keep], "last_close": steps.last_close[keep],
         "realised_close": steps.realised_close[keep], "p10": steps.p10[keep], "p50": steps.p50[keep],
-        "p90": steps.p90[keep], **{name: scores[name][keep] for name in EVALUATION_SCORE_FIELDS},
+        "p90": steps.p90[keep], **{name: scores[name][keep] for name in EVALUATION_SCORE_FIELDS}, **text,
     }  # fmt: skip
-    # one integer per row for its group: the three text lengths (each < 2**16) and the CRPS nullness
-    group_key = ((lengths["symbol"] << 40) | (lengths["timeframe"] << 24) | (lengths["model_name"] << 8)) + null_crps
-    parts = [_COPY_SIGNATURE + struct.pack(">ii", 0, 0)]
-    for key in np.unique(group_key).tolist():
-        member = group_key == key
-        len_symbol, len_timeframe, len_model, crps_is_null = (
-            key >> 40,
-            (key >> 24) & 0xFFFF,
-            (key >> 8) & 0xFFFF,
-            key & 1,
-        )
-        widths = {"symbol": len_symbol, "timeframe": len_timeframe, "model_name": len_model}
-        layout: list[tuple[str, str | None]] = []
-        for name, dtype in _EVALUATION_COLUMNS:
-            if name == "crps" and crps_is_null:
-                layout.append((name, None))
-            elif dtype == "text":
-                layout.append((name, f"S{widths[name]}"))
-            else:
-                layout.append((name, dtype))
-        rows = np.zeros(int(member.sum()), dtype=_row_dtype_with_nulls(layout))
-        rows["_count"] = len(layout)
-        for name, dtype in layout:
-            if dtype is None:
-                rows[f"_len_{name}"] = -1
-                continue
-            rows[f"_len_{name}"] = np.dtype(dtype).itemsize
-            rows[name] = (text[name] if name in text else values[name])[member]
-        parts.append(rows.tobytes())
-    parts.append(struct.pack(">h", -1))
-    return b"".join(parts)
+    return binary_copy([(name, kind, values[name]) for name, kind in _EVALUATION_COLUMNS])
 
 
 # -- the performance view --------------------------------------------------------------------------
@@ -356,14 +318,6 @@ def count_evaluations(bind: Engine | Connection, timeframe: str | None = None) -
 # -- binary COPY with numpy ------------------------------------------------------------------------
 
 
-def _row_dtype(fields: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> np.dtype:
-    """A packed record of one binary COPY row: field count, then a (length, value) pair per field."""
-    parts: list[tuple[str, str]] = [("_count", ">i2")]
-    for name, dtype in fields:
-        parts += [(f"_len_{name}", ">i4"), (name, dtype)]
-    return np.dtype(parts)
-
-
 def forecast_runs(prediction_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For ids sorted in runs (all steps of a forecast together): the distinct ids in order, and for each
     entry the index of its id in that list. O(n), unlike ``np.unique``'s sort."""
@@ -371,28 +325,3 @@ def forecast_runs(prediction_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return prediction_ids[:0], np.zeros(0, dtype=np.int64)
     starts = np.r_[True, prediction_ids[1:] != prediction_ids[:-1]]
     return prediction_ids[starts], np.cumsum(starts) - 1
-
-
-def _row_dtype_with_nulls(layout: list[tuple[str, str | None]]) -> np.dtype:
-    """Like ``_row_dtype``; a field whose dtype is None is NULL (a length of -1 and no value)."""
-    parts: list[tuple[str, str]] = [("_count", ">i2")]
-    for name, dtype in layout:
-        parts.append((f"_len_{name}", ">i4"))
-        if dtype is not None:
-            parts.append((name, dtype))
-    return np.dtype(parts)
-
-
-def _decode_copy(payload: bytes, fields: tuple[tuple[str, str], ...]) -> np.ndarray:
-    """Rows of a binary COPY whose fields are all fixed-width and NOT NULL, as a structured array."""
-    if not payload:
-        return np.zeros(0, dtype=_row_dtype(fields))
-    if not payload.startswith(_COPY_SIGNATURE):
-        raise ValueError("not a binary COPY stream")
-    (extension,) = struct.unpack_from(">i", payload, len(_COPY_SIGNATURE) + 4)
-    start = len(_COPY_SIGNATURE) + 8 + extension
-    body = payload[start:-2]  # drop the trailer (-1 as int16)
-    dtype = _row_dtype(fields)
-    if len(body) % dtype.itemsize:
-        raise ValueError("binary COPY rows are not the expected fixed width (a NULL or a type mismatch)")
-    return np.frombuffer(body, dtype=dtype)
