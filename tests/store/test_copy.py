@@ -23,7 +23,7 @@ def test_binary_copy_round_trips_nulls_texts_of_several_widths_and_timestamps(en
                 copy.write(stream)
         rows = conn.execute(sa.text("SELECT name, at, x, n, ok FROM t ORDER BY n")).all()
     assert [r.name for r in rows] == ["a", "bcd", "", "bcd"]
-    assert [r.at for r in rows] == list(ts.dt.to_pydatetime())
+    assert [r.at for r in rows] == [t.to_pydatetime() for t in ts]
     assert [r.x for r in rows] == [1.5, None, -2.0, None]
     assert [r.ok for r in rows] == [True, False, True, True]
 
