@@ -343,6 +343,22 @@ def test_without_base_weights_the_command_says_so_and_trains_nothing(
     assert len(list_adapters(db[1])) == before
 
 
+def test_the_monthly_job_fails_with_the_reason_when_the_base_weights_are_missing(
+    settings: Settings, db: tuple[str, Engine], tmp_path: Path
+) -> None:
+    absent = ModelSpec(
+        name="kronos-absent", kind="kronos", model_source=str(tmp_path / "no-model"),
+        tokenizer_source=str(tmp_path / "no-tokenizer"),
+    )  # fmt: skip
+    without = settings.model_copy(update={"models": "kronos-absent", "model_sources": {"kronos-absent": absent}})
+    before = len(list_adapters(db[1]))
+    outcome = run_job(without, db[1], "kronos-rolling-finetune", as_of=AS_OF)
+    assert outcome.action == "ran" and outcome.status == "failed"
+    (run,) = recent_job_runs(db[1], "kronos-rolling-finetune", limit=1)
+    assert run.status == "failed" and "weights are not available" in run.errors["base"]
+    assert len(list_adapters(db[1])) == before
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

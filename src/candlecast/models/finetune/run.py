@@ -86,7 +86,7 @@ def load_base(settings: Settings, base_model: str) -> BaseCheckpoint:
     try:
         model = Kronos.from_pretrained(spec.model_source, spec.revision)
         tokenizer = KronosTokenizer.from_pretrained(spec.tokenizer_source)
-    except WeightsNotAvailableError as exc:
+    except FileNotFoundError as exc:  # WeightsNotAvailableError, or a local folder that does not exist
         raise WeightsNotAvailableError(
             f"cannot fine-tune {base_model}: its published weights are not available here ({exc}). "
             f"Nothing was trained. Put the checkpoints where the hub is reachable, or point "
@@ -201,6 +201,8 @@ def run_finetune(
         raise ValueError("as_of must be timezone-aware")
     started = time.perf_counter()
     base = base or load_base(settings, base_model)
+    if base.name != base_model:
+        raise ValueError(f"base: the loaded checkpoint is {base.name!r}, not {base_model!r}")
     settings_window_check(cfg, base.spec.max_context)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -339,10 +341,15 @@ def run_rolling_finetune(
 ) -> RollingResult:
     """Fine-tune ``base_model`` for every asset class with active instruments (the scheduler's
     ``kronos-rolling-finetune``). A class without enough data is skipped; one that fails does not stop the
-    others; missing base weights stop the whole run before anything is read."""
+    others; missing base weights fail the whole run (``errors["base"]``) before anything is read."""
     as_of = as_of or datetime.now(UTC)
-    base = load_base(settings, base_model)
     outcome = RollingResult(base_model, as_of)
+    try:
+        base = load_base(settings, base_model)
+    except (WeightsNotAvailableError, ValueError) as exc:
+        outcome.errors["base"] = str(exc)
+        log.error("fine-tune %s not run: %s", base_model, exc)
+        return outcome
     for asset_class in sorted({i.asset_class for i in get_instruments(engine, active_only=True)}):
         try:
             outcome.results[asset_class] = run_finetune(
