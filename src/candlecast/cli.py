@@ -6,9 +6,7 @@ PostgreSQL in ``var/pg`` for the duration of the command.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -19,11 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from candlecast.cli_options import parse_time
 from candlecast.config import Settings, get_settings
 from candlecast.ingest.calendar import ingest_calendar
 from candlecast.ingest.candles import IngestError, ingest_candles, read_candle_file, resample_daily
 from candlecast.jobs.cli import register as register_job_commands
-from candlecast.store import connect, current_revision, head_revision, upgrade
+from candlecast.store import connect, current_revision, head_revision
 from candlecast.store.candles import list_instruments
 
 app = typer.Typer(help="candlecast: cache-first probabilistic forecasts for market candles.", no_args_is_help=True)
@@ -37,32 +36,12 @@ console = Console(width=max(Console().width, 120))
 err = Console(stderr=True)
 
 
-@contextlib.contextmanager
-def open_store(settings: Settings, migrate: bool = True) -> Iterator[Engine]:
-    """Open the configured database (starting the embedded one if needed), migrated to head."""
-    with connect(settings) as engine:
-        if migrate:
-            upgrade(engine)
-        yield engine
-
-
 def _describe_url(settings: Settings) -> str:
     if settings.database_url is None:
         return f"embedded PostgreSQL in {settings.data_dir / 'pg'}"
     from sqlalchemy.engine import make_url
 
     return make_url(settings.database_url).render_as_string(hide_password=True)
-
-
-def parse_as_of(value: str | None) -> datetime | None:
-    """Parse an ISO time; naive means UTC."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not an ISO date/time: {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @app.callback()
@@ -81,7 +60,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 def db_upgrade() -> None:
     """Apply all migrations (idempotent)."""
     settings = get_settings()
-    with open_store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         console.print(f"[green]database at revision {current_revision(engine)}[/] ({_describe_url(settings)})")
 
 
@@ -89,7 +68,7 @@ def db_upgrade() -> None:
 def db_status() -> None:
     """Show where the database is and which migration it is at."""
     settings = get_settings()
-    with open_store(settings, migrate=False) as engine:
+    with connect(settings) as engine:
         current, head = current_revision(engine), head_revision()
         state = "[green]up to date[/]" if current == head else "[yellow]needs `candlecast db upgrade`[/]"
         console.print(f"database: {_describe_url(settings)}\nrevision: {current} (head {head}) {state}")
@@ -119,7 +98,7 @@ def ingest_candles_cmd(
     if klass is None:
         raise typer.BadParameter(f"{symbol} is not in the universe; give --asset-class", param_hint="--asset-class")
     frame = read_candle_file(file, tz)
-    with open_store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         try:
             result = ingest_candles(engine, file, symbol, timeframe, klass, skip_invalid=skip_invalid, frame=frame)
         except IngestError as exc:
@@ -145,7 +124,7 @@ def ingest_calendar_cmd(
 ) -> None:
     """Load economic-calendar events (event_type, scheduled_at, actual, forecast, ...)."""
     settings = get_settings()
-    with open_store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         try:
             result = ingest_calendar(engine, file, skip_invalid=skip_invalid, timezone=tz)
         except IngestError as exc:
@@ -175,7 +154,7 @@ def ingest_fetch_cmd(
     klass = asset_class or settings.universe.get(symbol)
     if klass is None:
         raise typer.BadParameter(f"{symbol} is not in the universe; give --asset-class", param_hint="--asset-class")
-    start, end = parse_as_of(since), parse_as_of(until)
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
     assert start is not None
     if source == "ccxt":
         frame = fetch_ccxt(ticker or symbol, timeframe, start, end, exchange=exchange)
@@ -183,7 +162,7 @@ def ingest_fetch_cmd(
         frame = fetch_yfinance(ticker or symbol, timeframe, start, end)
     else:
         raise typer.BadParameter("must be ccxt or yfinance", param_hint="--source")
-    with open_store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         try:
             result = ingest_candles(
                 engine, Path(f"{source}:{ticker or symbol}"), symbol, timeframe, klass, frame=frame, source=source
@@ -223,7 +202,7 @@ def seed_sample(settings: Settings, engine: Engine) -> int:
 def seed_sample_cmd() -> None:
     """Load the real sample data shipped in data/sample (see data/sample/SOURCES.md)."""
     settings = get_settings()
-    with open_store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         written = seed_sample(settings, engine)
         console.print(f"[green]{written}[/] candles loaded")
         print_instruments(engine)
@@ -249,7 +228,7 @@ def print_instruments(engine: Engine) -> None:
 @app.command("instruments")
 def instruments_cmd() -> None:
     """Table of symbols with row counts, date ranges and sources."""
-    with open_store(get_settings()) as engine:
+    with connect(get_settings(), migrate=True) as engine:
         print_instruments(engine)
 
 
@@ -298,7 +277,7 @@ def demo(
 
     settings = get_settings()
     console.print(f"database: {_describe_url(settings)}")
-    with open_store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         seed_sample(settings, engine)
         print_instruments(engine)
         for timeframe, start, end in DEMO_REPLAYS:

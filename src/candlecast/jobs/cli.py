@@ -10,24 +10,21 @@ to do), 1 when a batch wrote nothing or a job failed.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
-from candlecast.config import Settings, get_settings
+from candlecast.cli_options import parse_time
+from candlecast.config import get_settings
 from candlecast.jobs.batch import BatchResult, run_batch
 from candlecast.jobs.replay import busiest_window, run_replay
 from candlecast.jobs.scheduler import list_jobs, run_job, run_scheduler
 from candlecast.jobs.scoring import run_scoring
 from candlecast.models.finetune.cli import finetune_cmd
-from candlecast.store import connect, upgrade
+from candlecast.store import connect
 
 __all__ = ["jobs_app", "register"]
 
@@ -44,23 +41,6 @@ TimeframeOption = Annotated[Timeframe, typer.Option("--timeframe", "-t", help="C
 AsOfOption = Annotated[
     str | None, typer.Option("--as-of", help="ISO time (naive = UTC) to act as of; default now.", show_default=False)
 ]
-
-
-@contextlib.contextmanager
-def _store(settings: Settings) -> Iterator[Engine]:
-    with connect(settings) as engine:
-        upgrade(engine)
-        yield engine
-
-
-def _time(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"not an ISO date/time: {value!r}", param_hint=option) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _symbols(value: str | None) -> list[str] | None:
@@ -88,9 +68,9 @@ def batch_cmd(
 ) -> None:
     """Forecast every active instrument for one slot and store the forecasts."""
     settings = get_settings()
-    with _store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         result = run_batch(
-            settings, engine, timeframe.value, model, as_of=_time(as_of, "--as-of"), symbols=_symbols(symbols),
+            settings, engine, timeframe.value, model, as_of=parse_time(as_of, "--as-of"), symbols=_symbols(symbols),
             local=local, progress=progress,
         )  # fmt: skip
     _print_batch(result)
@@ -107,9 +87,9 @@ def score_cmd(
 ) -> None:
     """Score forecast steps whose candles have closed, then refresh signal_performance."""
     settings = get_settings()
-    with _store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         result = run_scoring(
-            settings, engine, timeframe.value, as_of=_time(as_of, "--as-of"), since=_time(since, "--since"),
+            settings, engine, timeframe.value, as_of=parse_time(as_of, "--as-of"), since=parse_time(since, "--since"),
             refresh=refresh,
         )  # fmt: skip
     console.print(
@@ -140,10 +120,10 @@ def replay_cmd(
 ) -> None:
     """Walk-forward backtest: batch then score at every slot from --from to --to, as of that slot."""
     settings = get_settings()
-    first, last = _time(start, "--from"), _time(end, "--to")
+    first, last = parse_time(start, "--from"), parse_time(end, "--to")
     if (first is None) != (last is None):
         raise typer.BadParameter("give both --from and --to, or neither (then --days applies)")
-    with _store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         if first is None or last is None:
             first, last = busiest_window(engine, timeframe.value, days)
             console.print(f"replaying {first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M} UTC")
@@ -161,7 +141,7 @@ def replay_cmd(
 def scheduler_cmd() -> None:
     """Run the cron table until SIGTERM/SIGINT (running jobs finish first)."""
     settings = get_settings()
-    with _store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         run_scheduler(settings, engine)
 
 
@@ -169,7 +149,7 @@ def scheduler_cmd() -> None:
 def jobs_list_cmd() -> None:
     """Each job of the cron table: schedule, next run, and its last run."""
     settings = get_settings()
-    with _store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         rows = list_jobs(settings, engine)
     table = Table("job", "schedule (UTC)", "does", "next run", "last run", "status", "took", "result")
     for row in rows:
@@ -196,9 +176,9 @@ def jobs_run_cmd(
 ) -> None:
     """Run one job now, under its advisory lock (for external cron)."""
     settings = get_settings()
-    with _store(settings) as engine:
+    with connect(settings, migrate=True) as engine:
         try:
-            outcome = run_job(settings, engine, name, as_of=_time(as_of, "--as-of"), progress=progress)
+            outcome = run_job(settings, engine, name, as_of=parse_time(as_of, "--as-of"), progress=progress)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="NAME") from None
     if isinstance(outcome.result, BatchResult):

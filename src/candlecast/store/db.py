@@ -54,10 +54,14 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 @contextlib.contextmanager
-def connect(settings: Settings) -> Iterator[Engine]:
-    """An engine for the configured database, disposed on exit."""
+def connect(settings: Settings, migrate: bool = False) -> Iterator[Engine]:
+    """An engine for the configured database (migrated to head if asked), disposed on exit."""
     engine = create_engine_for(resolve_database_url(settings))
     try:
+        if migrate:
+            from candlecast.store.migrate import upgrade
+
+            upgrade(engine)
         yield engine
     finally:
         engine.dispose()

@@ -6,7 +6,6 @@ base model's weights are not available (nothing is trained) or an option is inva
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -34,14 +33,15 @@ def finetune_cmd(
 ) -> None:
     """Fine-tune a Kronos base model (LoRA + event projection) for one asset class; promote it if it beats
     the promoted adapter (or the base model) on the held-out period."""
+    from candlecast.cli_options import parse_time
     from candlecast.config import get_settings
     from candlecast.models.finetune.run import load_base, run_finetune
     from candlecast.models.finetune.windows import NotEnoughDataError
     from candlecast.models.kronos import WeightsNotAvailableError
-    from candlecast.store import connect, upgrade
+    from candlecast.store import connect
 
     settings = get_settings()
-    when = _time(as_of)
+    when = parse_time(as_of)
     for tf in timeframe or []:
         if tf not in ("1h", "1d"):
             raise typer.BadParameter(f"expected 1h or 1d, found {tf!r}", param_hint="--timeframe")
@@ -52,8 +52,7 @@ def finetune_cmd(
         raise typer.Exit(2) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--base") from None
-    with connect(settings) as engine:
-        upgrade(engine)
+    with connect(settings, migrate=True) as engine:
         try:
             result = run_finetune(
                 settings, engine, asset_class, base, as_of=when, epochs=epochs, lora_rank=lora_rank,
@@ -75,13 +74,3 @@ def finetune_cmd(
     verdict = "[green]PROMOTED[/]" if result.promoted else "[yellow]NOT PROMOTED[/]"
     console.print(f"adapter #{result.adapter_id} in {result.path}: {verdict}")
     console.print(result.reason)
-
-
-def _time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"not an ISO date/time: {value!r}", param_hint="--as-of") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,20 @@
+"""Small pieces shared by the command-line modules (the main app, jobs, fine-tuning)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+
+__all__ = ["parse_time"]
+
+
+def parse_time(value: str | None, option: str = "--as-of") -> datetime | None:
+    """An ISO date or time from the command line, as UTC when it names no zone; None stays None."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO date/time: {value!r}", param_hint=option) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
