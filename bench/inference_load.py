@@ -3,8 +3,9 @@
 Starts ``candlecast.inference.serve`` in a subprocess with a randomly initialised model of the published
 Kronos-small shape (24.7M parameters, Kronos-Tokenizer-base shape), then measures over HTTP:
 
-1. series/s with 1 client sending one-series requests back to back, and with 8 concurrent clients
-   (micro-batching merges their requests into shared model calls);
+1. series/s with 1 client sending one-series requests back to back, with 8 concurrent clients
+   (micro-batching merges their requests into shared model calls), and with 1 client sending 8 series per
+   request (how the batch jobs call it: one model call of 8);
 2. p50/p99 latency of a single-series request (from the 1-client phase);
 3. a soak of N sequential requests (default 1,000, smaller requests so it finishes in minutes): latency
    of the first and last 100 and the server's resident memory at the start and the end.
@@ -91,8 +92,14 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float = 180) 
     raise SystemExit("the server did not become healthy")
 
 
-def request_body(n: int, pred_len: int, samples: int, seed: int) -> dict[str, Any]:
-    return {"model": MODEL, "series": [payload(n, seed)], "pred_len": pred_len, "sample_count": samples, "seed": seed}
+def request_body(n: int, pred_len: int, samples: int, seed: int, series: int = 1) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "series": [payload(n, seed * 100 + i) for i in range(series)],
+        "pred_len": pred_len,
+        "sample_count": samples,
+        "seed": seed,
+    }
 
 
 def timed_post(client: httpx.Client, body: dict[str, Any]) -> float:
@@ -158,6 +165,9 @@ def main() -> None:
             def body(seed: int) -> dict[str, Any]:
                 return request_body(args.context, args.pred_len, args.samples, seed)
 
+            def many(seed: int) -> dict[str, Any]:
+                return request_body(args.context, args.pred_len, args.samples, seed, series=8)
+
             print(f"request: 1 series, context {args.context}, pred_len {args.pred_len}, {args.samples} samples")
             run_clients(url, 1, 3, body)  # warm-up
             wall1, lat1 = run_clients(url, 1, args.requests, body)
@@ -166,6 +176,9 @@ def main() -> None:
             print(f"8 clients: {8 * args.per_client / wall8:6.2f} series/s ({8 * args.per_client} requests in "
                   f"{wall8:.1f} s; latency p50 {pct(lat8, 50):.0f} ms, p99 {pct(lat8, 99):.0f} ms)")  # fmt: skip
             print(f"single-series latency (1 client): p50 {pct(lat1, 50):.0f} ms, p99 {pct(lat1, 99):.0f} ms")
+            wall_many, _ = run_clients(url, 1, args.per_client, many)
+            print(f"1 client, 8 series per request: {8 * args.per_client / wall_many:6.2f} series/s "
+                  f"({args.per_client} requests in {wall_many:.1f} s)")  # fmt: skip
             metrics = httpx.get(f"{url}/metrics").text
             batches = [line for line in metrics.splitlines() if line.startswith("candlecast_inference_batch_series_")]
             print("batch sizes: " + ", ".join(b.replace("candlecast_inference_batch_series_", "") for b in batches
