@@ -270,32 +270,47 @@ DEMO_REPLAYS: tuple[tuple[str, str, str], ...] = (
 @app.command("demo")
 def demo(
     serve: Annotated[bool, typer.Option(help="Start the gateway afterwards and keep serving.")] = True,
-    model: Annotated[str, typer.Option(help="Model for the replay (runs in-process).")] = "baseline",
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models to replay (default: configured + kronos-small).")
+    ] = None,
 ) -> None:
-    """What `make run` does: database, migrations, sample data, a scored replay, then the gateway."""
+    """What `make run` does: database, migrations, sample data, a scored replay, then the gateway.
+
+    Each model is replayed in-process; a model whose weights cannot be loaded (Kronos offline) is
+    skipped with the reason, and the baseline (no weights) always runs.
+    """
+    from candlecast.jobs.batch import LocalBackend
     from candlecast.jobs.replay import run_replay
+    from candlecast.models.registry import ModelUnavailableError
 
     settings = get_settings()
+    names = models.split(",") if models else list(dict.fromkeys([*settings.model_names(), "kronos-small"]))
     console.print(f"database: {_describe_url(settings)}")
     with connect(settings, migrate=True) as engine:
         seed_sample(settings, engine)
         print_instruments(engine)
-        for timeframe, start, end in DEMO_REPLAYS:
-            result = run_replay(settings, engine, timeframe, model, _utc(start), _utc(end), every=1, local=True)
-            console.print(
-                f"replay {model} {timeframe} {start}→{end}: {result.slots} slots, "
-                f"{result.predictions_written} forecasts written"
-            )
+        for name in names:
+            try:
+                backend = LocalBackend.load(settings, name.strip())
+            except ModelUnavailableError as exc:
+                console.print(f"[yellow]{name}: not replayed[/] — {exc}")
+                continue
+            for timeframe, start, end in DEMO_REPLAYS:
+                result = run_replay(settings, engine, timeframe, backend.name, _utc(start), _utc(end), backend=backend)
+                console.print(
+                    f"replay {backend.name} {timeframe} {start}→{end}: {result.slots} slots, "
+                    f"{result.predictions_written} forecasts written, {result.steps_scored} steps scored"
+                )
+            backend.close()
         if serve:
             from candlecast.gateway import serve as serve_gateway
 
             gw = settings.gateway
             console.print(
-                f"[bold green]gateway: http://{gw.host}:{gw.port}/[/]  (evaluation: /evaluation, "
-                f"API: /showcase/ml-prediction/BTCUSDT?timeframe=1h&model_name={model})  Ctrl-C stops it."
+                f"[bold green]gateway: http://{gw.host}:{gw.port}/[/]  (evaluation: /evaluation; API: "
+                "/showcase/ml-prediction/BTCUSDT?timeframe=1h&model_name=baseline)  Ctrl-C stops it."
             )
-            url_settings = settings.model_copy(update={"database_url": str(engine.url.render_as_string(False))})
-            serve_gateway(url_settings)
+            serve_gateway(settings.model_copy(update={"database_url": engine.url.render_as_string(False)}))
 
 
 def _utc(day: str) -> datetime:

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
-from candlecast.jobs.batch import open_backend, run_batch, slot_time
+from candlecast.jobs.batch import ForecastBackend, open_backend, run_batch, slot_time
 from candlecast.jobs.records import recorded_run
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store.candles import list_instruments, timeframe_delta
@@ -83,12 +83,18 @@ def run_replay(
     local: bool = True,
     symbols: Sequence[str] | None = None,
     progress: bool = True,
+    backend: ForecastBackend | None = None,
 ) -> ReplayResult:
-    """Batch then score at each slot of ``replay_slots(timeframe, start, end, every)``, in time order."""
+    """Batch then score at each slot of ``replay_slots(timeframe, start, end, every)``, in time order.
+
+    ``backend`` reuses an already loaded model (the caller closes it); otherwise one is opened and closed here.
+    """
     slots = replay_slots(timeframe, start, end, every)
     written = failed = scored = 0
+    owned = backend is None
     with recorded_run(engine, f"replay-{model}-{timeframe}", as_of=slots[-1]) as run:
-        backend = open_backend(settings, model, local)
+        if backend is None:
+            backend = open_backend(settings, model, local)
         bar = _bar(progress, f"replay {model} {timeframe}")
         try:
             task = bar.add_task(f"replay {model} {timeframe}", total=len(slots)) if bar else None
@@ -105,7 +111,8 @@ def run_replay(
                 if bar is not None and task is not None:
                     bar.advance(task)
         finally:
-            backend.close()
+            if owned:
+                backend.close()
             if bar is not None:
                 bar.stop()
         refresh_performance(engine, concurrently=True)
