@@ -192,6 +192,18 @@ def test_bad_series_in_a_batch_are_named_by_index(http: httpx.Client, make_paylo
     assert fields == {"series[1].timestamps", "quantile_levels"}
 
 
+def test_per_series_seeds_make_a_series_independent_of_its_neighbours(
+    http: httpx.Client, make_payload: Payload
+) -> None:
+    a, b = make_payload(30, seed=1), make_payload(30, seed=2)
+    pair = http.post("/v1/forecast", json={"series": [a, b], "pred_len": 3, "sample_count": 4, "seed": [11, 22]})
+    alone = http.post("/v1/forecast", json={"series": [b], "pred_len": 3, "sample_count": 4, "seed": [22]})
+    assert pair.status_code == alone.status_code == 200, pair.text
+    assert pair.json()["forecasts"][1]["samples"] == alone.json()["forecasts"][0]["samples"]
+    wrong = http.post("/v1/forecast", json={"series": [a, b], "pred_len": 3, "seed": [11]})
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "seed"
+
+
 def test_malformed_json_gets_422(http: httpx.Client) -> None:
     response = http.post("/v1/forecast", content=b'{"series": [', headers={"content-type": "application/json"})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body"

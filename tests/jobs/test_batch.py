@@ -116,6 +116,20 @@ def test_in_process_forecasts_equal_the_service_forecasts(engine: Engine, infere
     assert len(slot_rows(engine)) == 3
 
 
+def test_a_symbol_draws_the_same_paths_whether_batched_with_others_or_alone(
+    engine: Engine, inference: InferenceProcess
+) -> None:
+    load_market(engine, ["BTCUSDT", "ETHUSDT", "SOLUSDT"], START, 120)
+    as_of = datetime(2024, 3, 4, 10, tzinfo=UTC)
+    run_batch(job_settings(inference.url), engine, "1h", "baseline", as_of=as_of, progress=False)
+    grouped = latest_prediction(engine, "ETHUSDT", "baseline", "1h", with_samples=True)
+    alone = job_settings(inference.url, request_series_per_call=1)
+    run_batch(alone, engine, "1h", "baseline", as_of=as_of, symbols=["ETHUSDT"], progress=False)
+    single = latest_prediction(engine, "ETHUSDT", "baseline", "1h", with_samples=True)
+    assert grouped is not None and single is not None and grouped.samples is not None
+    np.testing.assert_array_equal(grouped.samples, single.samples)
+
+
 def test_killed_service_mid_batch_keeps_what_was_written_and_a_rerun_fills_the_rest(engine: Engine) -> None:
     symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "EURUSD"]
     load_market(engine, symbols, START, 120)

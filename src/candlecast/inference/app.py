@@ -271,7 +271,7 @@ async def _forecast(
     pred_len: int,
     sample_count: int | None,
     quantile_levels: Sequence[float] | None,
-    seed: int | None,
+    seed: int | Sequence[int] | None,
 ) -> tuple[str, list[Forecast]]:
     """Validate, queue and await one request; returns the model name and one forecast per series."""
     registry = _registry(service)

@@ -89,17 +89,20 @@ class InferenceClient:
         model: str | None = None,
         pred_len: int = 24,
         sample_count: int | None = None,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         quantile_levels: Sequence[float] | None = None,
         include_ohlc: bool = False,
     ) -> list[Forecast]:
-        """One ``Forecast`` per series, in order (``POST /v1/forecast``; model None = the service default)."""
+        """One ``Forecast`` per series, in order (``POST /v1/forecast``; model None = the service default).
+
+        ``seed``: one int for the request (series i gets ``derive_seed(seed, i)``) or one per series.
+        """
         body: dict[str, Any] = {
             "series": [_series_json(s) for s in series],
             "pred_len": pred_len,
             "model": model,
             "sample_count": sample_count,
-            "seed": seed,
+            "seed": seed if seed is None or isinstance(seed, int) else list(seed),
             "quantile_levels": None if quantile_levels is None else list(quantile_levels),
             "include_samples": True,
             "include_ohlc": include_ohlc,

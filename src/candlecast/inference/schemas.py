@@ -125,7 +125,11 @@ class ForecastRequest(BaseModel):
     model: str | None = Field(None, description="a configured model; default: the first one loaded")
     sample_count: int | None = None
     quantile_levels: list[float] | None = Field(None, description="levels in (0, 1); default 0.1, 0.5, 0.9")
-    seed: int | None = Field(None, description="series i is seeded with derive_seed(seed, i)")
+    seed: int | list[int] | None = Field(
+        None,
+        description="one int: series i is seeded with derive_seed(seed, i); a list: one seed per series, so a "
+        "series draws the same paths however requests are grouped",
+    )
     include_samples: bool = True
     include_ohlc: bool = False
 
@@ -220,7 +224,7 @@ def check_request(
     pred_len: int,
     sample_count: int | None,
     quantile_levels: Sequence[float] | None,
-    seed: int | None,
+    seed: int | Sequence[int] | None,
     n_series: int,
 ) -> tuple[int, tuple[float, ...]]:
     """Range checks of the scalar parameters; returns (sample_count, quantile levels) with defaults applied."""
@@ -238,8 +242,11 @@ def check_request(
         errors.append(("quantile_levels", f"each level must be in (0, 1), found {list(levels)}"))
     elif len(set(levels)) != len(levels):
         errors.append(("quantile_levels", "levels must be distinct"))
-    if seed is not None and not 0 <= seed < 2**63:
-        errors.append(("seed", f"must be between 0 and 2**63 - 1, found {seed}"))
+    seeds = [] if seed is None else [seed] if isinstance(seed, int) else list(seed)
+    if not isinstance(seed, int | None) and len(seeds) != n_series:
+        errors.append(("seed", f"give one seed per series ({n_series}), found {len(seeds)}"))
+    if any(not 0 <= s < 2**63 for s in seeds):
+        errors.append(("seed", f"seeds must be between 0 and 2**63 - 1, found {seed}"))
     if n_series > cfg.max_batch_series:
         errors.append(("series", f"at most {cfg.max_batch_series} series per request, found {n_series}"))
     if errors:

@@ -97,7 +97,9 @@ class ForecastBackend(Protocol):
 
     name: str
 
-    def forecast(self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int) -> list[Forecast]:
+    def forecast(
+        self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int | Sequence[int]
+    ) -> list[Forecast]:
         """One forecast per series, in order; raises on failure."""
         ...
 
@@ -129,7 +131,9 @@ class HttpBackend:
         # Once a request finds the service unreachable, the requests not yet sent fail at once.
         self.unreachable: str | None = None
 
-    def forecast(self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int) -> list[Forecast]:
+    def forecast(
+        self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int | Sequence[int]
+    ) -> list[Forecast]:
         from candlecast.inference.client import InferenceServerError
 
         if self.unreachable:
@@ -169,7 +173,9 @@ class LocalBackend:
         registry = Registry.from_settings(settings.model_copy(update={"models": model}))
         return cls(registry.get(model))  # ModelUnavailableError says why it did not load
 
-    def forecast(self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int) -> list[Forecast]:
+    def forecast(
+        self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int | Sequence[int]
+    ) -> list[Forecast]:
         return self.forecaster.forecast(
             list(series), pred_len=pred_len, sample_count=sample_count, quantile_levels=QUANTILE_LEVELS, seed=seed
         )
@@ -405,9 +411,9 @@ def _request_group(
     A request refused as invalid (4xx) is retried one series at a time so one bad series fails alone.
     """
     series = [item.series for item in group if item.series is not None]
-    seed = _seed(model, timeframe, slot, [item.symbol for item in group])
+    seeds = [_seed(model, timeframe, slot, item.symbol) for item in group if item.series is not None]
     try:
-        return list(backend.forecast(series, pred_len, sample_count, seed))
+        return list(backend.forecast(series, pred_len, sample_count, seeds))
     except Exception as exc:
         if len(group) > 1 and _is_bad_request(exc):
             out: list[Forecast | str] = []
@@ -422,8 +428,9 @@ def _is_bad_request(exc: Exception) -> bool:
     return isinstance(exc, ValueError) or (isinstance(status, int) and 400 <= status < 500 and status != 429)
 
 
-def _seed(model: str, timeframe: str, slot: datetime, symbols: list[str]) -> int:
-    key = "|".join([model, timeframe, slot.isoformat(), *symbols]).encode()
+def _seed(model: str, timeframe: str, slot: datetime, symbol: str) -> int:
+    """The seed of one (model, timeframe, slot, symbol): a re-run draws the same paths, however grouped."""
+    key = "|".join([model, timeframe, slot.isoformat(), symbol]).encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
