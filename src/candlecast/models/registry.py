@@ -81,8 +81,12 @@ def _load_baseline(spec: ModelSpec, settings: Settings) -> Forecaster:
 
 
 def _load_kronos(spec: ModelSpec, settings: Settings) -> Forecaster:
-    from candlecast.models.kronos_forecaster import KronosForecaster  # torch is imported only when needed
+    import torch  # imported only when a neural model is configured
 
+    from candlecast.models.kronos_forecaster import KronosForecaster
+
+    if settings.inference.torch_threads:  # process-wide; one thread is faster on a busy 2-core host
+        torch.set_num_threads(settings.inference.torch_threads)
     forecaster = KronosForecaster.load(spec, device=settings.inference.device)
     if settings.inference.load_adapters:  # the promoted fine-tune adapter of each asset class
         from candlecast.models.finetune.serving import attach_promoted_adapters
