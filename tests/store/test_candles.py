@@ -60,9 +60,7 @@ def test_latest_candles_many_reads_each_symbol_and_omits_empty_ones(btc: Engine)
         upsert_instruments(conn, [Instrument("ETHUSDT", "crypto"), Instrument("SOLUSDT", "crypto")])
         upsert_candles(conn, "BTCUSDT", "1h", hourly(5))
         upsert_candles(conn, "ETHUSDT", "1h", hourly(8, price=10))
-    got = latest_candles_many(
-        btc, ["BTCUSDT", "ETHUSDT", "SOLUSDT"], "1h", 4, datetime(2021, 1, 1, tzinfo=UTC)
-    )
+    got = latest_candles_many(btc, ["BTCUSDT", "ETHUSDT", "SOLUSDT"], "1h", 4, datetime(2021, 1, 1, tzinfo=UTC))
     assert sorted(got) == ["BTCUSDT", "ETHUSDT"]
     assert got["ETHUSDT"]["close"].tolist() == [14.0, 15.0, 16.0, 17.0]
 

@@ -59,10 +59,6 @@ def test_candles_off_the_timeframe_grid_are_rejected(engine: Engine) -> None:
 
 def test_close_only_bars_are_accepted(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            sa.text("INSERT INTO instruments (symbol, asset_class, bar_kind) VALUES ('VIX','index','close')")
-        )
-        conn.execute(
-            sa.text("INSERT INTO ohlcv_1d (symbol, ts, close) VALUES ('VIX', '2018-01-02T00:00Z', 9.77)")
-        )
+        conn.execute(sa.text("INSERT INTO instruments (symbol, asset_class, bar_kind) VALUES ('VIX','index','close')"))
+        conn.execute(sa.text("INSERT INTO ohlcv_1d (symbol, ts, close) VALUES ('VIX', '2018-01-02T00:00Z', 9.77)"))
         assert conn.execute(sa.text("SELECT count(*) FROM ohlcv_1d")).scalar() == 1

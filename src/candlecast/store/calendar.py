@@ -28,9 +28,7 @@ def upsert_calendar(conn: Connection, events: pd.DataFrame) -> int:
     if events.empty:
         return 0
     frame = events.copy()
-    frame["scheduled_at"] = pd.to_datetime(frame["scheduled_at"], utc=True).dt.strftime(
-        "%Y-%m-%d %H:%M:%S+00"
-    )
+    frame["scheduled_at"] = pd.to_datetime(frame["scheduled_at"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S+00")
     defaults = {"title": "", "country": "US", "symbol": "", "status": "confirmed"}
     for column in CALENDAR_COLUMNS:
         if column not in frame:

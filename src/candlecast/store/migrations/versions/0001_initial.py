@@ -121,9 +121,7 @@ def upgrade() -> None:
             cardinality(target_ts) = pred_len AND cardinality(p10) = pred_len
             AND cardinality(p50) = pred_len AND cardinality(p90) = pred_len)
     )""")
-    op.execute(
-        "CREATE INDEX ix_ml_predictions_latest ON ml_predictions (symbol, model_name, timeframe, as_of DESC)"
-    )
+    op.execute("CREATE INDEX ix_ml_predictions_latest ON ml_predictions (symbol, model_name, timeframe, as_of DESC)")
     # Gateways LISTEN on this channel and drop their cached entry for the slot at once.
     op.execute("""
     CREATE FUNCTION notify_ml_prediction() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -162,9 +160,7 @@ def upgrade() -> None:
         scored_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (prediction_id, step)
     )""")
-    op.execute(
-        "CREATE INDEX ix_signal_evaluations_group ON signal_evaluations (symbol, timeframe, model_name, as_of)"
-    )
+    op.execute("CREATE INDEX ix_signal_evaluations_group ON signal_evaluations (symbol, timeframe, model_name, as_of)")
 
     # Per (symbol, timeframe, model, window): 'all' = every scored step; 'trailing' = predictions
     # made in the 30 days before the newest scored prediction of that group (replays stay meaningful).
@@ -201,8 +197,7 @@ def upgrade() -> None:
     """)
     # A unique index lets REFRESH ... CONCURRENTLY run without blocking readers.
     op.execute(
-        "CREATE UNIQUE INDEX ux_signal_performance ON signal_performance "
-        "(symbol, timeframe, model_name, window_name)"
+        "CREATE UNIQUE INDEX ux_signal_performance ON signal_performance (symbol, timeframe, model_name, window_name)"
     )
 
     op.execute("""
@@ -235,8 +230,7 @@ def upgrade() -> None:
     )""")
     # At most one promoted adapter per asset class and base model.
     op.execute(
-        "CREATE UNIQUE INDEX ux_model_adapters_promoted ON model_adapters (asset_class, base_model) "
-        "WHERE promoted"
+        "CREATE UNIQUE INDEX ux_model_adapters_promoted ON model_adapters (asset_class, base_model) WHERE promoted"
     )
 
 
@@ -245,6 +239,4 @@ def downgrade() -> None:
     op.execute("DROP MATERIALIZED VIEW IF EXISTS signal_performance")
     op.execute("DROP TABLE IF EXISTS signal_evaluations, ml_predictions CASCADE")
     op.execute("DROP FUNCTION IF EXISTS notify_ml_prediction() CASCADE")
-    op.execute(
-        "DROP TABLE IF EXISTS central_bank_rates, economic_calendar, ohlcv_1d, ohlcv_1h, instruments CASCADE"
-    )
+    op.execute("DROP TABLE IF EXISTS central_bank_rates, economic_calendar, ohlcv_1d, ohlcv_1h, instruments CASCADE")
