@@ -1,10 +1,10 @@
-# candlecast: make install | make run | make test | make lint
+# candlecast: make install | make run | make test (lint + the whole suite) | make lint
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean-db
+.PHONY: install run test lint
 
 $(STAMP): pyproject.toml
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
@@ -19,8 +19,9 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/candlecast demo
 
-test: install
+test: install lint
 	$(VENV)/bin/python -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
