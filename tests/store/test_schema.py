@@ -1,8 +1,13 @@
+from collections.abc import Callable
+
+import pandas as pd
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from candlecast.store import create_engine_for, current_revision, head_revision, upgrade
+from candlecast.store.migrate import downgrade
 from candlecast.store.schema import metadata
 
 
@@ -62,3 +67,38 @@ def test_close_only_bars_are_accepted(engine: Engine) -> None:
         conn.execute(sa.text("INSERT INTO instruments (symbol, asset_class, bar_kind) VALUES ('VIX','index','close')"))
         conn.execute(sa.text("INSERT INTO ohlcv_1d (symbol, ts, close) VALUES ('VIX', '2018-01-02T00:00Z', 9.77)"))
         assert conn.execute(sa.text("SELECT count(*) FROM ohlcv_1d")).scalar() == 1
+
+
+def test_candles_of_an_unknown_instrument_are_refused_whole(engine: Engine) -> None:
+    from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
+
+    frame = pd.DataFrame({"ts": pd.date_range("2020-01-01", periods=3, freq="h", tz="UTC"), "close": 1.0})
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="unknown instrument NOPE"), engine.begin() as conn:
+        upsert_candles(conn, "NOPE", "1h", frame)
+    with engine.begin() as conn:  # the staging path (rows already exist) checks too
+        upsert_instruments(conn, [Instrument("BTCUSDT", "crypto")])
+        upsert_candles(conn, "BTCUSDT", "1h", frame)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE ohlcv_1h SET symbol = 'NOPE'"))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ohlcv_1h WHERE symbol = 'BTCUSDT'")).scalar() == 3
+
+
+def test_deleting_an_instrument_deletes_its_candles(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO instruments (symbol, asset_class) VALUES ('SPY', 'equity'), ('QQQ', 'equity')")
+        )
+        for symbol in ("SPY", "QQQ"):
+            conn.execute(sa.text(f"INSERT INTO ohlcv_1d (symbol, ts, close) VALUES ('{symbol}', '2020-01-02Z', 1)"))
+        conn.execute(sa.text("DELETE FROM instruments WHERE symbol = 'SPY'"))
+        assert conn.execute(sa.text("SELECT array_agg(symbol) FROM ohlcv_1d")).scalar() == ["QQQ"]
+
+
+def test_every_migration_downgrades_and_upgrades_again(new_database: Callable[[], str]) -> None:
+    engine = create_engine_for(new_database())
+    downgrade(engine, "base")
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()

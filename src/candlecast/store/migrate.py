@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-__all__ = ["current_revision", "head_revision", "upgrade"]
+__all__ = ["current_revision", "downgrade", "head_revision", "upgrade"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,6 +29,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724101)")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Step the schema back to ``revision`` ("base" = empty). Destroys what later revisions hold."""
+    config = _config()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724101)")
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
 
 
 def current_revision(engine: Engine) -> str | None:
