@@ -12,12 +12,12 @@ the same slot. Prints seconds per run and the share of time spent waiting on the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -28,6 +28,7 @@ from candlecast.config import DEFAULT_UNIVERSE, Settings
 from candlecast.jobs.batch import run_batch
 from candlecast.store import create_engine_for, upgrade
 from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
+from candlecast.store.db import temporary_database
 
 SLOT = datetime(2024, 3, 6, 12, tzinfo=UTC)  # a Wednesday: every market is open
 CANDLES = 600
@@ -71,14 +72,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    admin = None
-    url = args.database_url
-    if url is None:
-        admin = create_engine_for("postgresql://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-        name = f"candlecast_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with contextlib.ExitStack() as stack:
+        url = args.database_url or stack.enter_context(temporary_database(prefix="candlecast_bench"))
+        run(args.runs, url)
+
+
+def run(runs: int, url: str) -> None:
     engine = create_engine_for(url)
     process = None
     try:
@@ -91,21 +90,17 @@ def main() -> None:
               f"{cfg.sample_count} samples, {cfg.request_series_per_call} series/request, "
               f"concurrency {cfg.concurrency}")  # fmt: skip
         for label, local in (("HTTP (inference service)", False), ("in-process (--local)", True)):
-            for run in range(args.runs):
+            for attempt in range(runs):
                 started = time.perf_counter()
                 result = run_batch(settings, engine, "1h", "baseline", as_of=SLOT, local=local, progress=False)
                 seconds = time.perf_counter() - started
-                print(f"{label:<26} run {run + 1}: {seconds:5.2f} s, {len(result.ok)} written, "
+                print(f"{label:<26} run {attempt + 1}: {seconds:5.2f} s, {len(result.ok)} written, "
                       f"{len(result.failed)} failed ({len(result.ok) / seconds:.1f} series/s)")  # fmt: skip
     finally:
         if process is not None:
             process.kill()
             process.wait()
         engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Goal: the gateway at >= 50% of the bare app's req/s, with p99 < 10 ms.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -27,17 +28,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import make_url
 
 from candlecast.store import create_engine_for, upgrade
 from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
+from candlecast.store.db import temporary_database
 from candlecast.store.predictions import Prediction, upsert_prediction
 
 AS_OF = datetime(2024, 3, 1, 12, tzinfo=UTC)
@@ -169,14 +169,12 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
 
-    admin = None
-    db_url = args.database_url
-    if db_url is None:
-        name = f"candlecast_gwbench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine_for("postgresql://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        db_url = make_url("postgresql+psycopg://postgres@127.0.0.1:5432/").set(database=name).render_as_string()
+    with contextlib.ExitStack() as stack:
+        db_url = args.database_url or stack.enter_context(temporary_database(prefix="candlecast_gwbench"))
+        run(args, db_url)
+
+
+def run(args: argparse.Namespace, db_url: str) -> None:
     seed(db_url)
 
     gateway_port, bare_port = free_port(), free_port()
@@ -226,10 +224,6 @@ def main() -> None:
             if process is not None:
                 process.terminate()
                 process.wait(10)
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(db_url).database}" WITH (FORCE)')
-            admin.dispose()
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ Prints candles/s for each phase and in total; the goal here is >= 200k rows/s en
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 
 from candlecast.ingest.candles import ingest_candles, read_candle_file, validate_candles
 from candlecast.store import create_engine_for, upgrade
+from candlecast.store.db import temporary_database
 
 
 def synthetic_file(rows: int, folder: Path) -> Path:
@@ -43,19 +44,17 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
 
-    admin = create_engine_for("postgresql://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-    name = None
-    url = args.database_url
-    if url is None:
-        name = f"candlecast_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with contextlib.ExitStack() as stack:
+        url = args.database_url or stack.enter_context(temporary_database(prefix="candlecast_bench"))
+        run(args.rows, url)
+
+
+def run(rows: int, url: str) -> None:
     engine = create_engine_for(url)
     upgrade(engine)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = synthetic_file(args.rows, Path(tmp))
+            path = synthetic_file(rows, Path(tmp))
             t0 = time.perf_counter()
             frame = read_candle_file(path)
             t1 = time.perf_counter()
@@ -76,10 +75,6 @@ def main() -> None:
         print(f"end to end (read+validate+write): {n / (t3 - t0):,.0f} rows/s")
     finally:
         engine.dispose()
-        if name:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 if __name__ == "__main__":

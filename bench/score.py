@@ -14,8 +14,8 @@ here is under 10 s for 1,000,000 steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -27,6 +27,7 @@ from candlecast.jobs.scoring import run_scoring
 from candlecast.store import create_engine_for, upgrade
 from candlecast.store import evaluations as store_evaluations
 from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
+from candlecast.store.db import temporary_database
 from candlecast.store.evaluations import count_evaluations
 
 PRED_LEN = 24
@@ -73,23 +74,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--database-url")
-    parser.add_argument("--keep", action="store_true", help="keep the database it creates (prints its URL)")
     args = parser.parse_args()
 
-    admin = None
-    url = args.database_url
-    if url is None:
-        admin = create_engine_for("postgresql://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-        name = f"candlecast_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with contextlib.ExitStack() as stack:
+        url = args.database_url or stack.enter_context(temporary_database(prefix="candlecast_bench"))
+        run(args.steps, args.samples, url)
+
+
+def run(steps: int, samples: int, url: str) -> None:
     engine = create_engine_for(url)
     try:
         upgrade(engine)
         started = time.perf_counter()
-        n_predictions, end = build(engine, args.steps, args.samples)
-        print(f"setup: {n_predictions} forecasts x {PRED_LEN} steps, {args.samples} samples each, "
+        n_predictions, end = build(engine, steps, samples)
+        print(f"setup: {n_predictions} forecasts x {PRED_LEN} steps, {samples} samples each, "
               f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
 
         phases = _instrument()
@@ -118,12 +116,6 @@ def main() -> None:
             print(f"  {phase:<24} {seconds:6.2f} s")
     finally:
         engine.dispose()
-        if admin is not None and args.keep:
-            print(f"kept {url}")
-        elif admin is not None:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
 
 
 def _instrument() -> dict[str, float]:

@@ -7,18 +7,18 @@ else a private embedded PostgreSQL started for the run. Each run creates its own
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
-from candlecast.store import create_engine_for, upgrade
-from candlecast.store.db import embedded_postgres_url
+from candlecast.store import create_engine_for
+from candlecast.store.db import LOCAL_SERVER_URL, embedded_postgres_url, temporary_database
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _TABLES = (
@@ -39,33 +39,15 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if url := os.environ.get("CANDLECAST_TEST_DATABASE_URL"):
         return url
     if _local_server_up():
-        return "postgresql://postgres@127.0.0.1:5432/postgres"
+        return LOCAL_SERVER_URL
     return embedded_postgres_url(tmp_path_factory.mktemp("embedded"))
 
 
 @pytest.fixture(scope="session")
 def new_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
     """A factory of fresh, migrated databases on the test server; all are dropped at the end."""
-    admin = create_engine_for(pg_server_url, isolation_level="AUTOCOMMIT")
-    created: list[str] = []
-
-    def make() -> str:
-        name = f"candlecast_test_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        url = make_url(pg_server_url).set(drivername="postgresql+psycopg", database=name)
-        url_text = url.render_as_string(hide_password=False)
-        engine = create_engine_for(url_text)
-        upgrade(engine)
-        engine.dispose()
-        return url_text
-
-    yield make
-    with admin.connect() as conn:
-        for name in created:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(temporary_database(pg_server_url, prefix="candlecast_test"))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ it on exit: a new user needs no set-up. Run as root, that package creates a syst
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,17 @@ from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
 
-__all__ = ["connect", "create_engine_for", "embedded_postgres_url", "resolve_database_url"]
+__all__ = [
+    "LOCAL_SERVER_URL",
+    "connect",
+    "create_engine_for",
+    "embedded_postgres_url",
+    "resolve_database_url",
+    "temporary_database",
+]
+
+# The PostgreSQL server that development machines and CI run (trust auth); tests and benchmarks use it.
+LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _sqlalchemy_url(url: str) -> str:
@@ -65,3 +76,32 @@ def connect(settings: Settings, migrate: bool = False) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def temporary_database(server_url: str = LOCAL_SERVER_URL, prefix: str = "candlecast_tmp") -> Iterator[str]:
+    """A new database on ``server_url``, migrated to head; yields its URL and drops it on exit.
+
+    Tests and benchmarks use this so that every run works in its own database.
+    """
+    from sqlalchemy.engine import make_url
+
+    from candlecast.store.migrate import upgrade
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine_for(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = make_url(_sqlalchemy_url(server_url)).set(database=name).render_as_string(hide_password=False)
+        engine = create_engine_for(url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
