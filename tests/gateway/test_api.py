@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import gateway_test_support as support  # tests/gateway/support.py, loaded by conftest.py
 import httpx
 import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
+from tests.gateway import support
 
 from candlecast.store.candles import latest_candles
 from candlecast.store.performance import calibration, performance

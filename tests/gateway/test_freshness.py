@@ -6,11 +6,11 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-import gateway_test_support as support  # tests/gateway/support.py, loaded by conftest.py
 import httpx
 import numpy as np
 import pytest
 from sqlalchemy.engine import Engine, make_url
+from tests.gateway import support
 
 from candlecast.store import create_engine_for
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import gateway_test_support as support  # tests/gateway/support.py, loaded by conftest.py
 import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
+from tests.gateway import support
 
 from candlecast.store.predictions import latest_prediction
 
