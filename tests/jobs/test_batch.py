@@ -210,9 +210,14 @@ def test_event_tensors_go_to_models_that_use_them(
     from candlecast.store.calendar import upsert_calendar
 
     load_market(engine, ["BTCUSDT", "SPY", "ETHUSDT"], START, 120)  # BTCUSDT and SPY are leaders
-    with engine.begin() as conn:  # a CPI release inside the context window
+    with engine.begin() as conn:  # a CPI release inside the context window; an FOMC meeting and an NFP in the horizon
         release = START + 80 * H + timedelta(minutes=30)
-        upsert_calendar(conn, pd.DataFrame({"event_type": ["cpi"], "scheduled_at": [release]}))
+        upsert_calendar(conn, pd.DataFrame({
+            "event_type": ["cpi", "fomc", "nfp"],
+            "scheduled_at": [release, START + 102 * H, START + 103 * H],  # the horizon is 4 candles
+            "status": ["confirmed", "confirmed", "unscheduled"],  # an unscheduled one is not known in advance
+            "actual": [3.0, None, 250.0],
+        }))  # fmt: skip
     model_dir, tokenizer_dir = save_random_checkpoints(tmp_path_factory.mktemp("kronos"), seed=0)
     spec = ModelSpec(
         name="kronos-tiny", kind="kronos", model_source=str(model_dir), tokenizer_source=str(tokenizer_dir),
@@ -231,5 +236,9 @@ def test_event_tensors_go_to_models_that_use_them(
     assert eth is not None and eth.event_context["events"] is True
     active = set(eth.event_context["active_channels"])
     assert 1 in active and 14 in active  # is_cpi at the release hour; the BTC leader return
+    # the horizon rows carry the scheduled FOMC meeting (flag, countdown) but not the unscheduled NFP; the
+    # first one also the leader returns of the candle that closed at the slot
+    ahead = set(eth.event_context["horizon_channels"])
+    assert {0, 10, 11} <= ahead and 2 not in ahead
     baseline = run_batch(job_settings(), engine, "1h", "baseline", as_of=START + 100 * H, local=True, progress=False)
     assert baseline.ok and latest_prediction(engine, "ETHUSDT", "baseline", "1h").event_context["events"] is False

@@ -57,3 +57,38 @@ def test_close_only_instruments_and_event_tensors_are_accepted(kronos: KronosFor
 def test_horizons_beyond_half_the_context_slide_the_window(kronos: KronosForecaster, series: MakeSeries) -> None:
     f = kronos.forecast([series(n=60, seed=6)], 30, 1, seed=2)[0]  # 30 > 48 // 2
     assert f.samples.shape == (1, 30) and np.isfinite(f.samples).all()
+
+
+def test_known_ahead_event_rows_reach_an_event_conditioned_model(
+    tiny_kronos: tuple[str, str], series: MakeSeries
+) -> None:
+    import torch
+
+    model, tokenizer = tiny_kronos
+    spec = ModelSpec(name="kronos-ev", kind="kronos", model_source=model, tokenizer_source=tokenizer, max_context=48)
+    conditioned = KronosForecaster.load(spec)
+    projection = conditioned.predictor.model.attach_event_projection()
+    with torch.no_grad():  # as if trained: events now move the embeddings a lot
+        projection.weight.copy_(torch.randn(projection.weight.shape, generator=torch.Generator().manual_seed(0)) * 5)
+    s = series(n=40, seed=8)
+    history = np.zeros((40, 20), dtype=np.float32)
+    ahead = np.zeros((6, 20), dtype=np.float32)
+    ahead[:, 0], ahead[:, 10] = 1.0, 0.5  # an FOMC decision day and its countdown over the whole horizon
+
+    def paths(future: np.ndarray | None) -> np.ndarray:
+        given = SeriesInput(timestamps=s.timestamps, ohlcv=s.ohlcv, events=history, future_events=future)
+        return conditioned.forecast([given], 6, 8, seed=[3])[0].samples
+
+    np.testing.assert_array_equal(paths(None), paths(np.zeros((6, 20), dtype=np.float32)))  # absent = zeros
+    # the first step is generated from the last history candle; the horizon rows steer the steps after it
+    assert not np.array_equal(paths(None)[:, 1:], paths(ahead)[:, 1:])
+
+
+def test_too_few_known_ahead_rows_are_refused_naming_the_field(kronos: KronosForecaster, series: MakeSeries) -> None:
+    from candlecast.models.base import InputError
+
+    s = series(n=30, seed=9)
+    short = SeriesInput(timestamps=s.timestamps, ohlcv=s.ohlcv, future_events=np.zeros((2, 20)))
+    with pytest.raises(InputError, match="pred_len=3") as info:
+        kronos.forecast([s, short], 3, 2, seed=1)
+    assert info.value.field == "series[1].future_events"

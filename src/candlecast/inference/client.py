@@ -176,6 +176,8 @@ def _series_json(s: SeriesInput) -> dict[str, Any]:
     }
     if s.events is not None:
         body["events"] = s.events.tolist()
+    if s.future_events is not None:
+        body["future_events"] = s.future_events.tolist()
     return body
 
 

@@ -71,6 +71,9 @@ class SeriesPayload(BaseModel):
     timestamps: list[AwareDatetime] = Field(description="candle open times, timezone-aware, increasing")
     ohlcv: list[Row] = Field(description="rows [open, high, low, close, volume?, amount?]; null = missing")
     events: list[list[float]] | None = Field(None, description="event tensor, one row of 20 per candle")
+    future_events: list[list[float]] | None = Field(
+        None, description="event rows known in advance for the forecast candles (at least pred_len rows of 20)"
+    )
 
     _objects = field_validator("ohlcv", mode="before")(_rows_from_objects)
 
@@ -280,8 +283,9 @@ def to_series_inputs(
         if len(widths) > 1:
             errors.append((f"{where}ohlcv", f"all candles need the same number of values, found {sorted(widths)}"))
             continue
-        if p.events is not None and len({len(row) for row in p.events}) > 1:
-            errors.append((f"{where}events", "rows of different lengths; expected 20 values per candle"))
+        ragged = [name for name in ("events", "future_events") if len({len(r) for r in getattr(p, name) or []}) > 1]
+        if ragged:
+            errors.append((f"{where}{ragged[0]}", "rows of different lengths; expected 20 values per candle"))
             continue
         calendar = p.calendar or calendar_for(p.symbol, settings.universe, settings.market_calendars)
         try:
@@ -292,6 +296,7 @@ def to_series_inputs(
                     symbol=p.symbol,
                     timeframe=p.timeframe,
                     events=None if p.events is None else np.array(p.events, dtype=np.float32),
+                    future_events=None if p.future_events is None else np.array(p.future_events, dtype=np.float32),
                     calendar=calendar,
                 )
             )

@@ -344,10 +344,12 @@ def _attach_events(
         for item in todo:
             item.event_context = {"events": False, "reason": f"event inputs unavailable: {exc}"}
         return
+    cfg = settings.jobs
+    pred_len = cfg.pred_len_1h if timeframe == "1h" else cfg.pred_len_1d
     for item in todo:
         assert item.series is not None
         try:
-            tensor = inputs.encode(item.series)
+            tensor, known_ahead = inputs.encode(item.series, horizon=pred_len)
         except Exception as exc:  # one instrument's events failing never stops its forecast
             item.event_context = {"events": False, "reason": f"event encoding failed: {exc}"}
             continue
@@ -358,9 +360,13 @@ def _attach_events(
             timeframe=timeframe,
             calendar=item.calendar,
             events=tensor,
+            future_events=known_ahead,
         )
         active = np.flatnonzero(np.abs(tensor).sum(axis=0) > 0).tolist()
-        item.event_context = {"events": True, "channels": tensor.shape[1], "active_channels": active}
+        ahead = np.flatnonzero(np.abs(known_ahead).sum(axis=0) > 0).tolist()
+        item.event_context = {
+            "events": True, "channels": tensor.shape[1], "active_channels": active, "horizon_channels": ahead,
+        }  # fmt: skip
 
 
 def _forecast_and_write(

@@ -46,6 +46,8 @@ class EventInputs:
         calendar = calendar_between(engine, first - _CALENDAR_HISTORY, slot + _CALENDAR_AHEAD)
         future = calendar["scheduled_at"] > pd.Timestamp(slot)
         calendar.loc[future, ["actual", "forecast", "previous"]] = np.nan
+        # an unscheduled meeting after the slot was not known at the slot: it must not show in horizon rows
+        calendar = calendar[~(future & (calendar["status"] == "unscheduled"))].reset_index(drop=True)
         rates = central_bank_rates(engine, before=slot)
         # enough leader history for the VIX z-score window before the oldest context candle
         longest = max((len(s) for s in series), default=1) + settings.events.vix_window + 2
@@ -58,10 +60,15 @@ class EventInputs:
             leader_timeframes.update(dict.fromkeys(daily, "1d"))
         return cls(EventEncoder(settings.events), timeframe, calendar, rates, leaders, leader_timeframes)
 
-    def encode(self, series: SeriesInput) -> np.ndarray:
-        """The (T, 20) float32 event tensor of one instrument's context."""
-        return self.encoder.encode(
-            series.timestamps,
+    def encode(self, series: SeriesInput, horizon: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The event rows of one instrument's context (T, 20) and of its next ``horizon`` candles (H, 20).
+
+        Horizon rows hold only what was known at the slot: scheduled releases and meetings and the countdowns
+        to them (actual values after the slot are blanked above; leader returns of candles not yet closed are 0).
+        """
+        timestamps = series.timestamps.append(series.target_timestamps(horizon)) if horizon else series.timestamps
+        rows = self.encoder.encode(
+            timestamps,
             self.timeframe,
             self.calendar,
             self.leaders,
@@ -69,3 +76,4 @@ class EventInputs:
             symbol=series.symbol,
             leader_timeframes=self.leader_timeframes,
         )
+        return rows[: len(series)], rows[len(series) :]

@@ -70,6 +70,10 @@ class SeriesInput:
         Instrument and candle length (one of ``calendars.TIMEFRAMES``).
     events
         Optional event tensor, shape ``(T, 20)`` (see DESIGN.md for the channels).
+    future_events
+        Optional event rows of the candles to forecast, shape ``(H, 20)`` with ``H >= pred_len``: what is
+        known in advance about them (scheduled releases and meetings, countdowns); everything else zero.
+        Without it, models that read events see zeros for the horizon.
     calendar
         Trading calendar used for the target timestamps (one of ``calendars.CALENDARS``).
     """
@@ -80,6 +84,7 @@ class SeriesInput:
     timeframe: str = "1h"
     events: np.ndarray | None = None
     calendar: str = "24/7"
+    future_events: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields once, here
@@ -87,6 +92,8 @@ class SeriesInput:
         set_(self, "ohlcv", _check_ohlcv(self.ohlcv, len(self.timestamps)))
         if self.events is not None:
             set_(self, "events", _check_events(self.events, len(self.timestamps)))
+        if self.future_events is not None:
+            set_(self, "future_events", _check_events(self.future_events, None, "future_events"))
         if not isinstance(self.symbol, str) or not self.symbol:
             raise InputError("symbol", "must be a non-empty string")
         if self.timeframe not in TIMEFRAMES:
@@ -116,6 +123,7 @@ class SeriesInput:
             timeframe=self.timeframe,
             events=None if self.events is None else self.events[-n:],
             calendar=self.calendar,
+            future_events=self.future_events,
         )
 
     def target_timestamps(self, pred_len: int) -> pd.DatetimeIndex:
@@ -187,15 +195,17 @@ def _check_ohlcv(raw: object, n: int) -> np.ndarray:
     return arr
 
 
-def _check_events(raw: object, n: int) -> np.ndarray:
+def _check_events(raw: object, n: int | None, field: str = "events") -> np.ndarray:
+    """An (n, 20) float32 event tensor; ``n`` None accepts any number of rows."""
     try:
         arr = np.array(raw, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise InputError("events", f"not a numeric array ({exc})") from None
-    if arr.shape != (n, N_EVENT_CHANNELS):
-        raise InputError("events", f"expected shape ({n}, {N_EVENT_CHANNELS}) (one row per candle), found {arr.shape}")
+        raise InputError(field, f"not a numeric array ({exc})") from None
+    if arr.ndim != 2 or arr.shape[1] != N_EVENT_CHANNELS or (n is not None and arr.shape[0] != n):
+        rows = "n" if n is None else n
+        raise InputError(field, f"expected shape ({rows}, {N_EVENT_CHANNELS}) (one row per candle), found {arr.shape}")
     if not np.isfinite(arr).all():
-        raise InputError("events", "contains non-finite values")
+        raise InputError(field, "contains non-finite values")
     return arr
 
 
@@ -356,6 +366,12 @@ class Forecaster(ABC):
         seeds: list[int | None] = [
             sd if sd is not None else secrets.randbits(63) for sd in series_seeds(seed, len(series))
         ]
+        for i, s in enumerate(series):
+            if s.future_events is not None and len(s.future_events) < pred_len:
+                raise InputError(
+                    f"series[{i}].future_events",
+                    f"needs at least pred_len={pred_len} rows, found {len(s.future_events)}",
+                )
         contexts = [s.tail(self.max_context) for s in series]
         for i, s in enumerate(contexts):
             if len(s) < self.min_context:

@@ -157,7 +157,7 @@ class KronosForecaster(Forecaster):
         seeds: list[int | None],
     ) -> list[SamplePaths]:
         pred_len = len(targets[0])
-        with_events = any(s.events is not None for s in series)
+        with_events = any(s.events is not None or s.future_events is not None for s in series)
         result = predictor.sample(
             [kronos_frame(s) for s in series],
             [s.timestamps for s in series],
@@ -178,9 +178,14 @@ class KronosForecaster(Forecaster):
 
 
 def _events(s: SeriesInput, pred_len: int) -> np.ndarray:
-    """History rows of the event tensor, then ``pred_len`` horizon rows of zeros ("no event known")."""
+    """History rows of the event tensor, then ``pred_len`` horizon rows: what is known in advance about the
+    forecast candles (``future_events``), else zeros ("no event known")."""
     history = s.events if s.events is not None else np.zeros((len(s), N_EVENT_CHANNELS), dtype=np.float32)
-    return np.concatenate([history, np.zeros((pred_len, N_EVENT_CHANNELS), dtype=np.float32)])
+    if s.future_events is not None:
+        horizon = s.future_events[:pred_len]
+    else:
+        horizon = np.zeros((pred_len, N_EVENT_CHANNELS), dtype=np.float32)
+    return np.concatenate([history, horizon])
 
 
 def kronos_frame(s: SeriesInput) -> pd.DataFrame:

@@ -104,4 +104,3 @@ def temporary_database(server_url: str = LOCAL_SERVER_URL, prefix: str = "candle
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
-

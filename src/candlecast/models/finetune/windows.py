@@ -103,7 +103,7 @@ def read_series(
                     timestamps=s.timestamps,
                     values=kronos_frame(s).to_numpy(dtype=np.float32),
                     stamps=_time_features(s.timestamps),
-                    events=events.encode(s).astype(np.float32),
+                    events=events.encode(s)[0].astype(np.float32),
                 )
             )
     return out
