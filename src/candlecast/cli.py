@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from candlecast.cli_options import parse_time
+from candlecast.cli_options import console, err, parse_time
 from candlecast.config import Settings, get_settings
 from candlecast.ingest.calendar import ingest_calendar
 from candlecast.ingest.candles import IngestError, ingest_candles, read_candle_file, resample_daily
@@ -31,9 +30,6 @@ ingest_app = typer.Typer(help="Load candles and calendar events from files.", no
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 register_job_commands(app)
-
-console = Console(width=max(Console().width, 120))
-err = Console(stderr=True)
 
 
 def _describe_url(settings: Settings) -> str:

@@ -5,8 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import typer
+from rich.console import Console
 
-__all__ = ["parse_time"]
+__all__ = ["console", "err", "parse_time"]
+
+# Tables stay readable when output is piped (Rich assumes 80 columns without a terminal).
+console = Console(width=max(Console().width, 120))
+err = Console(stderr=True)
 
 
 def parse_time(value: str | None, option: str = "--as-of") -> datetime | None:

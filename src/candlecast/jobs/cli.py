@@ -14,10 +14,9 @@ from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
-from candlecast.cli_options import parse_time
+from candlecast.cli_options import console, parse_time
 from candlecast.config import get_settings
 from candlecast.jobs.batch import BatchResult, run_batch
 from candlecast.jobs.replay import busiest_window, run_replay
@@ -28,7 +27,6 @@ from candlecast.store import connect
 
 __all__ = ["jobs_app", "register"]
 
-console = Console()
 jobs_app = typer.Typer(help="The cron table: list jobs, run one now.", no_args_is_help=True)
 
 
@@ -151,7 +149,10 @@ def jobs_list_cmd() -> None:
     settings = get_settings()
     with connect(settings, migrate=True) as engine:
         rows = list_jobs(settings, engine)
-    table = Table("job", "schedule (UTC)", "does", "next run", "last run", "status", "took", "result")
+    # job names are what `jobs run NAME` takes: never cut them
+    table = Table(
+        Column("job", no_wrap=True), "schedule (UTC)", "does", "next run", "last run", "status", "took", "result"
+    )
     for row in rows:
         spec, last = row.spec, row.last_run
         does = f"{spec.kind} {spec.timeframe or ''} {spec.model or ''}".strip()

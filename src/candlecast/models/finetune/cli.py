@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from candlecast.cli_options import console
 
 __all__ = ["finetune_cmd"]
-
-console = Console()
 
 
 def finetune_cmd(
