@@ -348,7 +348,8 @@ def _checkpoint_folder(source: str | Path, revision: str | None, cache_dir: str 
         except (OSError, ValueError, huggingface_hub.errors.HfHubHTTPError) as err:
             raise WeightsNotAvailableError(
                 f"Kronos weights {str(source)!r} (revision {revision or 'main'}) are not available: not a local "
-                f"folder, and the Hugging Face hub could not provide them ({type(err).__name__}: {err}). "
+                f"folder, and the Hugging Face hub could not provide them ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else 'no detail'}). "
                 "Download them where the hub is reachable, or pass a folder holding config.json and model.safetensors."
             ) from err
     absent = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
