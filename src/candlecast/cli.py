@@ -251,7 +251,17 @@ def serve_gateway_cmd(
 
     settings = get_settings()
     changes = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
-    serve(settings.model_copy(update={"gateway": settings.gateway.model_copy(update=changes)}))
+    serve(with_cache_snapshot(settings.model_copy(update={"gateway": settings.gateway.model_copy(update=changes)})))
+
+
+def with_cache_snapshot(settings: Settings) -> Settings:
+    """The gateway keeps its cache in <data_dir>/gateway-cache.json across restarts unless told otherwise."""
+    if settings.gateway.cache_snapshot_path is not None:
+        return settings
+    snapshot = settings.data_dir / "gateway-cache.json"
+    return settings.model_copy(
+        update={"gateway": settings.gateway.model_copy(update={"cache_snapshot_path": snapshot})}
+    )
 
 
 # The demo replays the last stretch of the shipped history: the data ends years ago (see
@@ -306,7 +316,9 @@ def demo(
                 f"[bold green]gateway: http://{gw.host}:{gw.port}/[/]  (evaluation: /evaluation; API: "
                 "/showcase/ml-prediction/BTCUSDT?timeframe=1h&model_name=baseline)  Ctrl-C stops it."
             )
-            serve_gateway(settings.model_copy(update={"database_url": engine.url.render_as_string(False)}))
+            serve_gateway(
+                with_cache_snapshot(settings.model_copy(update={"database_url": engine.url.render_as_string(False)}))
+            )
 
 
 def _utc(day: str) -> datetime:

@@ -146,6 +146,11 @@ class GatewaySettings(BaseModel):
     http_max_age_s: int = 5  # Cache-Control max-age sent to browsers and CDNs
     http_stale_while_revalidate_s: int = 60
     home_timeframe: str = "1d"  # the home grid opens on daily forecasts: every instrument has daily candles
+    # The cache is saved here every cache_snapshot_interval_s and at shutdown, and read back (as stale
+    # entries) at start, so a gateway restarted while the database is down still serves what it had.
+    # None = off; `candlecast serve-gateway` and `make run` default it to <data_dir>/gateway-cache.json.
+    cache_snapshot_path: Path | None = None
+    cache_snapshot_interval_s: float = 60.0
     http_stale_if_error_s: int = 86400
     history_candles: int = 120  # recent candles on the symbol page
     card_candles: int = 48  # closes before the fan on each home-page card

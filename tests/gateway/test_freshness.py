@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,4 +98,28 @@ def test_with_the_database_gone_served_symbols_stay_200_and_stale_and_recover(se
         poll(gw, url, lambda r: r.json()["stale"] is False, deadline_s=10.0)
         assert gw.get("/health").json()["status"] == "ok"
         assert gw.get("/showcase/ml-prediction/SPY").status_code == 200
+    proxy.cut()
+
+
+def test_a_gateway_restarted_while_the_database_is_down_serves_what_it_saved(seeded_url: str, tmp_path: Path) -> None:
+    target = make_url(seeded_url)
+    proxy = support.TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    snapshot = tmp_path / "gateway-cache.json"
+    settings = support.settings_for(
+        proxy.url_for(seeded_url), cache_snapshot_path=snapshot, db_timeout_s=0.5, db_retry_s=0.2
+    )
+    url = "/showcase/ml-prediction/BTCUSDT"
+    with support.GatewayServer(settings) as first:
+        fresh = first.get(url)
+        assert fresh.status_code == 200 and fresh.json()["stale"] is False
+    assert snapshot.exists()  # written at shutdown
+
+    proxy.cut()
+    with support.GatewayServer(settings) as second:
+        stale = second.get(url)
+        assert stale.status_code == 200 and stale.json()["stale"] is True
+        assert {**stale.json(), "stale": False} == fresh.json()
+        assert second.get("/showcase/ml-prediction/SPY").status_code == 503  # never served: nothing to fall back on
+        proxy.restore()
+        poll(second, url, lambda r: r.json()["stale"] is False, deadline_s=10.0)
     proxy.cut()

@@ -10,6 +10,8 @@ marked invalid as soon as the database says something changed:
   notification missed during an outage would otherwise go unseen. A reconnect invalidates everything.
 
 An invalid or expired entry is kept: when the database is unreachable it is still served, marked stale.
+``save``/``restore`` keep entries across restarts in a JSON file: restored entries are stale from the start,
+served only while the database cannot be reached, so a gateway restarted during an outage still answers.
 The cache is bounded by size: past ``max_bytes`` the oldest loaded entries are dropped.
 Loads race with notifications, so ``token`` is taken before a load and ``put`` stores the result as
 invalid when a notification for its scope arrived in the meantime.
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = ["ALL_SYMBOLS", "CacheEntry", "ResponseCache", "dump_json"]
@@ -161,3 +165,33 @@ class ResponseCache:
     def stats(self) -> dict[str, int]:
         valid = sum(1 for entry in self.entries.values() if entry.valid)
         return {"entries": len(self.entries), "valid": valid, "bytes": self.size_bytes}
+
+    def save(self, path: Path) -> int:
+        """Write the successful entries to ``path`` (atomically: a temporary file, then a rename)."""
+        entries = [
+            {"key": list(e.key), "status": e.status, "scope": e.scope, "value": e.value}
+            for e in self.entries.values()
+            if e.status == 200
+        ]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(dump_json({"version": 1, "entries": entries}))
+        os.replace(partial, path)
+        return len(entries)
+
+    def restore(self, path: Path) -> int:
+        """Load entries saved by ``save`` as stale ones (never fresh); a missing or unreadable file loads none."""
+        try:
+            saved = json.loads(path.read_bytes())["entries"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+        for item in saved:
+            body = dump_json(item["value"])
+            key = tuple(item["key"])
+            self.entries[key] = CacheEntry(
+                key=key, status=item["status"], value=item["value"], body=body, etag=_etag(body),
+                expires_at=self.clock(), scope=item["scope"], cache_control=self._cache_control,
+                stale_cache_control=self._stale_cache_control, valid=False,
+            )  # fmt: skip
+            self.size_bytes += len(body) + ENTRY_OVERHEAD_BYTES
+        return len(saved)

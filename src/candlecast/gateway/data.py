@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -166,23 +167,38 @@ class GatewayData:
         self._inflight: dict[tuple[Hashable, ...], asyncio.Task[Served]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._listener_task: asyncio.Task[None] | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
         metrics.cache_entries.set_function(lambda: len(self.cache.entries))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start listening; wait (up to the DB timeout) for LISTEN so the first reads can be trusted."""
+        snapshot = self.gw.cache_snapshot_path
+        if snapshot is not None:
+            restored = self.cache.restore(snapshot)
+            log.info(
+                "restored %d cached responses from %s (stale until the database confirms them)", restored, snapshot
+            )
+            self._snapshot_task = asyncio.create_task(self._save_periodically(snapshot), name="candlecast-snapshot")
         self._listener_task = asyncio.create_task(self.listener.run(), name="candlecast-listen")
         try:
             await asyncio.wait_for(self.listening.wait(), timeout=self.gw.db_timeout_s)
         except TimeoutError:
             log.warning("database not reachable at start; serving nothing until it is (%s)", self.listener.last_error)
 
+    async def _save_periodically(self, path: Path) -> None:
+        while True:
+            await asyncio.sleep(self.gw.cache_snapshot_interval_s)
+            await anyio.to_thread.run_sync(self.cache.save, path)
+
     async def stop(self) -> None:
-        tasks = [t for t in (self._listener_task, *self._background) if t is not None]
+        tasks = [t for t in (self._listener_task, self._snapshot_task, *self._background) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.gw.cache_snapshot_path is not None:
+            self.cache.save(self.gw.cache_snapshot_path)
         await anyio.to_thread.run_sync(self.engine.dispose)
 
     def _on_notify(self, message: dict[str, Any]) -> None:
