@@ -55,7 +55,7 @@ from candlecast.models.finetune.windows import CandleSeries, build_windows, spli
 from candlecast.models.kronos import COLUMNS, KronosPredictor, save_random_checkpoints
 from candlecast.models.registry import Registry
 from candlecast.store import create_engine_for
-from candlecast.store.adapters import get_adapter, list_adapters, promote_adapter, promoted_adapter
+from candlecast.store.adapters import get_adapter, insert_adapter, list_adapters, promote_adapter, promoted_adapter
 from candlecast.store.jobs import recent_job_runs
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
@@ -317,6 +317,25 @@ def test_the_promoted_adapter_serves_its_asset_class_and_is_listed_in_models(
     assert adapter["asset_class"] == "crypto" and adapter["adapter_id"] == first_run.adapter_id
     assert adapter["loaded"] is True and adapter["path"] == str(first_run.path.resolve())
     assert entry["version"].endswith(f"+crypto@{first_run.adapter_id}")
+
+
+def test_a_running_service_loads_a_new_promotion_when_told(
+    first_run: FinetuneResult, settings: Settings, db: tuple[str, Engine]
+) -> None:
+    def served_adapter(url: str) -> int:
+        (entry,) = [m for m in httpx.get(f"{url}/models").json()["models"] if m["name"] == "kronos-tiny"]
+        return entry["adapters"][0]["adapter_id"] if entry["adapters"] else -1
+
+    with running(create_app(settings)) as url:
+        before = served_adapter(url)
+        newer = insert_adapter(
+            db[1], asset_class="crypto", base_model="kronos-tiny", path=str(first_run.path), as_of=None,
+            metrics=first_run.metrics, promote=True, reason="re-promoted by the test",
+        )  # fmt: skip
+        assert served_adapter(url) == before  # read once at start-up ...
+        reloaded = httpx.post(f"{url}/admin/reload-adapters", timeout=60)
+        assert reloaded.status_code == 200
+        assert served_adapter(url) == newer != before  # ... and again when told
 
 
 def test_without_base_weights_the_command_says_so_and_trains_nothing(

@@ -208,6 +208,16 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             )
         return ModelsResponse(default=registry.default_name(), models=out)
 
+    @app.post("/admin/reload-adapters", response_model=ModelsResponse)
+    async def reload_adapters() -> ModelsResponse:
+        """Re-read the promoted fine-tune adapters (after a promotion) without a restart; answers as /models."""
+        from candlecast.models.finetune.serving import attach_promoted_adapters
+
+        for entry in _registry(service).entries():
+            if entry.forecaster is not None and entry.kind == "kronos":
+                await asyncio.to_thread(attach_promoted_adapters, entry.forecaster, settings)  # type: ignore[arg-type]
+        return await models()
+
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus metrics: requests, latency, batch sizes, queue depth."""

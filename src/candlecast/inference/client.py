@@ -118,6 +118,10 @@ class InferenceClient:
     def models(self) -> dict[str, Any]:
         return self._request("GET", "/models")
 
+    def reload_adapters(self) -> dict[str, Any]:
+        """Make the service re-read promoted fine-tune adapters (``POST /admin/reload-adapters``)."""
+        return self._request("POST", "/admin/reload-adapters")
+
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._send(method, path, **kwargs)
         return response.json()

@@ -361,4 +361,19 @@ def run_rolling_finetune(
         except Exception as exc:
             outcome.errors[asset_class] = f"{type(exc).__name__}: {exc}"
             log.exception("fine-tune %s %s failed", base_model, asset_class)
+    if any(result.promoted for result in outcome.results.values()):
+        tell_inference_service(settings)
     return outcome
+
+
+def tell_inference_service(settings: Settings) -> None:
+    """Ask the inference service to load newly promoted adapters now; if it is not reachable, it loads them at
+    its next start (logged, never an error of the fine-tune)."""
+    from candlecast.inference.client import InferenceClient, InferenceError
+
+    try:
+        with InferenceClient(settings.inference.url, settings.inference.token, timeout=60, retries=1) as client:
+            client.reload_adapters()
+        log.info("inference service at %s reloaded its adapters", settings.inference.url)
+    except InferenceError as exc:
+        log.warning("inference service not told about the new adapter (it loads it at its next start): %s", exc)
