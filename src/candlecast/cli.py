@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from candlecast.cli_options import console, err, parse_time
 from candlecast.config import Settings, get_settings
-from candlecast.ingest.calendar import ingest_calendar
+from candlecast.ingest.calendar import ingest_calendar, ingest_rates
 from candlecast.ingest.candles import IngestError, ingest_candles, read_candle_file, resample_daily
 from candlecast.jobs.cli import register as register_job_commands
 from candlecast.store import connect, current_revision, head_revision
@@ -127,6 +127,23 @@ def ingest_calendar_cmd(
             err.print(f"[red]refused[/] (nothing written)\n{exc}")
             raise typer.Exit(1) from exc
     console.print(f"[green]{result.written}[/] calendar events written from {file}")
+    for row_error in result.skipped[:50]:
+        err.print(f"  skipped row {row_error.row}: {row_error.reason}")
+
+
+@ingest_app.command("rates")
+def ingest_rates_cmd(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet of rate changes.")],
+    skip_invalid: Annotated[bool, typer.Option(help="Write the valid rows and report the rest.")] = False,
+) -> None:
+    """Load central-bank rate changes (bank_code, change_date, rate[, previous_rate, source])."""
+    with connect(get_settings(), migrate=True) as engine:
+        try:
+            result = ingest_rates(engine, file, skip_invalid=skip_invalid)
+        except IngestError as exc:
+            err.print(f"[red]refused[/] (nothing written)\n{exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"[green]{result.written}[/] rate changes written from {file}")
     for row_error in result.skipped[:50]:
         err.print(f"  skipped row {row_error.row}: {row_error.reason}")
 

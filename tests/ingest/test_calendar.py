@@ -33,3 +33,26 @@ def test_calendar_with_bad_rows_is_refused_whole(engine: Engine, tmp_path: Path)
     assert "row 3: scheduled_at missing or unparseable; actual is not a number" in str(info.value)
     events = calendar_between(engine, pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2030-01-01", tz="UTC"))
     assert events.empty
+
+
+def test_rate_changes_load_and_a_bad_file_is_refused_naming_its_rows(engine: Engine, tmp_path: Path) -> None:
+    from candlecast.ingest.calendar import ingest_rates
+    from candlecast.store.calendar import central_bank_rates
+
+    good = tmp_path / "rates.csv"
+    pd.DataFrame({"bank_code": ["fed", "FED"], "change_date": ["2019-07-31", "2019-09-18"], "rate": [2.25, 2.0],
+                  "previous_rate": [2.5, None]}).to_csv(good, index=False)  # fmt: skip
+    assert ingest_rates(engine, good).written == 2
+    ingest_rates(engine, good)  # idempotent
+    rates = central_bank_rates(engine)
+    assert list(rates["bank_code"]) == ["FED", "FED"] and list(rates["rate"]) == [2.25, 2.0]
+    assert rates["previous_rate"].iloc[0] == 2.5 and pd.isna(rates["previous_rate"].iloc[1])
+
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"bank_code": ["ECB", "", "ECB"], "change_date": ["2019-09-12", "2019-09-12", "someday"],
+                  "rate": ["-0.5", "x", "0"]}).to_csv(bad, index=False)  # fmt: skip
+    with pytest.raises(IngestError) as info:
+        ingest_rates(engine, bad)
+    assert "row 2: bank_code missing; rate missing or not a number" in str(info.value)
+    assert "row 3: change_date missing or unparseable" in str(info.value)
+    assert len(central_bank_rates(engine)) == 2
