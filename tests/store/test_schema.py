@@ -1,4 +1,6 @@
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import psycopg
@@ -102,3 +104,17 @@ def test_every_migration_downgrades_and_upgrades_again(new_database: Callable[[]
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     engine.dispose()
+
+
+def test_processes_that_died_are_forgotten_by_the_embedded_server(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from candlecast.store.db import prune_dead_handles
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    handles = tmp_path / ".handle_pids.json"
+    handles.write_text(json.dumps([os.getpid(), int(dead.stdout)]))
+    prune_dead_handles(tmp_path)
+    assert json.loads(handles.read_text()) == [os.getpid()]

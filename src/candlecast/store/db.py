@@ -9,6 +9,7 @@ it on exit: a new user needs no set-up. Run as root, that package creates a syst
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "connect",
     "create_engine_for",
     "embedded_postgres_url",
+    "prune_dead_handles",
     "resolve_database_url",
     "temporary_database",
 ]
@@ -53,8 +55,28 @@ def embedded_postgres_url(data_dir: Path) -> str:
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    prune_dead_handles(pgdata)
     server = get_server(pgdata, cleanup_mode="stop")
     return server.get_uri()
+
+
+def prune_dead_handles(pgdata: Path) -> None:
+    """Forget processes that used the embedded server and died without saying so (killed, crashed).
+
+    embedded-postgres stops the server when its last user exits, counting users in
+    ``<pgdata>/.handle_pids.json``; a process killed before it could remove itself would keep the server
+    running forever after.
+    """
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def resolve_database_url(settings: Settings) -> str:
