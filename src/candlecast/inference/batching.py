@@ -72,10 +72,6 @@ class ModelBatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
 
-    @property
-    def queued_series(self) -> int:
-        return self._queued_series
-
     def start(self) -> None:
         """Start the worker task(s); call from the running event loop."""
         name = self.forecaster.name
