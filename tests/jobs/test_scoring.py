@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
-from candlecast.jobs.scoring import crps_from_samples, run_scoring
+from candlecast.jobs.scoring import run_scoring
+from candlecast.scores import crps_from_samples
 from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
 from candlecast.store.evaluations import evaluations_frame
 from candlecast.store.jobs import recent_job_runs

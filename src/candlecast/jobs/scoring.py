@@ -5,9 +5,7 @@ For a forecast with last close ``c0`` and a step with realised close ``y`` (DESI
 
 - direction hit: ``sign(p50 - c0) == sign(y - c0)`` (a flat p50 hits only a flat outcome);
 - in band: ``p10 <= y <= p90``;
-- CRPS of the stored sample paths: ``mean|X - y| - 1/2 mean|X - X'|``, computed exactly for the empirical
-  distribution with the sorted-sample identity ``sum_ij |x_i - x_j| = 2 sum_i (2i - M - 1) x_(i)``
-  (O(M log M) per step; NULL when a forecast has no samples);
+- CRPS of the stored sample paths (``scores.crps_from_samples``; NULL when a forecast has no samples);
 - pinball loss ``rho_tau(y, q) = max(tau (y - q), (tau - 1)(y - q))`` at 0.1, 0.5, 0.9 (not doubled);
 - realised return ``y / c0 - 1`` and strategy return ``sign(p50 - c0) * (y / c0 - 1)``.
 
@@ -28,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
 from candlecast.jobs.records import recorded_run
+from candlecast.scores import crps_from_samples, direction_hit, in_band, pinball
 from candlecast.store.evaluations import (
     StepsToScore,
     forecast_runs,
@@ -40,7 +39,7 @@ from candlecast.store.evaluations import (
 from candlecast.store.jobs import job_lock
 from candlecast.store.schema import TIMEFRAMES
 
-__all__ = ["ScoreResult", "crps_from_samples", "pinball", "run_scoring", "score_steps"]
+__all__ = ["ScoreResult", "run_scoring", "score_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -56,36 +55,14 @@ class ScoreResult:
     run_id: int
 
 
-def crps_from_samples(samples: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """CRPS of each row's empirical distribution ``samples[i, :]`` against ``observed[i]``.
-
-    ``samples`` has shape (N, M), ``observed`` (N,); returns (N,) float64.
-    """
-    # Sorting in the stored precision (float32) gives the same order at half the memory traffic; the
-    # arithmetic is float64.
-    x = np.sort(np.asarray(samples), axis=1).astype(np.float64, copy=False)
-    y = np.asarray(observed, dtype=np.float64)
-    m = x.shape[1]
-    spread_weights = 2.0 * np.arange(1, m + 1) - m - 1  # (2i - M - 1), i = 1..M
-    accuracy = np.abs(x - y[:, None]).mean(axis=1)
-    # 1/2 * mean|X - X'| = 1/2 * (1/M^2) * 2 * sum_i (2i - M - 1) x_(i)
-    spread = x @ spread_weights / (m * m)
-    return accuracy - spread
-
-
-def pinball(observed: np.ndarray, quantile: np.ndarray, tau: float) -> np.ndarray:
-    diff = observed - quantile
-    return np.maximum(tau * diff, (tau - 1.0) * diff)
-
-
 def score_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
     """The score columns of ``steps`` (see the module docstring), ready for ``write_evaluations``."""
     c0, y = steps.last_close, steps.realised_close
     forecast_sign = np.sign(steps.p50 - c0)
     realised_return = y / c0 - 1.0
     return {
-        "direction_hit": forecast_sign == np.sign(y - c0),
-        "in_band": (steps.p10 <= y) & (y <= steps.p90),
+        "direction_hit": direction_hit(c0, steps.p50, y),
+        "in_band": in_band(y, steps.p10, steps.p90),
         "crps": _crps_of_steps(steps, samples),
         "pinball_10": pinball(y, steps.p10, 0.1),
         "pinball_50": pinball(y, steps.p50, 0.5),

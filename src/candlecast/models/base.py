@@ -21,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from candlecast.errors import InputError
+from candlecast.events.channels import N_CHANNELS as N_EVENT_CHANNELS
 from candlecast.models.calendars import CALENDARS, TIMEFRAMES, next_timestamps
 
 __all__ = [
@@ -37,21 +39,11 @@ __all__ = [
 ]
 
 OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "amount")
-N_EVENT_CHANNELS = 20
 # Larger magnitudes are not market data; rejecting them keeps every model's arithmetic finite.
 _MAX_ABS_VALUE = 1e15
 _CLOSE = 3
 _EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
 _LATEST = pd.Timestamp("2200-01-01", tz="UTC")
-
-
-class InputError(ValueError):
-    """Bad input, with the name of the offending field (``field``) for error messages and HTTP 422s."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +68,9 @@ class SeriesInput:
         Without it, models that read events see zeros for the horizon.
     calendar
         Trading calendar used for the target timestamps (one of ``calendars.CALENDARS``).
+    asset_class
+        Optional asset class of the instrument (crypto, equity, fx, commodity, index); models that serve
+        fine-tuned adapters per asset class pick one with it.
     """
 
     timestamps: pd.DatetimeIndex
@@ -85,6 +80,7 @@ class SeriesInput:
     events: np.ndarray | None = None
     calendar: str = "24/7"
     future_events: np.ndarray | None = None
+    asset_class: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields once, here
@@ -124,6 +120,7 @@ class SeriesInput:
             events=None if self.events is None else self.events[-n:],
             calendar=self.calendar,
             future_events=self.future_events,
+            asset_class=self.asset_class,
         )
 
     def target_timestamps(self, pred_len: int) -> pd.DatetimeIndex:
@@ -265,6 +262,9 @@ class ModelInfo:
     parameters: int
     device: str
     gives_ohlc: bool
+    gives_samples: bool = True
+    uses_events: bool = False
+    takes_adapters: bool = False
     details: dict[str, object] = field(default_factory=dict)
 
 
@@ -307,16 +307,27 @@ class Forecaster(ABC):
 
     ``forecast`` validates the call, trims contexts to ``max_context``, lays out target timestamps and
     computes quantiles from the sample paths (unless the model gives its own).
+
+    Callers ask a model what it can do through the capability flags, never through its ``kind``:
+
+    - ``gives_samples``: returns sample paths (False: only quantiles, repeated as degenerate paths);
+    - ``gives_ohlc``: the paths carry open/high/low as well as the close;
+    - ``uses_events``: reads ``SeriesInput.events`` / ``future_events`` (others ignore them, so callers
+      need not build the tensor);
+    - ``takes_adapters``: serves fine-tuned adapters per asset class (``use_adapters``).
     """
 
     name: str
-    kind: str
+    kind: str  # the family, for display ("kronos", "baseline"); never branch on it
     version: str
     max_context: int
     min_context: int = 1
     device: str = "cpu"
     parameters: int = 0
+    gives_samples: bool = True
     gives_ohlc: bool = False
+    uses_events: bool = False
+    takes_adapters: bool = False
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -327,6 +338,9 @@ class Forecaster(ABC):
             parameters=self.parameters,
             device=self.device,
             gives_ohlc=self.gives_ohlc,
+            gives_samples=self.gives_samples,
+            uses_events=self.uses_events,
+            takes_adapters=self.takes_adapters,
         )
 
     def forecast(

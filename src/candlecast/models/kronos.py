@@ -47,9 +47,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from candlecast.errors import WeightsNotAvailableError
+from candlecast.events.channels import N_CHANNELS as N_EVENT_CHANNELS
+
 __all__ = [
     "COLUMNS",
-    "EVENT_CHANNELS",
     "TINY_MODEL_CONFIG",
     "TINY_TOKENIZER_CONFIG",
     "Kronos",
@@ -62,7 +64,6 @@ __all__ = [
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 COLUMNS = (*PRICE_COLUMNS, "volume", "amount")
-EVENT_CHANNELS = 20  # the event tensor of DESIGN.md (issue 7)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NORM_EPS = 1e-5  # added to the per-series std, as the reference does
@@ -77,10 +78,6 @@ TINY_MODEL_CONFIG: dict[str, Any] = {
     "s1_bits": 10, "s2_bits": 10, "n_layers": 2, "d_model": 64, "n_heads": 4, "ff_dim": 128,
     "ffn_dropout_p": 0.0, "attn_dropout_p": 0.0, "resid_dropout_p": 0.0, "token_dropout_p": 0.0, "learn_te": True,
 }  # fmt: skip
-
-
-class WeightsNotAvailableError(FileNotFoundError):
-    """Checkpoint files are neither in a local folder nor obtainable from the Hugging Face hub."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -699,7 +696,7 @@ class Kronos(_Checkpointed):
 
     def attach_event_projection(self) -> nn.Linear:
         """Add the events -> embedding projection, zero-initialised so outputs are unchanged until trained."""
-        proj = nn.Linear(EVENT_CHANNELS, self.d_model).to(self.norm.weight.device)
+        proj = nn.Linear(N_EVENT_CHANNELS, self.d_model).to(self.norm.weight.device)
         nn.init.zeros_(proj.weight)
         nn.init.zeros_(proj.bias)
         self.event_proj = proj
@@ -1244,9 +1241,9 @@ class KronosPredictor:
             raise ValueError(f"y_timestamp[{i}] has {len(y_index)} entries, pred_len is {pred_len}")
         if events is not None:
             events = np.asarray(events, dtype=np.float32)
-            if events.shape != (len(df) + pred_len, EVENT_CHANNELS):
+            if events.shape != (len(df) + pred_len, N_EVENT_CHANNELS):
                 raise ValueError(
-                    f"events[{i}] must have shape ({len(df) + pred_len}, {EVENT_CHANNELS}) "
+                    f"events[{i}] must have shape ({len(df) + pred_len}, {N_EVENT_CHANNELS}) "
                     f"(history rows, then horizon rows), got {events.shape}"
                 )
         if keep is not None and len(df) > keep:
@@ -1268,7 +1265,7 @@ class KronosPredictor:
         x = np.zeros((n, history, len(COLUMNS)), dtype=np.float32)
         stamps = np.zeros((n, history + pred_len, 5), dtype=np.float32)
         with_events = any(s.events is not None for s in series)
-        events = np.zeros((n, history + pred_len, EVENT_CHANNELS), dtype=np.float32) if with_events else None
+        events = np.zeros((n, history + pred_len, N_EVENT_CHANNELS), dtype=np.float32) if with_events else None
         pads = []
         for b, s in enumerate(series):
             pad = history - len(s.x)

@@ -56,6 +56,8 @@ class KronosForecaster(Forecaster):
 
     kind = "kronos"
     gives_ohlc = True
+    uses_events = True
+    takes_adapters = True
     min_context = 2
 
     def __init__(

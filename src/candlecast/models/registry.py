@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from candlecast.config import ModelSpec, Settings
+from candlecast.errors import ModelUnavailableError, NotFoundError
 from candlecast.models.base import Forecaster, ModelInfo
 from candlecast.models.baseline import BaselineConfig, BaselineForecaster
 
@@ -31,25 +32,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(NotFoundError):
     """The name is not one of the configured models."""
 
     def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(name)
+        super().__init__("model", f"unknown model {name!r}; configured models: {known}", available=known)
         self.name = name
-        self.message = f"unknown model {name!r}; configured models: {known}"
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class ModelUnavailableError(RuntimeError):
-    """A configured model that could not be loaded; ``reason`` says why."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"model {name!r} is unavailable: {reason}")
-        self.name = name
-        self.reason = reason
 
 
 @dataclass

@@ -21,10 +21,11 @@ import pandas as pd
 import torch
 
 from candlecast.config import FinetuneSettings
-from candlecast.jobs.scoring import crps_from_samples
+from candlecast.events.channels import N_CHANNELS as N_EVENT_CHANNELS
 from candlecast.models.finetune.train import mean_loss
 from candlecast.models.finetune.windows import TokenisedWindows, Windows
-from candlecast.models.kronos import COLUMNS, EVENT_CHANNELS, Kronos, KronosPredictor, KronosTokenizer
+from candlecast.models.kronos import COLUMNS, Kronos, KronosPredictor, KronosTokenizer
+from candlecast.scores import crps_from_samples
 
 __all__ = ["GateScores", "decide", "forecast_crps", "score"]
 
@@ -59,7 +60,7 @@ def forecast_crps(
         dfs.append(pd.DataFrame(series.values[history], columns=list(COLUMNS)))
         x_times.append(series.timestamps[history])
         y_times.append(series.timestamps[future])
-        zeros = np.zeros((horizon, EVENT_CHANNELS), dtype=np.float32)  # no event known beyond the as-of time
+        zeros = np.zeros((horizon, N_EVENT_CHANNELS), dtype=np.float32)  # no event known beyond the as-of time
         events.append(np.concatenate([series.events[history], zeros]))
         realised.append(series.values[future, COLUMNS.index("close")])
         last_close.append(series.values[start + lookback - 1, COLUMNS.index("close")])
