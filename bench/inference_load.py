@@ -73,7 +73,7 @@ def start_server(folder: Path, port: int, window_ms: float | None) -> subprocess
     }
     if window_ms is not None:
         env["CANDLECAST_INFERENCE__BATCH_WINDOW_MS"] = str(window_ms)
-    code = "from candlecast.inference import serve; serve()"
+    code = "from candlecast.inference.app import serve; serve()"
     return subprocess.Popen([sys.executable, "-c", code], env=env)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from candlecast.cli_options import console, err, parse_time
 from candlecast.config import Settings, get_settings
+from candlecast.errors import CandlecastError, InputError
 from candlecast.ingest.calendar import ingest_calendar, ingest_rates
 from candlecast.ingest.candles import IngestError, IngestResult, ingest_candles, read_candle_file, resample_daily
 from candlecast.jobs.cli import register as register_job_commands
@@ -307,9 +308,9 @@ def demo(
     Each model is replayed in-process; a model whose weights cannot be loaded (Kronos offline) is
     skipped with the reason, and the baseline (no weights) always runs.
     """
-    from candlecast.jobs.batch import LocalBackend
+    from candlecast.errors import ModelUnavailableError
+    from candlecast.inference.transports import LocalTransport
     from candlecast.jobs.replay import run_replay
-    from candlecast.models.registry import ModelUnavailableError
 
     settings = get_settings()
     names = models.split(",") if models else list(dict.fromkeys([*settings.model_names(), "kronos-small"]))
@@ -319,17 +320,19 @@ def demo(
         print_instruments(engine)
         for name in names:
             try:
-                backend = LocalBackend.load(settings, name.strip())
+                transport = LocalTransport.load(settings, name.strip())
             except ModelUnavailableError as exc:
                 console.print(f"[yellow]{name}: not replayed[/] — {exc}")
                 continue
             for timeframe, start, end in DEMO_REPLAYS:
-                result = run_replay(settings, engine, timeframe, backend.name, _utc(start), _utc(end), backend=backend)
+                result = run_replay(
+                    settings, engine, timeframe, transport.name, _utc(start), _utc(end), transport=transport
+                )
                 console.print(
-                    f"replay {backend.name} {timeframe} {start}→{end}: {result.slots} slots, "
+                    f"replay {transport.name} {timeframe} {start}→{end}: {result.slots} slots, "
                     f"{result.predictions_written} forecasts written, {result.steps_scored} steps scored"
                 )
-            backend.close()
+            transport.close()
         if serve:
             from candlecast.gateway import serve as serve_gateway
 
@@ -347,5 +350,17 @@ def _utc(day: str) -> datetime:
     return datetime.fromisoformat(day).replace(tzinfo=UTC)
 
 
+def run() -> None:
+    """The ``candlecast`` console script: the Typer app, with every ``CandlecastError`` said in one line
+    (exit 2 for bad input, 1 otherwise) instead of a traceback; ``-v`` keeps the traceback."""
+    try:
+        app()
+    except CandlecastError as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+        sys.exit(2 if isinstance(exc, InputError) else 1)
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.inference import InferenceClient, create_app
-from candlecast.inference.client import InferenceModelUnavailable, InferenceRequestError, InferenceServerError
+from candlecast.errors import InferenceModelUnavailable, InferenceRequestError, InferenceServerError
+from candlecast.inference.app import create_app
+from candlecast.inference.client import InferenceClient
 from candlecast.models.base import SeriesInput
 from candlecast.models.baseline import BaselineForecaster
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from candlecast.inference import create_app
+from candlecast.inference.app import create_app
 
 JSON_SCALARS = (
     st.none()

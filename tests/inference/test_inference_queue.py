@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from candlecast.config import InferenceSettings, Settings
-from candlecast.inference import create_app
+from candlecast.inference.app import create_app
 from candlecast.models.base import SamplePaths, SeriesInput
 from candlecast.models.baseline import BaselineForecaster
 from candlecast.models.registry import ModelEntry, Registry

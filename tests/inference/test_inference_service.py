@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.inference import create_app
+from candlecast.inference.app import create_app
 
 TOKEN = "test-token-123"
 Payload = Callable[..., dict[str, Any]]

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.models.base import InputError, SeriesInput
+from candlecast.errors import InputError
+from candlecast.models.base import SeriesInput
 from candlecast.models.baseline import BASELINE_METHODS, BaselineConfig, BaselineForecaster
 
 MakeSeries = Callable[..., SeriesInput]

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.models.base import InputError, SeriesInput, derive_seed, series_seeds
+from candlecast.errors import InputError
+from candlecast.models.base import SeriesInput, derive_seed, series_seeds
 
 TS = pd.date_range("2024-03-04", periods=5, freq="h", tz="UTC")
 

@@ -85,7 +85,7 @@ def test_known_ahead_event_rows_reach_an_event_conditioned_model(
 
 
 def test_too_few_known_ahead_rows_are_refused_naming_the_field(kronos: KronosForecaster, series: MakeSeries) -> None:
-    from candlecast.models.base import InputError
+    from candlecast.errors import InputError
 
     s = series(n=30, seed=9)
     short = SeriesInput(timestamps=s.timestamps, ohlcv=s.ohlcv, future_events=np.zeros((2, 20)))

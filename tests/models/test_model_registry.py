@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from candlecast.config import ModelSpec, Settings
-from candlecast.models.registry import ModelUnavailableError, Registry, UnknownModelError
+from candlecast.errors import ModelUnavailableError
+from candlecast.models.registry import Registry, UnknownModelError
 
 
 def settings(models: str, **sources: ModelSpec) -> Settings:

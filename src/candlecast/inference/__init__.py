@@ -1,10 +1,9 @@
 """The inference service: the only place models run (``candlecast serve-inference``, port 8200).
 
-``create_app(settings)`` builds the FastAPI app (routes, micro-batching, auth, metrics); ``serve(settings)``
-runs it with uvicorn; ``InferenceClient`` calls it over HTTP. Request/response bodies are in ``schemas``.
+- ``app``: the FastAPI app (``create_app``, ``serve``): routes, micro-batching (``batching``), auth, metrics;
+- ``schemas``: request and response bodies;
+- ``client``: ``InferenceClient``, a typed HTTP client of the service;
+- ``transports``: where the batch job gets forecasts, over HTTP or in-process, behind one protocol.
+
+This package's ``__init__`` imports nothing, so ``import candlecast.inference.client`` loads no server code.
 """
-
-from candlecast.inference.app import create_app, serve
-from candlecast.inference.client import InferenceClient
-
-__all__ = ["InferenceClient", "create_app", "serve"]

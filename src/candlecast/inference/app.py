@@ -32,7 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from candlecast.config import Settings, get_settings
-from candlecast.inference.batching import ModelBatcher, Overloaded
+from candlecast.errors import CandlecastError, InputError, ModelUnavailableError, OverloadedError, http_status
+from candlecast.inference.batching import ModelBatcher
 from candlecast.inference.metrics import ServiceMetrics
 from candlecast.inference.schemas import (
     ErrorBody,
@@ -51,8 +52,8 @@ from candlecast.inference.schemas import (
     to_series_inputs,
 )
 from candlecast.models import calendars
-from candlecast.models.base import Forecast, InputError, series_seeds
-from candlecast.models.registry import ModelUnavailableError, Registry, UnknownModelError
+from candlecast.models.base import Forecast, series_seeds
+from candlecast.models.registry import Registry, UnknownModelError
 
 __all__ = ["create_app", "serve"]
 
@@ -63,12 +64,12 @@ _OPEN_PATHS = frozenset({"/health"})
 _P10_P50_P90 = (0.1, 0.5, 0.9)
 
 
-class _ClientGone(Exception):
-    pass
+class _ClientGone(CandlecastError):
+    """The client disconnected before its forecast was ready (logged as 499)."""
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(CandlecastError):
+    """The forecast did not finish within ``request_timeout_s`` (504)."""
 
 
 @dataclass
@@ -202,6 +203,9 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
                     parameters=info.parameters,
                     device=info.device,
                     gives_ohlc=info.gives_ohlc,
+                    gives_samples=info.gives_samples,
+                    uses_events=info.uses_events,
+                    takes_adapters=info.takes_adapters,
                     adapters=info.details.get("adapters"),  # type: ignore[arg-type]
                     adapters_status=info.details.get("adapters_status"),  # type: ignore[arg-type]
                 )
@@ -294,7 +298,7 @@ async def _forecast(
     try:
         registry.entry(name)
     except UnknownModelError as exc:
-        errors.append(("model", exc.message))
+        errors.append(("model", exc.message))  # reported with the other field errors (422)
     try:
         count, levels = check_request(
             settings,
@@ -376,6 +380,24 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _error_response(exc: CandlecastError) -> JSONResponse:
+    """The JSON answer of one error; the status comes from ``errors.http_status`` (except the two below)."""
+    if isinstance(exc, _Timeout):
+        return _error(504, "timeout", "the forecast did not finish within the request timeout")
+    if isinstance(exc, _ClientGone):
+        return _error(499, "client_closed_request", "the client disconnected")
+    status = http_status(exc)
+    if isinstance(exc, RequestInvalid):
+        return _error(status, "invalid_request", str(exc), exc.errors)
+    if isinstance(exc, InputError):
+        return _error(status, "invalid_request", str(exc), [(exc.field, exc.message)])
+    if isinstance(exc, ModelUnavailableError):
+        return _error(status, "model_unavailable", str(exc))
+    if isinstance(exc, OverloadedError):
+        return _error(status, "overloaded", str(exc), headers={"Retry-After": "1"})
+    return _error(status, "error", str(exc))
+
+
 def _field_name(loc: Sequence[Any]) -> str:
     """("body", "series", 0, "ohlcv", 3) -> "series[0].ohlcv[3]"."""
     out = ""
@@ -395,29 +417,10 @@ def _add_error_handlers(app: FastAPI) -> None:
                 errors.append((_field_name(e.get("loc", ())), str(e.get("msg", "invalid"))))
         return _error(422, "invalid_request", "; ".join(f"{f}: {m}" for f, m in errors), errors)
 
-    @app.exception_handler(RequestInvalid)
-    async def invalid_request(request: Request, exc: RequestInvalid) -> JSONResponse:
-        return _error(422, "invalid_request", str(exc), exc.errors)
-
-    @app.exception_handler(InputError)
-    async def invalid_input(request: Request, exc: InputError) -> JSONResponse:
-        return _error(422, "invalid_request", str(exc), [(exc.field, exc.message)])
-
-    @app.exception_handler(ModelUnavailableError)
-    async def unavailable(request: Request, exc: ModelUnavailableError) -> JSONResponse:
-        return _error(503, "model_unavailable", str(exc))
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-        return _error(503, "overloaded", str(exc), headers={"Retry-After": "1"})
-
-    @app.exception_handler(_Timeout)
-    async def timed_out(request: Request, exc: _Timeout) -> JSONResponse:
-        return _error(504, "timeout", "the forecast did not finish within the request timeout")
-
-    @app.exception_handler(_ClientGone)
-    async def client_gone(request: Request, exc: _ClientGone) -> JSONResponse:
-        return _error(499, "client_closed_request", "the client disconnected")
+    @app.exception_handler(CandlecastError)
+    async def candlecast_error(request: Request, exc: CandlecastError) -> JSONResponse:
+        """Every error of the tree, answered with its status from ``errors.http_status``."""
+        return _error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

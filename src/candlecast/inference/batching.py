@@ -25,16 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+from candlecast.errors import InputError, OverloadedError
 from candlecast.inference.metrics import ServiceMetrics
-from candlecast.models.base import Forecast, Forecaster, InputError, SeriesInput
+from candlecast.models.base import Forecast, Forecaster, SeriesInput
 
-__all__ = ["ModelBatcher", "Overloaded"]
+__all__ = ["ModelBatcher"]
 
 log = logging.getLogger(__name__)
-
-
-class Overloaded(RuntimeError):
-    """More series are queued for a model than the service accepts (answered with 503)."""
 
 
 @dataclass(eq=False)
@@ -101,7 +98,7 @@ class ModelBatcher:
     ) -> asyncio.Future[list[Forecast]]:
         """Queue one request's series; the future resolves to one Forecast per series (or the error)."""
         if self._queued_series + len(series) > self.max_queued_series:
-            raise Overloaded(f"{self._queued_series} series already queued for model {self.forecaster.name!r}")
+            raise OverloadedError(f"{self._queued_series} series already queued for model {self.forecaster.name!r}")
         future: asyncio.Future[list[Forecast]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Job(series, seeds, pred_len, sample_count, levels, future))
         self._set_queued(self._queued_series + len(series))

@@ -5,12 +5,14 @@
 Connection errors and 502/503/504 answers are retried with exponential backoff; a model the service reports
 unavailable and every 4xx are not (retrying cannot fix them).
 
-Exceptions::
+Errors are the ``InferenceError`` branch of ``candlecast.errors`` (re-exported here)::
 
-    InferenceError                  base class
+    InferenceError                  base class (an ``UpstreamError``)
     ├── InferenceRequestError       4xx: the request is wrong (``status``, ``detail``, ``errors``)
     ├── InferenceModelUnavailable   503 model_unavailable: the model did not load (``detail`` says why)
-    └── InferenceServerError        5xx after the retries, or the service unreachable
+    └── InferenceServerError        5xx after the retries, or the service unreachable (``status`` None)
+
+Importing this module loads no server code: no FastAPI, no model registry.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from candlecast.errors import InferenceError, InferenceModelUnavailable, InferenceRequestError, InferenceServerError
 from candlecast.models.base import Forecast, SeriesInput
 
 __all__ = [
@@ -35,26 +38,6 @@ __all__ = [
 ]
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
-
-
-class InferenceError(Exception):
-    def __init__(self, message: str, status: int | None = None, detail: str = "", errors: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.detail = detail
-        self.errors = errors or []
-
-
-class InferenceRequestError(InferenceError):
-    pass
-
-
-class InferenceModelUnavailable(InferenceError):
-    pass
-
-
-class InferenceServerError(InferenceError):
-    pass
 
 
 class InferenceClient:
@@ -175,6 +158,7 @@ def _series_json(s: SeriesInput) -> dict[str, Any]:
         "symbol": s.symbol,
         "timeframe": s.timeframe,
         "calendar": s.calendar,
+        "asset_class": s.asset_class,
         "timestamps": [t.isoformat() for t in s.timestamps],
         "ohlcv": rows,
     }

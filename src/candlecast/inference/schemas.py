@@ -16,7 +16,8 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from candlecast.config import Settings
-from candlecast.models.base import OHLCV_COLUMNS, Forecast, InputError, SeriesInput
+from candlecast.errors import InputError
+from candlecast.models.base import OHLCV_COLUMNS, Forecast, SeriesInput
 from candlecast.models.calendars import calendar_for
 
 __all__ = [
@@ -67,6 +68,9 @@ class SeriesPayload(BaseModel):
     timeframe: str = Field("1h", description="1m, 5m, 15m, 30m, 1h, 4h or 1d")
     calendar: str | None = Field(
         None, description="24/7, 24/5 or XNYS; default: from the symbol's asset class, else 24/7"
+    )
+    asset_class: str | None = Field(
+        None, max_length=32, description="crypto, equity, fx, commodity or index; picks a fine-tuned adapter"
     )
     timestamps: list[AwareDatetime] = Field(description="candle open times, timezone-aware, increasing")
     ohlcv: list[Row] = Field(description="rows [open, high, low, close, volume?, amount?]; null = missing")
@@ -192,6 +196,9 @@ class ModelDescription(BaseModel):
     parameters: int | None = None
     device: str | None = None
     gives_ohlc: bool | None = None
+    gives_samples: bool | None = None
+    uses_events: bool | None = Field(None, description="reads the event tensor (send events / future_events)")
+    takes_adapters: bool | None = Field(None, description="serves fine-tuned adapters per asset class")
     reason: str | None = None
     adapters: list[AdapterDescription] | None = Field(None, description="Kronos: promoted adapters by asset class")
     adapters_status: str | None = Field(None, description="why no adapter is in use, when none is")
@@ -213,12 +220,15 @@ class ErrorBody(BaseModel):
     errors: list[FieldError] = Field(default_factory=list)
 
 
-class RequestInvalid(Exception):
+class RequestInvalid(InputError):
     """Semantic validation failures of a request, each naming its field (answered with 422)."""
 
     def __init__(self, errors: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
+        super().__init__(errors[0][0] if errors else "", "; ".join(f"{f}: {m}" for f, m in errors))
         self.errors = errors
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def check_request(
@@ -298,6 +308,7 @@ def to_series_inputs(
                     events=None if p.events is None else np.array(p.events, dtype=np.float32),
                     future_events=None if p.future_events is None else np.array(p.future_events, dtype=np.float32),
                     calendar=calendar,
+                    asset_class=p.asset_class,
                 )
             )
         except InputError as exc:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from candlecast.errors import InputError
 from candlecast.store.candles import Instrument, timeframe_delta, upsert_candles, upsert_instruments
 from candlecast.store.schema import CANDLE_COLUMNS
 
@@ -41,8 +42,11 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-class IngestError(ValueError):
-    """A file was refused; nothing was written."""
+class IngestError(InputError):
+    """A file was refused; nothing was written. The message names the file and every bad row."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("", message)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,25 +39,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
+from candlecast.errors import InferenceRequestError, InputError, NotFoundError
+from candlecast.inference.transports import ForecastTransport, open_transport
 from candlecast.jobs.records import recorded_run
-from candlecast.models.base import OHLCV_COLUMNS, Forecast, Forecaster, SeriesInput
+from candlecast.models.base import OHLCV_COLUMNS, Forecast, SeriesInput
 from candlecast.store.candles import get_instruments, latest_candles_many, timeframe_delta
 from candlecast.store.predictions import Prediction, previous_slots, upsert_prediction
 
-__all__ = [
-    "QUANTILE_LEVELS",
-    "BatchResult",
-    "ForecastBackend",
-    "HttpBackend",
-    "LocalBackend",
-    "open_backend",
-    "run_batch",
-    "slot_time",
-]
+__all__ = ["BatchResult", "run_batch", "slot_time"]
 
 log = logging.getLogger(__name__)
-
-QUANTILE_LEVELS: tuple[float, float, float] = (0.1, 0.5, 0.9)
 
 
 def slot_time(as_of: datetime | None, timeframe: str) -> datetime:
@@ -89,108 +80,6 @@ class BatchResult:
         return 0 if self.ok else 1
 
 
-# -- where forecasts come from ---------------------------------------------------------------------
-
-
-class ForecastBackend(Protocol):
-    """The inference service over HTTP, or a model in-process."""
-
-    name: str
-
-    def forecast(
-        self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int | Sequence[int]
-    ) -> list[Forecast]:
-        """One forecast per series, in order; raises on failure."""
-        ...
-
-    def uses_events(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-class ServiceUnreachable(RuntimeError):
-    """The inference service could not be reached (after the client's retries)."""
-
-
-class HttpBackend:
-    """The inference service, through ``InferenceClient`` (which retries connection errors and 5xx)."""
-
-    def __init__(self, settings: Settings, model: str) -> None:
-        from candlecast.inference.client import InferenceClient
-
-        self.name = model
-        self.settings = settings
-        cfg = settings.jobs
-        self.client = InferenceClient(
-            settings.inference.url,
-            token=settings.inference.token,
-            timeout=cfg.http_timeout_s,
-            retries=cfg.http_retries,
-            backoff_s=cfg.http_backoff_s,
-        )
-        # Once a request finds the service unreachable, the requests not yet sent fail at once.
-        self.unreachable: str | None = None
-
-    def forecast(
-        self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int | Sequence[int]
-    ) -> list[Forecast]:
-        from candlecast.inference.client import InferenceServerError
-
-        if self.unreachable:
-            raise ServiceUnreachable(self.unreachable)
-        try:
-            return self.client.forecast(
-                series, model=self.name, pred_len=pred_len, sample_count=sample_count, seed=seed,
-                quantile_levels=QUANTILE_LEVELS,
-            )  # fmt: skip
-        except InferenceServerError as exc:
-            if exc.status is None:  # no HTTP answer at all: connection refused, reset or timed out
-                self.unreachable = f"inference service unreachable at {self.settings.inference.url}: {exc}"
-                raise ServiceUnreachable(self.unreachable) from exc
-            raise
-
-    def uses_events(self) -> bool:
-        try:
-            return self.settings.model_spec(self.name).kind == "kronos"
-        except KeyError:
-            return False
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class LocalBackend:
-    """A model loaded in this process (``--local``): no HTTP, same seeds and results as the service."""
-
-    def __init__(self, forecaster: Forecaster) -> None:
-        self.forecaster = forecaster
-        self.name = forecaster.name
-
-    @classmethod
-    def load(cls, settings: Settings, model: str) -> LocalBackend:
-        from candlecast.models.registry import Registry
-
-        registry = Registry.from_settings(settings.model_copy(update={"models": model}))
-        return cls(registry.get(model))  # ModelUnavailableError says why it did not load
-
-    def forecast(
-        self, series: Sequence[SeriesInput], pred_len: int, sample_count: int, seed: int | Sequence[int]
-    ) -> list[Forecast]:
-        return self.forecaster.forecast(
-            list(series), pred_len=pred_len, sample_count=sample_count, quantile_levels=QUANTILE_LEVELS, seed=seed
-        )
-
-    def uses_events(self) -> bool:
-        return self.forecaster.kind == "kronos"
-
-    def close(self) -> None:
-        pass
-
-
-def open_backend(settings: Settings, model: str, local: bool) -> ForecastBackend:
-    return LocalBackend.load(settings, model) if local else HttpBackend(settings, model)
-
-
 # -- the job ---------------------------------------------------------------------------------------
 
 
@@ -198,6 +87,7 @@ def open_backend(settings: Settings, model: str, local: bool) -> ForecastBackend
 class _Symbol:
     symbol: str
     calendar: str
+    asset_class: str
     series: SeriesInput | None = None
     event_context: dict[str, Any] = field(default_factory=dict)
 
@@ -214,13 +104,13 @@ def run_batch(
     *,
     job_name: str | None = None,
     run_id: int | None = None,
-    backend: ForecastBackend | None = None,
+    transport: ForecastTransport | None = None,
     on_symbol: Callable[[str, str | None], None] | None = None,
     record: bool = True,
 ) -> BatchResult:
     """Forecast every active instrument (or ``symbols``) as of the slot of ``as_of`` (default now).
 
-    ``backend`` reuses an open backend (a replay loads its model once); otherwise one is opened for the run
+    ``transport`` reuses an open transport (a replay loads its model once); otherwise one is opened for the run
     (``local`` picks in-process over HTTP). ``on_symbol(symbol, error_or_None)`` is called as each symbol
     is written or fails. ``job_name`` defaults to ``batch-<model>-<timeframe>``; ``run_id`` continues a
     ``job_runs`` row a scheduler already claimed.
@@ -231,11 +121,11 @@ def run_batch(
     failed: dict[str, str] = {}
     skipped: dict[str, str] = {}
     with recorded_run(engine, job_name, as_of=slot, run_id=run_id, record=record) as run:
-        own_backend = backend is None
+        own_transport = transport is None
         try:
-            if backend is None:
-                backend = open_backend(settings, model, local)
-            todo = _read_inputs(settings, engine, timeframe, model, slot, symbols, backend, skipped)
+            if transport is None:
+                transport = open_transport(settings, model, local)
+            todo = _read_inputs(settings, engine, timeframe, model, slot, symbols, transport, skipped)
             with _progress_bar(progress, f"{model} {timeframe} {slot:%Y-%m-%d %H:%M}", len(todo)) as advance:
 
                 def done(symbol: str, error: str | None) -> None:
@@ -244,10 +134,10 @@ def run_batch(
                     if on_symbol is not None:
                         on_symbol(symbol, error)
 
-                _forecast_and_write(settings, engine, timeframe, model, slot, todo, backend, done)
+                _forecast_and_write(settings, engine, timeframe, model, slot, todo, transport, done)
         finally:
-            if own_backend and backend is not None:
-                backend.close()
+            if own_transport and transport is not None:
+                transport.close()
         run.status = "ok" if not failed and ok else ("partial" if ok else "failed")
         run.errors = dict(failed)
         run.counts.update(ok=len(ok), failed=len(failed), skipped=len(skipped), skipped_symbols=skipped)
@@ -270,7 +160,7 @@ def _read_inputs(
     model: str,
     slot: datetime,
     symbols: Sequence[str] | None,
-    backend: ForecastBackend,
+    transport: ForecastTransport,
     skipped: dict[str, str],
 ) -> list[_Symbol]:
     """Each instrument's context as of the slot; instruments without usable candles go to ``skipped``."""
@@ -278,7 +168,7 @@ def _read_inputs(
     wanted = sorted(instruments) if symbols is None else list(dict.fromkeys(symbols))
     unknown = [s for s in wanted if s not in instruments]
     if unknown:
-        raise ValueError(f"symbols: unknown instrument(s) {unknown}")
+        raise NotFoundError("symbols", f"unknown instrument(s) {unknown}", available=sorted(instruments))
     cfg = settings.jobs
     context = cfg.context_1h if timeframe == "1h" else cfg.context_1d
     max_age = (
@@ -301,7 +191,8 @@ def _read_inputs(
         if symbol in previous and previous[symbol] >= last_close_time:
             skipped[symbol] = f"no new candle since the forecast of {previous[symbol].isoformat()} (market closed)"
             continue
-        item = _Symbol(symbol, calendar)
+        asset_class = instruments[symbol].asset_class
+        item = _Symbol(symbol, calendar, asset_class)
         try:
             item.series = SeriesInput(
                 timestamps=pd.DatetimeIndex(frame["ts"]),
@@ -309,12 +200,13 @@ def _read_inputs(
                 symbol=symbol,
                 timeframe=timeframe,
                 calendar=calendar,
+                asset_class=asset_class,
             )
-        except ValueError as exc:
+        except InputError as exc:
             skipped[symbol] = f"unusable candles: {exc}"
             continue
         todo.append(item)
-    _attach_events(settings, engine, timeframe, slot, todo, backend)
+    _attach_events(settings, engine, timeframe, slot, todo, transport)
     return todo
 
 
@@ -324,12 +216,12 @@ def _attach_events(
     timeframe: str,
     slot: datetime,
     todo: list[_Symbol],
-    backend: ForecastBackend,
+    transport: ForecastTransport,
 ) -> None:
     """Event tensors for models that use them; ``event_context`` records what was sent and why."""
-    if not settings.jobs.send_events or not backend.uses_events():
+    if not settings.jobs.send_events or not transport.capabilities().uses_events:
         for item in todo:
-            item.event_context = {"events": False, "reason": f"model {backend.name} does not use events"}
+            item.event_context = {"events": False, "reason": f"model {transport.name} does not use events"}
         return
     try:
         from candlecast.jobs.events import EventInputs
@@ -359,6 +251,7 @@ def _attach_events(
             symbol=item.symbol,
             timeframe=timeframe,
             calendar=item.calendar,
+            asset_class=item.asset_class,
             events=tensor,
             future_events=known_ahead,
         )
@@ -376,7 +269,7 @@ def _forecast_and_write(
     model: str,
     slot: datetime,
     todo: list[_Symbol],
-    backend: ForecastBackend,
+    transport: ForecastTransport,
     done: Callable[[str, str | None], None],
 ) -> None:
     """Requests run on ``jobs.concurrency`` threads; their results are written here, one symbol per commit."""
@@ -386,7 +279,7 @@ def _forecast_and_write(
     groups = [todo[i : i + size] for i in range(0, len(todo), size)]
     with ThreadPoolExecutor(max_workers=max(1, cfg.concurrency), thread_name_prefix="batch") as pool:
         futures = {
-            pool.submit(_request_group, backend, group, pred_len, cfg.sample_count, model, timeframe, slot): group
+            pool.submit(_request_group, transport, group, pred_len, cfg.sample_count, model, timeframe, slot): group
             for group in groups
         }
         for future in as_completed(futures):
@@ -404,7 +297,7 @@ def _forecast_and_write(
 
 
 def _request_group(
-    backend: ForecastBackend,
+    transport: ForecastTransport,
     group: list[_Symbol],
     pred_len: int,
     sample_count: int,
@@ -419,19 +312,19 @@ def _request_group(
     series = [item.series for item in group if item.series is not None]
     seeds = [_seed(model, timeframe, slot, item.symbol) for item in group if item.series is not None]
     try:
-        return list(backend.forecast(series, pred_len, sample_count, seeds))
+        return list(transport.forecast(series, pred_len, sample_count, seeds))
     except Exception as exc:
         if len(group) > 1 and _is_bad_request(exc):
             out: list[Forecast | str] = []
             for item in group:
-                out.extend(_request_group(backend, [item], pred_len, sample_count, model, timeframe, slot))
+                out.extend(_request_group(transport, [item], pred_len, sample_count, model, timeframe, slot))
             return out
         return [f"{type(exc).__name__}: {exc}"] * len(group)
 
 
 def _is_bad_request(exc: Exception) -> bool:
-    status = getattr(exc, "status", None)
-    return isinstance(exc, ValueError) or (isinstance(status, int) and 400 <= status < 500 and status != 429)
+    """The request itself was refused (bad input), so splitting it can isolate the bad series."""
+    return isinstance(exc, InputError | InferenceRequestError) and getattr(exc, "status", None) != 429
 
 
 def _seed(model: str, timeframe: str, slot: datetime, symbol: str) -> int:

@@ -21,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
-from candlecast.jobs.batch import ForecastBackend, open_backend, run_batch, slot_time
+from candlecast.inference.transports import ForecastTransport, open_transport
+from candlecast.jobs.batch import run_batch, slot_time
 from candlecast.jobs.records import recorded_run
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store.candles import list_instruments, timeframe_delta
@@ -83,25 +84,25 @@ def run_replay(
     local: bool = True,
     symbols: Sequence[str] | None = None,
     progress: bool = True,
-    backend: ForecastBackend | None = None,
+    transport: ForecastTransport | None = None,
 ) -> ReplayResult:
     """Batch then score at each slot of ``replay_slots(timeframe, start, end, every)``, in time order.
 
-    ``backend`` reuses an already loaded model (the caller closes it); otherwise one is opened and closed here.
+    ``transport`` reuses an already loaded model (the caller closes it); otherwise one is opened and closed here.
     """
     slots = replay_slots(timeframe, start, end, every)
     written = failed = scored = 0
-    owned = backend is None
+    owned = transport is None
     with recorded_run(engine, f"replay-{model}-{timeframe}", as_of=slots[-1]) as run:
-        if backend is None:
-            backend = open_backend(settings, model, local)
+        if transport is None:
+            transport = open_transport(settings, model, local)
         bar = _bar(progress, f"replay {model} {timeframe}")
         try:
             task = bar.add_task(f"replay {model} {timeframe}", total=len(slots)) if bar else None
             for slot in slots:
                 batch = run_batch(
                     settings, engine, timeframe, model, as_of=slot, symbols=symbols, progress=False,
-                    backend=backend, record=False,
+                    transport=transport, record=False,
                 )  # fmt: skip
                 written += len(batch.ok)
                 failed += len(batch.failed)
@@ -112,7 +113,7 @@ def run_replay(
                     bar.advance(task)
         finally:
             if owned:
-                backend.close()
+                transport.close()
             if bar is not None:
                 bar.stop()
         refresh_performance(engine, concurrently=True)

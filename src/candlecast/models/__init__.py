@@ -6,6 +6,6 @@ Import the heavy modules (``kronos``, ``kronos_forecaster``) directly; this pack
 light, torch-free interface.
 """
 
-from candlecast.models.base import Forecast, Forecaster, InputError, ModelInfo, SeriesInput
+from candlecast.models.base import Forecast, Forecaster, ModelInfo, SeriesInput
 
-__all__ = ["Forecast", "Forecaster", "InputError", "ModelInfo", "SeriesInput"]
+__all__ = ["Forecast", "Forecaster", "ModelInfo", "SeriesInput"]

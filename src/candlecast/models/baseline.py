@@ -27,7 +27,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from candlecast.models.base import Forecaster, InputError, SamplePaths, SeriesInput
+from candlecast.errors import InputError
+from candlecast.models.base import Forecaster, SamplePaths, SeriesInput
 
 __all__ = ["BASELINE_METHODS", "DEFAULT_METHOD", "BaselineConfig", "BaselineForecaster"]
 
