@@ -182,14 +182,14 @@ class EventEncoder:
 def _utc_ns(values: object, field: str) -> np.ndarray:
     """Tz-aware timestamps -> int64 nanoseconds since the epoch (UTC); naive or missing ones are errors."""
     try:
-        index = pd.DatetimeIndex(values)
+        index = pd.DatetimeIndex(values)  # type: ignore[arg-type]  # any sequence of timestamps; pandas checks
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{field}: not timestamps ({exc})") from None
     if index.tz is None:
         raise ValueError(f"{field} must be timezone-aware (UTC); got naive timestamps")
     if index.hasnans:
         raise ValueError(f"{field} has missing timestamps")
-    return index.tz_convert("UTC").as_unit("ns").asi8
+    return index.tz_convert("UTC").as_unit("ns").asi8  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
 
 
 def _floats(frame: pd.DataFrame, column: str, field: str) -> np.ndarray:
@@ -248,7 +248,7 @@ def _normalise_rates(rates: pd.DataFrame | None) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "bank": _texts(rates, "bank_code").str.upper().to_numpy(),
-            "day": dates.normalize().as_unit("ns").asi8,
+            "day": dates.normalize().as_unit("ns").asi8,  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
             "rate": _floats(rates, "rate", "rates"),
             "stated_previous": _floats(rates, "previous_rate", "rates"),
         }
@@ -294,7 +294,9 @@ def _prepare(events: pd.DataFrame, changes: pd.DataFrame, settings: EventSetting
     values[ch.FOMC_HAWKISH_SCORE] = _hawkish_score(rows_of("fomc"), changes, settings)
 
     earnings = rows_of("earnings")
-    by_symbol = {name: group["time"].to_numpy() for name, group in earnings[earnings["symbol"] != ""].groupby("symbol")}
+    by_symbol = {
+        str(name): group["time"].to_numpy() for name, group in earnings[earnings["symbol"] != ""].groupby("symbol")
+    }
     schedule = {
         event_type: np.unique(rows_of(event_type).loc[lambda f: f["status"] != _UNSCHEDULED_STATUS, "time"])
         for event_type in _COUNTDOWNS.values()

@@ -335,8 +335,9 @@ async def _forecast(
 async def _await_job(request: Request, future: asyncio.Future[list[Forecast]], timeout: float) -> list[Forecast]:
     """Wait for the job, the client's disconnect or the timeout, whichever comes first."""
     gone = asyncio.create_task(_client_disconnect(request))
+    waiting: set[asyncio.Future[Any]] = {future, gone}
     try:
-        done, _ = await asyncio.wait({future, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
         if not future.done():
@@ -424,7 +425,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+        return _error(exc.status_code, "http_error", str(exc.detail), headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

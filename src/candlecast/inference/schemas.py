@@ -13,6 +13,7 @@ from datetime import UTC
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from candlecast.config import Settings
@@ -301,7 +302,7 @@ def to_series_inputs(
         try:
             out.append(
                 SeriesInput(
-                    timestamps=[t.astimezone(UTC) for t in p.timestamps],
+                    timestamps=pd.DatetimeIndex([t.astimezone(UTC) for t in p.timestamps]),
                     ohlcv=np.array(p.ohlcv, dtype=np.float64) if p.ohlcv else np.empty((0, 6)),
                     symbol=p.symbol,
                     timeframe=p.timeframe,

@@ -95,7 +95,7 @@ def read_rates_file(path: Path) -> tuple[pd.DataFrame, list[RowError]]:
     bad = reasons != ""
     errors = [RowError(int(i) + 1, reasons[i].rstrip("; ")) for i in frame.index[bad]]
     clean = frame[~bad].reset_index(drop=True)
-    return clean.astype(object).where(clean.notna(), None), errors
+    return clean.astype(object).where(clean.notna(), None), errors  # type: ignore[call-overload]  # None is a valid fill
 
 
 def ingest_rates(engine: Engine, path: Path, *, skip_invalid: bool = False) -> IngestResult:

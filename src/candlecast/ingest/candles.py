@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,7 @@ def parse_timestamps(values: pd.Series, timezone: str = "UTC") -> pd.Series:
     Numbers are epoch seconds, or milliseconds when large. Unparseable values become NaT.
     """
     if pd.api.types.is_numeric_dtype(values):
-        unit = "ms" if values.abs().max() > 1e11 else "s"
+        unit: Literal["ms", "s"] = "ms" if values.abs().max() > 1e11 else "s"
         return pd.to_datetime(values, unit=unit, utc=True, errors="coerce")
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
@@ -156,10 +157,10 @@ def validate_candles(frame: pd.DataFrame, timeframe: str) -> tuple[pd.DataFrame,
     checks["duplicate timestamp with different values"] = conflict
 
     masks = np.column_stack(list(checks.values()))
-    bad = masks.any(axis=1)
+    bad = np.asarray(masks.any(axis=1), dtype=bool)
     names = list(checks)
     errors = [RowError(int(i) + 1, "; ".join(names[j] for j in np.flatnonzero(masks[i]))) for i in np.flatnonzero(bad)]
-    valid = frame[~bad].drop_duplicates("ts").sort_values("ts", kind="stable").reset_index(drop=True)
+    valid = frame.loc[~bad].drop_duplicates(subset=["ts"]).sort_values("ts", kind="stable").reset_index(drop=True)
     return valid, errors
 
 

@@ -66,7 +66,11 @@ class EventInputs:
         Horizon rows hold only what was known at the slot: scheduled releases and meetings and the countdowns
         to them (actual values after the slot are blanked above; leader returns of candles not yet closed are 0).
         """
-        timestamps = series.timestamps.append(series.target_timestamps(horizon)) if horizon else series.timestamps
+        timestamps = (
+            pd.DatetimeIndex(series.timestamps.append(series.target_timestamps(horizon)))
+            if horizon
+            else series.timestamps
+        )
         rows = self.encoder.encode(
             timestamps,
             self.timeframe,

@@ -52,15 +52,15 @@ def recorded_run(
     if run_id is None:
         run_id = start_job_run(engine, job_name, as_of=as_of)
         assert run_id is not None  # only scheduled claims can be refused
-    record = RunRecord(id=run_id, job_name=job_name, as_of=as_of)
+    run = RunRecord(id=run_id, job_name=job_name, as_of=as_of)
     try:
-        yield record
+        yield run
     except BaseException as exc:
-        record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+        run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        record.counts.setdefault("duration_s", round(record.duration_s, 3))
+        run.counts.setdefault("duration_s", round(run.duration_s, 3))
         try:
-            finish_job_run(engine, record.id, record.status, record.counts, record.errors, record.error, record.as_of)
+            finish_job_run(engine, run.id, run.status, run.counts, run.errors, run.error, run.as_of)
         except Exception:  # the database itself may be what failed; never hide the original error
-            log.exception("could not record the end of job run %s (%s)", record.id, job_name)
+            log.exception("could not record the end of job run %s (%s)", run.id, job_name)

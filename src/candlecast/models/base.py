@@ -145,7 +145,7 @@ def _check_timestamps(raw: object) -> pd.DatetimeIndex:
     ts = ts.tz_convert("UTC").as_unit("ns")
     if ts.min() < _EARLIEST or ts.max() > _LATEST:
         raise InputError("timestamps", f"must lie between {_EARLIEST.year} and {_LATEST.year}")
-    steps = np.diff(ts.asi8)
+    steps = np.diff(ts.asi8)  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
     if (steps <= 0).any():
         bad = int(np.argmax(steps <= 0)) + 1
         raise InputError("timestamps", f"must be strictly increasing; index {bad} is not after index {bad - 1}")

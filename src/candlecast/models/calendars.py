@@ -126,7 +126,7 @@ def _next_intraday(last: pd.Timestamp, step: pd.Timedelta, count: int, calendar:
         found.append(keep)
         have += len(keep)
         start = candidates[-1] + step
-    return found[0].append(found[1:])[:count]
+    return pd.DatetimeIndex(found[0].append(found[1:])[:count])
 
 
 def _open_mask(starts: pd.DatetimeIndex, step: pd.Timedelta, calendar: str) -> np.ndarray:
@@ -134,7 +134,7 @@ def _open_mask(starts: pd.DatetimeIndex, step: pd.Timedelta, calendar: str) -> n
     if calendar == "24/5":
         # Offset of each candle within its week (weeks start Monday 00:00 UTC; the epoch was a Thursday).
         monday0 = pd.Timestamp("1970-01-05", tz="UTC").value
-        start_off = (starts.asi8 - monday0) % _WEEK_NS
+        start_off = (starts.asi8 - monday0) % _WEEK_NS  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
         length = step.value
         # Open unless the whole candle sits inside the weekly close.
         inside_close = (start_off >= _FX_CLOSE_START_NS) & (start_off + length <= _FX_CLOSE_END_NS)
@@ -143,10 +143,12 @@ def _open_mask(starts: pd.DatetimeIndex, step: pd.Timedelta, calendar: str) -> n
     if starts[-1] > closes[-1]:
         raise ValueError(f"the XNYS calendar ends at {closes[-1].date()}; cannot place candles after it")
     # The last session opening before each candle ends; the candle is open if it starts before that close.
-    idx = np.searchsorted(opens.asi8, ends.asi8, side="left") - 1
+    open_ns: np.ndarray = opens.asi8  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
+    end_ns: np.ndarray = ends.asi8  # type: ignore[attr-defined]  # as above
+    idx = np.searchsorted(open_ns, end_ns, side="left") - 1
     valid = idx >= 0
-    session_close = np.where(valid, closes.asi8[np.clip(idx, 0, None)], np.iinfo(np.int64).min)
-    return valid & (starts.asi8 < session_close)
+    session_close = np.where(valid, closes.asi8[np.clip(idx, 0, None)], np.iinfo(np.int64).min)  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
+    return valid & (starts.asi8 < session_close)  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
 
 
 @lru_cache(maxsize=1)

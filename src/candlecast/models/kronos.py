@@ -110,6 +110,8 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)))
 
+    inv_freq: Tensor  # (hd/2,), a buffer
+
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         # positions: (B or 1, T) integers -> cos, sin: (B or 1, 1, T, hd), broadcast over heads
         angles = positions.to(self.inv_freq.dtype)[..., None] * self.inv_freq  # (B, T, hd/2)

@@ -24,15 +24,15 @@ COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds
 
 
-def pg_microseconds(values: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+def pg_microseconds(values: pd.Series | pd.DatetimeIndex | np.ndarray | Sequence[object]) -> np.ndarray:
     """Timestamps as PostgreSQL's binary timestamptz: int64 microseconds since 2000-01-01 UTC."""
-    index = pd.DatetimeIndex(values)
+    index = pd.DatetimeIndex(values)  # type: ignore[arg-type]  # any sequence of timestamps; pandas checks
     if index.tz is None:
         raise ValueError("timestamps must be timezone-aware")
-    return index.tz_convert("UTC").as_unit("us").asi8 - _PG_EPOCH_US
+    return index.tz_convert("UTC").as_unit("us").asi8 - _PG_EPOCH_US  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
 
 
-def binary_copy(columns: Sequence[tuple[str, str, np.ndarray | Sequence[object]]]) -> bytes:
+def binary_copy(columns: Sequence[tuple[str, str, np.ndarray | pd.Series | Sequence[object]]]) -> bytes:
     """The binary COPY stream of rows given column-wise as ``(name, kind, values)`` of equal length."""
     if not columns:
         raise ValueError("no columns")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import psycopg
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["connection", "read_frame", "read_rows"]
+__all__ = ["connection", "cursor", "read_frame", "read_rows"]
 
 
 class connection:  # noqa: N801 - used like a function: ``with connection(bind) as conn``
@@ -28,12 +29,20 @@ class connection:  # noqa: N801 - used like a function: ``with connection(bind) 
             self.owned.close()
 
 
+def cursor(conn: Connection) -> psycopg.Cursor[Any]:
+    """A psycopg cursor on the connection's own transaction (for COPY and statements SQLAlchemy cannot
+    express); use it as a context manager."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection), "the store runs on psycopg 3"
+    return raw.cursor()
+
+
 def read_rows(
     bind: Engine | Connection, sql: str, params: dict[str, Any] | None = None
 ) -> tuple[list[str], list[tuple]]:
     """Run ``sql`` (psycopg ``%(name)s`` parameters) and return column names and rows."""
     with connection(bind) as conn:
-        with conn.connection.driver_connection.cursor() as cur:
+        with cursor(conn) as cur:
             cur.execute(sql, params or {})
             columns = [d.name for d in cur.description or []]
             return columns, cur.fetchall()

@@ -8,7 +8,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
-from candlecast.store._sql import read_frame
+from candlecast.store._sql import cursor, read_frame
 
 __all__ = ["CALENDAR_COLUMNS", "calendar_between", "central_bank_rates", "upsert_calendar", "upsert_rates"]
 
@@ -40,7 +40,7 @@ def upsert_calendar(conn: Connection, events: pd.DataFrame) -> int:
     frame.to_csv(body, header=False, index=False, na_rep="\\N", float_format="%.17g")
     columns = ", ".join(CALENDAR_COLUMNS)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in CALENDAR_COLUMNS if c not in _KEY)
-    with conn.connection.driver_connection.cursor() as cur:
+    with cursor(conn) as cur:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _stage_calendar "
             "(LIKE economic_calendar INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -74,13 +74,13 @@ def upsert_rates(conn: Connection, rates: pd.DataFrame) -> int:
     rows = rates.to_dict("records")
     if not rows:
         return 0
-    with conn.connection.driver_connection.cursor() as cur:
+    with cursor(conn) as cur:
         cur.executemany(
             "INSERT INTO central_bank_rates (bank_code, change_date, rate, previous_rate, source) "
             "VALUES (%(bank_code)s, %(change_date)s, %(rate)s, %(previous_rate)s, %(source)s) "
             "ON CONFLICT (bank_code, change_date) DO UPDATE SET rate = EXCLUDED.rate, "
             "previous_rate = EXCLUDED.previous_rate, source = EXCLUDED.source",
-            [{"previous_rate": None, "source": None, **row} for row in rows],
+            [{"previous_rate": None, "source": None, **{str(k): v for k, v in row.items()}} for row in rows],
         )
     return len(rows)
 

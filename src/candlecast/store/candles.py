@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from candlecast.store._copy import binary_copy
-from candlecast.store._sql import connection, read_frame
+from candlecast.store._sql import connection, cursor, read_frame
 from candlecast.store.schema import CANDLE_COLUMNS, TIMEFRAMES, candle_table, instruments
 
 __all__ = [
@@ -141,7 +141,7 @@ def upsert_candles(conn: Connection, symbol: str, timeframe: str, frame: pd.Data
         columns.append((column, ">f8", values))
     body = binary_copy(columns)
     names = ", ".join(name for name, _, _ in columns)
-    with conn.connection.driver_connection.cursor() as cur:
+    with cursor(conn) as cur:
         cur.execute(
             f"SELECT EXISTS (SELECT 1 FROM {table} WHERE symbol = %s AND ts BETWEEN %s AND %s)",
             (symbol, frame["ts"].min(), frame["ts"].max()),

@@ -43,7 +43,7 @@ def _sqlalchemy_url(url: str) -> str:
 def create_engine_for(url: str, **kwargs: object) -> Engine:
     """A SQLAlchemy engine on psycopg 3 for ``url`` (any of the usual Postgres URL spellings)."""
     kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(_sqlalchemy_url(url), **kwargs)  # type: ignore[arg-type]
+    return sa.create_engine(_sqlalchemy_url(url), **kwargs)
 
 
 def embedded_postgres_url(data_dir: Path) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Connection, Engine
 
-from candlecast.store._sql import read_rows
+from candlecast.store._sql import cursor, read_rows
 
 __all__ = ["Prediction", "latest_prediction", "latest_predictions", "previous_slots", "upsert_prediction"]
 
@@ -91,7 +91,7 @@ def upsert_prediction(conn: Connection, p: Prediction) -> int:
             samples = EXCLUDED.samples, last_close = EXCLUDED.last_close,
             event_context = EXCLUDED.event_context
         RETURNING id"""
-    with conn.connection.driver_connection.cursor() as cur:
+    with cursor(conn) as cur:
         cur.execute(sql, params)
         row = cur.fetchone()
         assert row is not None
