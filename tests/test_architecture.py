@@ -63,7 +63,8 @@ def test_each_module_imports_only_the_packages_below_its_own(path: Path) -> None
     if package not in ALLOWED:  # cli.py and __init__.py sit on top
         return
     wrong = _imports(path) - ALLOWED[package] - {package}
-    assert not wrong, f"{path.relative_to(SRC)} ({package}) imports {sorted(wrong)}; allowed: {sorted(ALLOWED[package])}"
+    where = f"{path.relative_to(SRC)} ({package})"
+    assert not wrong, f"{where} imports {sorted(wrong)}; allowed: {sorted(ALLOWED[package])}"
 
 
 def test_every_package_is_placed_in_the_layering() -> None:
