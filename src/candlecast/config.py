@@ -181,9 +181,6 @@ class JobSettings(BaseModel):
     score_lookback_days: int = 21
     score_chunk_predictions: int = 10_000
     http_backoff_s: float = 0.5  # first retry delay; doubles each retry
-    # A symbol whose newest closed candle is older than this at the slot time is skipped (data stopped).
-    max_input_age_1h_hours: float = 96.0
-    max_input_age_1d_days: float = 7.0
     min_context: int = 16  # fewer closed candles than this: the symbol is skipped, not failed
     # Skip a symbol with no new candle since its previous slot (market closed): that forecast still stands.
     skip_unchanged: bool = True

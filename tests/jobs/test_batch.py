@@ -190,16 +190,44 @@ def test_symbols_without_enough_fresh_candles_are_skipped_not_failed(engine: Eng
     assert "need 16" in result.skipped["ETHUSDT"]
     # long after the data stopped, nothing is fresh enough: nothing succeeds, the run failed
     late = run_batch(settings, engine, "1h", "baseline", as_of=START + 30 * 24 * H, local=True, progress=False)
-    assert late.status == "failed" and late.exit_code == 1 and "older than" in late.skipped["BTCUSDT"]
-    # an hour with no new candle since the previous slot (a closed market) keeps the previous forecast
-    end = START + 120 * H
-    run_batch(settings, engine, "1h", "baseline", as_of=end, symbols=["BTCUSDT"], local=True, progress=False)
-    quiet = run_batch(
-        settings, engine, "1h", "baseline", as_of=end + H, symbols=["BTCUSDT"], local=True, progress=False
-    )
-    assert not quiet.ok and "no new candle" in quiet.skipped["BTCUSDT"]
+    assert late.status == "failed" and late.exit_code == 1 and "stale" in late.skipped["BTCUSDT"]
     with pytest.raises(ValueError, match="unknown instrument"):
-        run_batch(settings, engine, "1h", "baseline", as_of=end, symbols=["NOPE"], local=True, progress=False)
+        run_batch(settings, engine, "1h", "baseline", as_of=START, symbols=["NOPE"], local=True, progress=False)
+
+
+def test_a_24_7_market_missing_one_candle_is_stale_and_never_forecast_into_the_past(engine: Engine) -> None:
+    load_market(engine, ["BTCUSDT"], START, 120)  # the last candle opens at START + 119 h, closes at + 120 h
+    settings = job_settings()
+    end = START + 120 * H
+    fresh = run_batch(settings, engine, "1h", "baseline", as_of=end, local=True, progress=False)
+    assert fresh.ok == ("BTCUSDT",)
+    forecast = latest_prediction(engine, "BTCUSDT", "baseline", "1h")
+    assert forecast is not None and forecast.target_ts[0] == end  # the candle open at the slot comes first
+    # Seven hours later, seven candles of a 24/7 market are missing: skipped with the reason, not forecast
+    # from (that forecast would have had 7 targets before its own slot), and not called a closed market.
+    later = run_batch(settings, engine, "1h", "baseline", as_of=end + 7 * H, local=True, progress=False)
+    assert not later.ok and later.skipped["BTCUSDT"].startswith("stale: the 1h candle of")
+    assert "market closed" not in later.skipped["BTCUSDT"]
+    assert latest_prediction(engine, "BTCUSDT", "baseline", "1h").as_of == end
+
+
+def test_a_closed_market_keeps_its_previous_forecast(engine: Engine) -> None:
+    # EURUSD (24/5) with candles up to Friday 20:00, which closes at 21:00; FX closes Friday 22:00 UTC.
+    load_market(engine, ["EURUSD"], START, 21)
+    settings = job_settings()
+    friday = START + 21 * H
+    assert run_batch(settings, engine, "1h", "baseline", as_of=friday, local=True, progress=False).ok
+    # Saturday noon: the Friday 21:00 candle is missing (stale), so nothing new is forecast...
+    saturday = START + 36 * H
+    quiet = run_batch(settings, engine, "1h", "baseline", as_of=saturday, local=True, progress=False)
+    assert not quiet.ok and "stale" in quiet.skipped["EURUSD"]
+    # ...and with that candle stored, the weekend is a closed market: no new candle, the forecast stands.
+    load_market(engine, ["EURUSD"], START, 22)
+    assert run_batch(settings, engine, "1h", "baseline", as_of=START + 22 * H, local=True, progress=False).ok
+    weekend = run_batch(settings, engine, "1h", "baseline", as_of=saturday, local=True, progress=False)
+    assert (
+        not weekend.ok and "no new candle" in weekend.skipped["EURUSD"] and "market closed" in weekend.skipped["EURUSD"]
+    )
 
 
 def test_event_tensors_go_to_models_that_use_them(

@@ -43,6 +43,7 @@ from candlecast.errors import InferenceRequestError, InputError, NotFoundError
 from candlecast.inference.transports import ForecastTransport, open_transport
 from candlecast.jobs.records import recorded_run
 from candlecast.models.base import OHLCV_COLUMNS, Forecast, SeriesInput
+from candlecast.models.calendars import next_timestamps
 from candlecast.store.candles import get_instruments, latest_candles_many, timeframe_delta
 from candlecast.store.predictions import Prediction, previous_slots, upsert_prediction
 
@@ -171,9 +172,6 @@ def _read_inputs(
         raise NotFoundError("symbols", f"unknown instrument(s) {unknown}", available=sorted(instruments))
     cfg = settings.jobs
     context = cfg.context_1h if timeframe == "1h" else cfg.context_1d
-    max_age = (
-        timedelta(hours=cfg.max_input_age_1h_hours) if timeframe == "1h" else timedelta(days=cfg.max_input_age_1d_days)
-    )
     frames = latest_candles_many(engine, wanted, timeframe, context, slot)
     previous = previous_slots(engine, model, timeframe, slot, wanted) if cfg.skip_unchanged else {}
     todo: list[_Symbol] = []
@@ -185,8 +183,8 @@ def _read_inputs(
             skipped[symbol] = f"{found} candles closed by {slot.isoformat()} (need {cfg.min_context})"
             continue
         last_close_time = frame["ts"].iloc[-1].to_pydatetime() + timeframe_delta(timeframe)
-        if slot - last_close_time > max_age:
-            skipped[symbol] = f"newest candle closed at {last_close_time.isoformat()}, older than {max_age}"
+        if (stale := _missing_candle(frame["ts"].iloc[-1], timeframe, calendar, slot)) is not None:
+            skipped[symbol] = stale
             continue
         if symbol in previous and previous[symbol] >= last_close_time:
             skipped[symbol] = f"no new candle since the forecast of {previous[symbol].isoformat()} (market closed)"
@@ -208,6 +206,23 @@ def _read_inputs(
         todo.append(item)
     _attach_events(settings, engine, timeframe, slot, todo, transport)
     return todo
+
+
+def _missing_candle(last: pd.Timestamp, timeframe: str, calendar: str, slot: datetime) -> str | None:
+    """Why the input is stale, or None: the candle after the newest one had closed by the slot, by the
+    instrument's trading calendar, yet is not stored (its data stopped or is late).
+
+    A stale input is never forecast from: its targets would start before the slot. With a fresh one the
+    first target is the candle open at the slot (or the next session's first), whatever the timeframe.
+    """
+    expected = next_timestamps(last, timeframe, 1, calendar)
+    if expected[0] + timeframe_delta(timeframe) > slot:
+        return None
+    return (
+        f"stale: the {timeframe} candle of {expected[0].isoformat()} ({calendar} calendar) closed by the slot "
+        f"{slot.isoformat()} but is not stored; newest candle {last.isoformat()} "
+        "(for historical data, pass --as-of inside its range)"
+    )
 
 
 def _attach_events(
@@ -286,6 +301,9 @@ def _forecast_and_write(
             for item, outcome in zip(futures[future], future.result(), strict=True):
                 if isinstance(outcome, str):
                     done(item.symbol, outcome)
+                    continue
+                if outcome.target_timestamps[0] < slot:  # never store a forecast of the past
+                    done(item.symbol, f"first target {outcome.target_timestamps[0].isoformat()} is before the slot")
                     continue
                 try:
                     with engine.begin() as conn:
