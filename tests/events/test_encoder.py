@@ -422,6 +422,15 @@ def test_daily_leader_returns_on_weekends_and_dxy_channel() -> None:
     )
 
 
+def test_a_leader_with_no_candle_in_the_window_gives_zero_channels() -> None:
+    # e.g. a replay after the leader's data ends: the leader frames read for the window are empty
+    ts = days("2024-06-03", "2024-06-12")
+    empty = closes(ts, 3).iloc[:0]
+    frame = encode(ts, "1d", leaders={"SPY": empty, "VIX": empty, "DXY": closes(ts[ts.dayofweek < 5], 4)})
+    assert (frame["spy_log_return"] == 0).all() and (frame["vix_level_z"] == 0).all()
+    assert (frame["dxy_log_return"] != 0).any()
+
+
 def test_vix_z_uses_daily_closes_strictly_before_the_hourly_candle() -> None:
     vix_days = days("2024-01-01", "2024-03-31")
     vix_days = vix_days[vix_days.dayofweek < 5]

@@ -143,6 +143,8 @@ class EventEncoder:
             raise ValueError(f"leaders has unknown symbol(s) {unknown}; expected some of {sorted(known)}")
         max_gap = int(self.settings.leader_max_gap_hours * _HOUR_NS)
         for name, frame in leaders.items():
+            if frame is None or len(frame) == 0:  # no candle of this leader in the window: its channel stays 0
+                continue
             field = f"leaders[{name!r}]"
             leader_step = _leader_step(frame, field, leader_timeframes.get(name), step)
             series = _leader_series(frame, field, leader_step, max_gap)
