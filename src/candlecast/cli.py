@@ -26,7 +26,7 @@ from candlecast.ingest.calendar import ingest_calendar, ingest_rates
 from candlecast.ingest.candles import IngestError, IngestResult, ingest_candles, read_candle_file, resample_daily
 from candlecast.jobs.cli import register as register_job_commands
 from candlecast.store import connect, current_revision, head_revision
-from candlecast.store.candles import list_instruments
+from candlecast.store.candles import get_instruments, list_instruments
 
 app = typer.Typer(help="candlecast: cache-first probabilistic forecasts for market candles.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -87,8 +87,12 @@ def ingest_candles_cmd(
     symbol: Annotated[str, typer.Option("--symbol", "-s", help="Instrument symbol, e.g. BTCUSDT.")],
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="1h or 1d.")],
     asset_class: Annotated[
-        str | None, typer.Option(help="crypto|equity|fx|commodity|index (default: from the universe).")
+        str | None,
+        typer.Option(help="crypto|equity|fx|commodity|index (default: as stored, else from the universe)."),
     ] = None,
+    update_asset_class: Annotated[
+        bool, typer.Option(help="Change the stored asset class of the symbol to --asset-class.")
+    ] = False,
     skip_invalid: Annotated[bool, typer.Option(help="Write the valid rows and report the rest.")] = False,
     tz: Annotated[str, typer.Option("--tz", help="Timezone of naive timestamps.")] = "UTC",
     also_daily: Annotated[bool, typer.Option(help="Also write daily candles resampled from hourly ones.")] = False,
@@ -98,13 +102,14 @@ def ingest_candles_cmd(
     if timeframe not in ("1h", "1d"):
         raise typer.BadParameter("must be 1h or 1d", param_hint="--timeframe")
     symbol = symbol.upper()
-    klass = asset_class or settings.universe.get(symbol)
-    if klass is None:
-        raise typer.BadParameter(f"{symbol} is not in the universe; give --asset-class", param_hint="--asset-class")
     frame = read_candle_file(file, tz)
     with connect(settings, migrate=True) as engine:
+        klass = _asset_class(engine, settings, symbol, asset_class)
         try:
-            result = ingest_candles(engine, file, symbol, timeframe, klass, skip_invalid=skip_invalid, frame=frame)
+            result = ingest_candles(
+                engine, file, symbol, timeframe, klass, skip_invalid=skip_invalid, frame=frame,
+                update_asset_class=update_asset_class,
+            )  # fmt: skip
         except IngestError as exc:
             err.print(f"[red]refused[/] (nothing written)\n{exc}")
             raise typer.Exit(1) from exc
@@ -118,6 +123,19 @@ def ingest_candles_cmd(
             daily = resample_daily(valid)
             daily_result = ingest_candles(engine, file, symbol, "1d", klass, frame=daily)
             console.print(f"[green]{daily_result.written}[/] daily candles resampled for {symbol}")
+
+
+def _asset_class(engine: Engine, settings: Settings, symbol: str, given: str | None) -> str:
+    """The asset class to ingest ``symbol`` with: as given, else as stored, else from the universe."""
+    if given:
+        return given
+    stored = get_instruments(engine, [symbol])
+    if stored:
+        return stored[0].asset_class
+    klass = settings.universe.get(symbol)
+    if klass is None:
+        raise typer.BadParameter(f"{symbol} is not in the universe; give --asset-class", param_hint="--asset-class")
+    return klass
 
 
 def _load_or_refuse(load: Callable[[Engine], IngestResult], what: str, file: Path) -> None:
@@ -163,16 +181,16 @@ def ingest_fetch_cmd(
     until: Annotated[str | None, typer.Option(help="ISO end (default now); only closed candles are kept.")] = None,
     ticker: Annotated[str | None, typer.Option(help="Vendor symbol if different (e.g. EURUSD=X, ^VIX).")] = None,
     exchange: Annotated[str, typer.Option(help="ccxt exchange id.")] = "binance",
-    asset_class: Annotated[str | None, typer.Option(help="Default: from the universe.")] = None,
+    asset_class: Annotated[str | None, typer.Option(help="Default: as stored, else from the universe.")] = None,
+    update_asset_class: Annotated[
+        bool, typer.Option(help="Change the stored asset class of the symbol to --asset-class.")
+    ] = False,
 ) -> None:
     """Download candles from a market-data connector (optional extra `connectors`) and load them."""
     from candlecast.ingest.connectors import fetch_ccxt, fetch_yfinance
 
     settings = get_settings()
     symbol = symbol.upper()
-    klass = asset_class or settings.universe.get(symbol)
-    if klass is None:
-        raise typer.BadParameter(f"{symbol} is not in the universe; give --asset-class", param_hint="--asset-class")
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     assert start is not None
     if source == "ccxt":
@@ -182,10 +200,12 @@ def ingest_fetch_cmd(
     else:
         raise typer.BadParameter("must be ccxt or yfinance", param_hint="--source")
     with connect(settings, migrate=True) as engine:
+        klass = _asset_class(engine, settings, symbol, asset_class)
         try:
             result = ingest_candles(
-                engine, Path(f"{source}:{ticker or symbol}"), symbol, timeframe, klass, frame=frame, source=source
-            )
+                engine, Path(f"{source}:{ticker or symbol}"), symbol, timeframe, klass, frame=frame, source=source,
+                update_asset_class=update_asset_class,
+            )  # fmt: skip
         except IngestError as exc:
             err.print(f"[red]refused[/] (nothing written)\n{exc}")
             raise typer.Exit(1) from exc

@@ -11,7 +11,7 @@ __all__ = ["console", "err", "parse_time"]
 
 # Tables stay readable when output is piped (Rich assumes 80 columns without a terminal).
 console = Console(width=max(Console().width, 120))
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # errors stay one line, whatever the width
 
 
 def parse_time(value: str | None, option: str = "--as-of") -> datetime | None:

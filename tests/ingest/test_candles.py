@@ -105,6 +105,29 @@ def test_cli_exits_non_zero_naming_bad_rows_and_leaves_database_unchanged(
         assert conn.execute(sa.text("SELECT ts, close FROM ohlcv_1h ORDER BY ts")).all() == before
 
 
+def test_cli_refuses_a_different_asset_class_for_a_stored_symbol_unless_told_to_update(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.csv"
+    good_rows(4).to_csv(good, index=False)
+    env = {**os.environ, "CANDLECAST_DATABASE_URL": db_url}
+    cli = [sys.executable, "-m", "candlecast.cli", "ingest", "candles", str(good), "-s", "ACME", "-t", "1h"]
+
+    def stored_class() -> str:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT asset_class FROM instruments WHERE symbol = 'ACME'")).scalar_one()
+
+    assert subprocess.run([*cli, "--asset-class", "crypto"], env=env, capture_output=True).returncode == 0
+    again = subprocess.run(cli, env=env, capture_output=True, text=True)  # no class given: the stored one is kept
+    assert again.returncode == 0, again.stderr
+    refused = subprocess.run([*cli, "--asset-class", "equity"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "'crypto', not 'equity'" in refused.stderr
+    assert "--update-asset-class" in refused.stderr and stored_class() == "crypto"
+    update = [*cli, "--asset-class", "equity", "--update-asset-class"]
+    assert subprocess.run(update, env=env, capture_output=True).returncode == 0
+    assert stored_class() == "equity"
+
+
 def test_resampling_hourly_to_daily_keeps_ohlc_semantics() -> None:
     ts = pd.date_range("2021-03-01", periods=48, freq="h", tz="UTC")
     close = np.arange(48, dtype=float) + 10

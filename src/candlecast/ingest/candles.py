@@ -14,10 +14,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from candlecast.errors import InputError
-from candlecast.store.candles import Instrument, timeframe_delta, upsert_candles, upsert_instruments
+from candlecast.store.candles import Instrument, get_instruments, timeframe_delta, upsert_candles, upsert_instruments
 from candlecast.store.schema import CANDLE_COLUMNS
 
 __all__ = [
@@ -195,12 +196,16 @@ def ingest_candles(
     timezone: str = "UTC",
     source: str | None = None,
     frame: pd.DataFrame | None = None,
+    update_asset_class: bool = False,
 ) -> IngestResult:
     """Validate and load one candle file for ``symbol`` in one transaction.
 
     With invalid rows and ``skip_invalid`` false nothing is written and ``IngestError`` lists every
     bad row; with ``skip_invalid`` the valid rows are written and the rest reported in the result.
     ``frame`` may be given instead of reading ``path`` (already canonical).
+
+    A symbol already stored with another asset class is refused (the class sets its trading calendar, so a
+    silent mismatch would misplace its forecasts) unless ``update_asset_class``, which changes it.
     """
     canonical = read_candle_file(path, timezone) if frame is None else frame
     valid, errors = validate_candles(canonical, timeframe)
@@ -208,6 +213,16 @@ def ingest_candles(
         raise IngestError(format_errors(path, errors))
     bar_kind = "close" if valid["open"].isna().all() and len(valid) else "ohlc"
     with engine.begin() as conn:
+        stored = get_instruments(conn, [symbol])
+        if stored and stored[0].asset_class != asset_class:
+            if not update_asset_class:
+                raise IngestError(
+                    f"{symbol} is stored with asset class {stored[0].asset_class!r}, not {asset_class!r}; "
+                    "pass --update-asset-class to change it (it decides the trading calendar of its forecasts)"
+                )
+            conn.execute(
+                sa.text("UPDATE instruments SET asset_class = :c WHERE symbol = :s"), {"c": asset_class, "s": symbol}
+            )
         instrument = Instrument(symbol, asset_class, source=source or path.name, bar_kind=bar_kind)
         upsert_instruments(conn, [instrument], update=False)
         written = upsert_candles(conn, symbol, timeframe, valid)
