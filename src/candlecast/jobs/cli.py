@@ -153,10 +153,15 @@ def jobs_list_cmd() -> None:
     table = Table(
         Column("job", no_wrap=True), "schedule (UTC)", "does", "next run", "last run", "status", "took", "result"
     )
+    skipped: list[str] = []  # why each skipped job does not run, printed whole under the table
     for row in rows:
         spec, last = row.spec, row.last_run
         does = f"{spec.kind} {spec.timeframe or ''} {spec.model or ''}".strip()
-        next_run = f"{row.next_run:%Y-%m-%d %H:%M}" if row.next_run else f"[yellow]skipped[/]: {spec.skip_reason}"
+        if row.next_run:
+            next_run = f"{row.next_run:%Y-%m-%d %H:%M}"
+        else:
+            skipped.append(f"{spec.name}: {spec.skip_reason}")
+            next_run = f"[yellow]skipped ({len(skipped)})[/]"
         if last is None:
             table.add_row(spec.name, spec.cron, does, next_run, "never", "", "", "")
             continue
@@ -167,6 +172,10 @@ def jobs_list_cmd() -> None:
             spec.name, spec.cron, does, next_run, f"{last.started_at:%Y-%m-%d %H:%M}", last.status, took, summary
         )
     console.print(table)
+    if skipped:
+        console.print("[yellow]skipped jobs[/] (numbered as in the table):")
+        for i, line in enumerate(skipped, 1):
+            console.print(f"  {i}. {line}", soft_wrap=True, highlight=False)
 
 
 @jobs_app.command("run")
