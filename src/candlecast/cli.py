@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -281,7 +282,9 @@ def serve_inference_cmd(
 
     settings = get_settings()
     changes = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
-    serve(settings.model_copy(update={"inference": settings.inference.model_copy(update=changes)}))
+    settings = settings.model_copy(update={"inference": settings.inference.model_copy(update=changes)})
+    require_free_port(settings.inference.host, settings.inference.port, "CANDLECAST_INFERENCE__PORT")
+    serve(settings)
 
 
 @app.command("serve-gateway")
@@ -294,7 +297,24 @@ def serve_gateway_cmd(
 
     settings = get_settings()
     changes = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
-    serve(with_cache_snapshot(settings.model_copy(update={"gateway": settings.gateway.model_copy(update=changes)})))
+    settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(update=changes)})
+    require_free_port(settings.gateway.host, settings.gateway.port, "CANDLECAST_GATEWAY__PORT")
+    serve(with_cache_snapshot(settings))
+
+
+def require_free_port(host: str, port: int, variable: str) -> None:
+    """Exit at once, with a one-line hint, when ``host:port`` cannot be bound (before minutes of work)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            err.print(
+                f"[red]error:[/] cannot listen on {host}:{port} ({exc.strerror}); pick another port with "
+                f"--port {port + 1} or {variable}={port + 1}",
+                highlight=False,
+            )
+            raise typer.Exit(3) from None
 
 
 def with_cache_snapshot(settings: Settings) -> Settings:
@@ -322,6 +342,8 @@ def demo(
     models: Annotated[
         str | None, typer.Option(help="Comma-separated models to replay (default: configured + kronos-small).")
     ] = None,
+    port: Annotated[int | None, typer.Option(help="Gateway port (default from settings: 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Gateway interface (default 127.0.0.1).")] = None,
 ) -> None:
     """What `make run` does: database, migrations, sample data, a scored replay, then the gateway.
 
@@ -333,6 +355,10 @@ def demo(
     from candlecast.jobs.replay import run_replay
 
     settings = get_settings()
+    changes = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
+    settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(update=changes)})
+    if serve:  # a busy port is said now, not after the replay
+        require_free_port(settings.gateway.host, settings.gateway.port, "CANDLECAST_GATEWAY__PORT")
     names = models.split(",") if models else list(dict.fromkeys([*settings.model_names(), "kronos-small"]))
     console.print(f"database: {_describe_url(settings)}")
     with connect(settings, migrate=True) as engine:
@@ -356,11 +382,15 @@ def demo(
         if serve:
             from candlecast.gateway import serve as serve_gateway
 
-            gw = settings.gateway
-            console.print(
-                f"[bold green]gateway: http://{gw.host}:{gw.port}/[/]  (evaluation: /evaluation; API: "
-                "/showcase/ml-prediction/BTCUSDT?timeframe=1h&model_name=baseline)  Ctrl-C stops it."
-            )
+            base = f"http://{settings.gateway.host}:{settings.gateway.port}"
+            for line in (
+                f"[bold green]gateway: {base}/[/]  (a historical replay; Ctrl-C stops it)",
+                f"  pages        {base}/  and  {base}/evaluation",
+                f"  showcase API {base}/showcase/ml-prediction/SPY?timeframe=1d",
+                f"  keyed API    {base}/api/v1/...  (keys: CANDLECAST_GATEWAY__API_KEYS; docs at {base}/docs)",
+                f"  MCP          {base}/mcp  (streamable HTTP, for AI agents)",
+            ):
+                console.print(line, soft_wrap=True, highlight=False)
             serve_gateway(
                 with_cache_snapshot(settings.model_copy(update={"database_url": engine.url.render_as_string(False)}))
             )

@@ -132,7 +132,7 @@ class LocalTransport:
         """Load ``model`` from the settings; raises ``ModelUnavailableError`` saying why it did not load."""
         from candlecast.models.registry import Registry
 
-        registry = Registry.from_settings(settings.model_copy(update={"models": model}))
+        registry = Registry.from_settings(settings.model_copy(update={"models": model}), warn_unavailable=False)
         return cls(registry.get(model))
 
     def forecast(

@@ -103,14 +103,20 @@ class Registry:
         self._entries = {entry.name: entry for entry in entries}
 
     @classmethod
-    def from_settings(cls, settings: Settings, loaders: dict[str, Loader] | None = None) -> Registry:
-        """Load every model named in ``settings.model_names()``, in order; failures are recorded, not raised."""
+    def from_settings(
+        cls, settings: Settings, loaders: dict[str, Loader] | None = None, warn_unavailable: bool = True
+    ) -> Registry:
+        """Load every model named in ``settings.model_names()``, in order; failures are recorded, not raised.
+
+        Each unavailable model is logged as a warning, unless ``warn_unavailable`` is False (a caller that
+        reports the ``ModelUnavailableError`` of ``get`` itself).
+        """
         loaders = LOADERS if loaders is None else loaders
-        entries = [cls._load_one(name, settings, loaders) for name in settings.model_names()]
+        entries = [cls._load_one(name, settings, loaders, warn_unavailable) for name in settings.model_names()]
         return cls(entries)
 
     @staticmethod
-    def _load_one(name: str, settings: Settings, loaders: dict[str, Loader]) -> ModelEntry:
+    def _load_one(name: str, settings: Settings, loaders: dict[str, Loader], warn: bool = True) -> ModelEntry:
         started = time.perf_counter()
         kind, source = "unknown", None
         try:
@@ -123,7 +129,7 @@ class Registry:
         except Exception as exc:  # any failure makes this one model unavailable, never the service
             reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             reason = reason or type(exc).__name__
-            log.warning("model %s unavailable: %s", name, reason)
+            log.log(logging.WARNING if warn else logging.DEBUG, "model %s unavailable: %s", name, reason)
             return ModelEntry(name, kind, None, reason, time.perf_counter() - started, source)
         seconds = time.perf_counter() - started
         log.info("model %s loaded (%s %s) in %.2f s", name, kind, forecaster.version, seconds)
