@@ -36,7 +36,7 @@ __all__ = [
     "get_settings",
 ]
 
-# The 23 instruments of DESIGN.md: symbol -> asset class.
+# The 23 instruments of docs/design.md: symbol -> asset class.
 DEFAULT_UNIVERSE: dict[str, str] = {
     **dict.fromkeys(["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"], "crypto"),
     **dict.fromkeys(["SPY", "QQQ", "IWM", "DIA", "AAPL", "MSFT", "NVDA", "TSLA"], "equity"),

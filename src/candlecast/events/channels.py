@@ -1,4 +1,4 @@
-"""Names and indices of the 20 event channels (the table in docs/events.md and DESIGN.md)."""
+"""Names and indices of the 20 event channels (the table in docs/events.md and docs/design.md)."""
 
 from __future__ import annotations
 

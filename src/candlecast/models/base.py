@@ -61,7 +61,7 @@ class SeriesInput:
     symbol, timeframe
         Instrument and candle length (one of ``calendars.TIMEFRAMES``).
     events
-        Optional event tensor, shape ``(T, 20)`` (see DESIGN.md for the channels).
+        Optional event tensor, shape ``(T, 20)`` (see docs/events.md for the channels).
     future_events
         Optional event rows of the candles to forecast, shape ``(H, 20)`` with ``H >= pred_len``: what is
         known in advance about them (scheduled releases and meetings, countdowns); everything else zero.
