@@ -22,10 +22,10 @@ from candlecast.gateway.data import DatabaseUnavailable, GatewayData, InputError
 from candlecast.gateway.mcp_tools import build_mcp, mcp_route
 from candlecast.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from candlecast.gateway.middleware import PublicRateLimit, ShowcaseFastPath
+from candlecast.gateway.pages.routes import page_router
 from candlecast.gateway.routes import Refused, api_router, public_router, refused_response
 from candlecast.gateway.security import ApiKeys, RateLimiter
 from candlecast.store.db import create_engine_for, resolve_database_url
-from candlecast.web.pages import page_router
 
 __all__ = ["create_app", "gateway_engine", "serve"]
 

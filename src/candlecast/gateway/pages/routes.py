@@ -50,7 +50,7 @@ class _Asset:
 
 
 def _assets() -> dict[str, _Asset]:
-    static = resources.files("candlecast.web") / "static"
+    static = resources.files("candlecast.gateway.pages") / "static"
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     out: dict[str, _Asset] = {}
     for name, body, media_type in (
@@ -68,7 +68,7 @@ def _embed(body: bytes) -> str:
 
 
 def page_router(data: GatewayData, settings: Settings) -> APIRouter:
-    env = Environment(loader=PackageLoader("candlecast.web", "templates"), autoescape=select_autoescape())
+    env = Environment(loader=PackageLoader("candlecast.gateway.pages", "templates"), autoescape=select_autoescape())
     assets = _assets()
     asset_urls = {name: f"/static/{name}?v={asset.version}" for name, asset in assets.items()}
     router = APIRouter(include_in_schema=False)
