@@ -1,4 +1,4 @@
-"""Shared by the gateway and web tests (loaded by path from both conftests; tests are not a package).
+"""Shared by the gateway tests, pages included (imported as ``tests.gateway.support``; tests are not a package).
 
 - ``seed_store``: a small historical replay in a real database: instruments, 1h and 1d candles, forecasts by two
   models (earlier ones scored by the real scoring job, which also writes ``job_runs``).
@@ -223,7 +223,7 @@ class TcpProxy:
                 s.close()
 
 
-# -- fixtures (imported into tests/gateway/conftest.py and tests/web/conftest.py) --------------------------
+# -- fixtures (imported into tests/gateway/conftest.py, which tests/gateway/pages/ shares) ---------------------
 
 
 def _seeded_database(new_database: Callable[[], str]) -> str:

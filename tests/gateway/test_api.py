@@ -108,8 +108,11 @@ def test_rate_limits_apply_per_client_address_and_per_key(seeded_url: str) -> No
 def test_public_routes_have_their_own_per_address_limit_when_configured(seeded_url: str) -> None:
     settings = support.settings_for(seeded_url, public_rate_limit_per_minute=2)
     with support.GatewayServer(settings) as gw:
-        statuses = [gw.get("/showcase/ml-prediction/BTCUSDT").status_code for _ in range(3)]
-        assert statuses == [200, 200, 429]
+        answers = [gw.get("/showcase/ml-prediction/BTCUSDT") for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert "rate limit of 2 requests per minute" in answers[2].json()["detail"]
+        assert int(answers[2].headers["retry-after"]) >= 1
+        assert gw.get("/symbol/BTCUSDT").status_code == 429  # pages share the per-address limit
         assert gw.get("/api/v1/jobs", headers=KEY).status_code == 200
 
 
@@ -118,7 +121,9 @@ def test_mcp_can_be_made_to_require_the_api_key(seeded_url: str) -> None:
     list_tools = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     with support.GatewayServer(settings) as gw:
-        assert gw.client.post("/mcp", json=list_tools, headers=headers).status_code == 401
+        missing = gw.client.post("/mcp", json=list_tools, headers=headers)
+        assert missing.status_code == 401 and "X-API-Key" in missing.json()["detail"]
+        assert missing.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'  # as on /api/v1
         wrong = gw.client.post("/mcp", json=list_tools, headers={**headers, "X-API-Key": "nope"})
         assert wrong.status_code == 403
         right = gw.client.post("/mcp", json=list_tools, headers={**headers, "X-API-Key": "test-key-1"})

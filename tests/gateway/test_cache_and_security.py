@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from candlecast.gateway.cache import ALL_SYMBOLS, ResponseCache
-from candlecast.gateway.routes import etag_matches
+from candlecast.gateway.responses import etag_matches
 from candlecast.gateway.security import ApiKeys, RateLimiter
 
 
@@ -78,7 +78,7 @@ def test_rate_limiter_refills_at_the_limit_per_minute() -> None:
     limiter = RateLimiter(60, clock=clock)  # one token per second, bursts of 60
     assert all(limiter.take("a") is None for _ in range(60))
     denied = limiter.take("a")
-    assert denied is not None and denied.status == 429 and denied.retry_after_s == 1
+    assert denied is not None and denied.status == 429 and denied.headers["retry-after"] == "1"
     assert limiter.take("b") is None  # buckets are independent
     clock.now += 1.0
     assert limiter.take("a") is None and limiter.take("a") is not None

@@ -86,8 +86,10 @@ def test_with_the_database_gone_served_symbols_stay_200_and_stale_and_recover(se
         page = gw.get("/symbol/BTCUSDT")
         assert page.status_code == 200 and 'id="stale-banner"' in page.text
         never_served = gw.get("/showcase/ml-prediction/SPY")
-        assert never_served.status_code == 503
+        assert never_served.status_code == 503 and never_served.headers["retry-after"] == "1"
         assert "database unreachable" in never_served.json()["detail"]
+        never_served_page = gw.get("/symbol/SPY")
+        assert never_served_page.status_code == 503 and "has not been cached yet" in never_served_page.text
         health = gw.get("/health")
         assert health.status_code == 200
         report = health.json()

@@ -1,8 +1,13 @@
-"""Assembling the gateway: the FastAPI app, its middleware and lifespan, and ``serve``.
+"""Assembling the gateway: the FastAPI app, its middleware and lifespan, the one error handler, and ``serve``.
 
 Request path, outside in: ``PublicRateLimit`` (only when configured) -> ``ShowcaseFastPath`` (fresh
-showcase hits answered here) -> ``MetricsMiddleware`` -> FastAPI routes (showcase, ``/api/v1``, pages,
-``/mcp``, ``/health``, ``/metrics``).
+showcase hits answered here) -> ``MetricsMiddleware`` -> FastAPI routes (``routes.showcase``, ``routes.api``,
+``routes.operations``, ``pages.routes``, ``/mcp``).
+
+What the routes depend on lives on ``app.state`` (``settings``, ``data``, ``metrics``, ``api_keys``,
+``api_limiter``; see ``routes.deps``). Errors are ``candlecast.errors`` exceptions, answered by one handler:
+JSON (``responses.error_response``) or, for a page, the HTML error page, with the status
+``errors.http_status`` gives.
 """
 
 from __future__ import annotations
@@ -14,18 +19,20 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
-from candlecast.gateway.data import DatabaseUnavailable, GatewayData, InputError
+from candlecast.errors import CandlecastError
 from candlecast.gateway.mcp_tools import build_mcp, mcp_route
-from candlecast.gateway.metrics import GatewayMetrics, MetricsMiddleware
+from candlecast.gateway.metrics import GatewayMetrics, MetricsMiddleware, route_family
 from candlecast.gateway.middleware import PublicRateLimit, ShowcaseFastPath
-from candlecast.gateway.routes import Refused, api_router, public_router, refused_response
+from candlecast.gateway.pages import routes as pages
+from candlecast.gateway.reads import GatewayData
+from candlecast.gateway.responses import error_response
+from candlecast.gateway.routes import api, operations, showcase
 from candlecast.gateway.security import ApiKeys, RateLimiter
 from candlecast.store.db import create_engine_for, resolve_database_url
-from candlecast.web.pages import page_router
 
 __all__ = ["create_app", "gateway_engine", "serve"]
 
@@ -45,6 +52,14 @@ def gateway_engine(settings: Settings, url: str | None = None) -> Engine:
             "options": f"-c statement_timeout={int(timeout * 1000)}",
         },
     )
+
+
+async def candlecast_error(request: Request, exc: Exception) -> Response:
+    """The one place a raised ``CandlecastError`` becomes an HTTP answer."""
+    assert isinstance(exc, CandlecastError)
+    if route_family(request.url.path) == "page":
+        return pages.error_page(request, exc)
+    return error_response(exc)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -72,25 +87,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     app.state.data = data
     app.state.metrics = metrics
+    app.state.api_keys = keys
+    app.state.api_limiter = api_limiter
 
-    app.include_router(public_router(data, metrics))
-    app.include_router(api_router(data, keys, api_limiter))
-    app.include_router(page_router(data, settings))
+    app.include_router(showcase.router)
+    app.include_router(operations.router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
     app.router.routes.append(mcp_route(mcp, gw.host, api_limiter, keys if gw.mcp_requires_key else None))
-
-    @app.exception_handler(InputError)
-    async def input_error(request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
-
-    @app.exception_handler(DatabaseUnavailable)
-    async def database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"retry-after": "1"})
-
-    @app.exception_handler(Refused)
-    async def refused(request: Request, exc: Refused) -> JSONResponse:
-        return refused_response(exc)
+    app.add_exception_handler(CandlecastError, candlecast_error)
 
     # added innermost first
     app.add_middleware(MetricsMiddleware, metrics=metrics)

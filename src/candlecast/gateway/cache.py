@@ -15,6 +15,9 @@ served only while the database cannot be reached, so a gateway restarted during 
 The cache is bounded by size: past ``max_bytes`` the oldest loaded entries are dropped.
 Loads race with notifications, so ``token`` is taken before a load and ``put`` stores the result as
 invalid when a notification for its scope arrived in the meantime.
+
+Which entry to serve, and when to reload it, is the read policy's business (``policy.py``); what a read's key
+is, ``reads.cache_key``'s.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALL_SYMBOLS", "CacheEntry", "ResponseCache", "dump_json"]
+__all__ = ["ALL_SYMBOLS", "CacheEntry", "Key", "ResponseCache", "Served", "dump_json"]
 
 ALL_SYMBOLS = "*"
 ENTRY_OVERHEAD_BYTES = 1024  # what an entry costs beyond its body (key, headers, dict slot), roughly
@@ -79,6 +82,35 @@ class CacheEntry:
             else:
                 self._stale = (self.body, self.etag)
         return self._stale
+
+
+@dataclass(frozen=True)
+class Served:
+    """A cached answer and whether it is served stale (the database could not confirm it)."""
+
+    entry: CacheEntry
+    stale: bool
+
+    @property
+    def status(self) -> int:
+        return self.entry.status
+
+    @property
+    def body(self) -> bytes:
+        return self.entry.stale_body()[0] if self.stale else self.entry.body
+
+    @property
+    def etag(self) -> bytes:
+        return self.entry.stale_body()[1] if self.stale else self.entry.etag
+
+    @property
+    def cache_control(self) -> bytes:
+        return self.entry.stale_cache_control if self.stale else self.entry.cache_control
+
+    @property
+    def value(self) -> dict[str, Any]:
+        value = self.entry.value
+        return {**value, "stale": True} if self.stale and "stale" in value else value
 
 
 class ResponseCache:

@@ -1,21 +1,26 @@
 """MCP tools for AI agents, on the official MCP Python SDK (streamable HTTP, mounted at ``/mcp``).
 
-The tools read through the gateway's cache, so an agent gets the stored forecast in milliseconds, never
-a live model run. Errors the caller can fix (unknown symbol, malformed value) come back as tool errors
-with the reason.
+The tools read through the gateway's cache (``GatewayData``, as the routes do), so an agent gets the stored
+forecast in milliseconds, never a live model run. Errors (``candlecast.errors``: a malformed value, an unknown
+symbol, the database away with nothing cached) come back as tool errors with the same detail an HTTP client
+gets (``responses.error_detail``). The ``/mcp`` route is guarded like ``/api/v1``: a per-address rate limit,
+and the API key when ``mcp_requires_key`` is set; a refusal is answered by ``responses.error_response``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Awaitable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from starlette.routing import Route
 
-from candlecast.gateway.data import DatabaseUnavailable, GatewayData, InputError, Served
+from candlecast.errors import CandlecastError
+from candlecast.gateway.cache import Served
+from candlecast.gateway.reads import GatewayData
+from candlecast.gateway.responses import error_detail, error_response
 from candlecast.gateway.security import ApiKeys, RateLimiter
 
 __all__ = ["build_mcp", "mcp_route"]
@@ -27,11 +32,11 @@ INSTRUCTIONS = (
 )
 
 
-async def _value(read: Any) -> dict[str, Any]:
+async def _value(read: Awaitable[Served]) -> dict[str, Any]:
     try:
-        served: Served = await read
-    except (InputError, DatabaseUnavailable) as exc:
-        raise ToolError(str(exc)) from exc
+        served = await read
+    except CandlecastError as exc:
+        raise ToolError(error_detail(exc)) from exc
     if served.status != 200:
         raise ToolError(served.value.get("detail", f"HTTP {served.status}"))
     return served.value
@@ -80,15 +85,7 @@ class _Guard:
         if denied is None:
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": denied.detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": denied.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})  # fmt: skip
+        await error_response(denied)(scope, receive, send)
 
 
 def mcp_route(server: MCPServer, host: str, limiter: RateLimiter, keys: ApiKeys | None) -> Route:

@@ -1,10 +1,10 @@
 """Plain ASGI layers in front of the FastAPI app.
 
 ``ShowcaseFastPath`` answers a showcase GET from a *fresh* cache entry without entering FastAPI at all:
-it builds the same cache key the route would, and sends the entry's pre-serialised body and headers (or
-304). Anything else (a miss, a stale entry, a malformed request) falls through to the FastAPI route,
-which is the one full implementation; the fast path only skips routing, dependency resolution and
-response objects for the common case.
+it parses the request as the route does (``params.parse_forecast``), builds its key with the one key function
+(``reads.cache_key``), and sends the entry's pre-serialised body and headers (or 304). Anything else (a miss,
+a stale entry, a malformed request) falls through to the FastAPI route, which is the one full implementation;
+the fast path only skips routing, dependency resolution and response objects for the common case.
 
 ``PublicRateLimit`` limits showcase and page requests per client address when
 ``gateway.public_rate_limit_per_minute`` is set.
@@ -12,15 +12,17 @@ response objects for the common case.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from candlecast.gateway.cache import ResponseCache
-from candlecast.gateway.data import SYMBOL_PATTERN
+from candlecast.errors import InputError
+from candlecast.gateway.cache import Key, ResponseCache
 from candlecast.gateway.metrics import GatewayMetrics, route_family
-from candlecast.gateway.routes import SHOWCASE_PREFIX, etag_matches
+from candlecast.gateway.params import parse_forecast
+from candlecast.gateway.reads import SHOWCASE, cache_key
+from candlecast.gateway.responses import error_response, etag_matches
+from candlecast.gateway.routes.showcase import SHOWCASE_PREFIX
 from candlecast.gateway.security import RateLimiter
 
 __all__ = ["PublicRateLimit", "ShowcaseFastPath"]
@@ -39,20 +41,24 @@ class ShowcaseFastPath:
         self.default_timeframe = default_timeframe
         self._prefix_len = len(SHOWCASE_PREFIX)
 
-    def _key(self, scope: dict[str, Any]) -> tuple[str, ...] | None:
-        symbol = scope["path"][self._prefix_len :].strip().upper()
-        if not SYMBOL_PATTERN.fullmatch(symbol):
-            return None
-        model, timeframe = self.default_model, self.default_timeframe
+    def _key(self, scope: dict[str, Any]) -> Key | None:
+        """The route's cache key for this request; None when it is malformed (the route answers 422)."""
+        model: str | None = None
+        timeframe: str | None = None
         query = scope["query_string"]
         if query:
-            # same parsing as Starlette's QueryParams: the last value wins, blank means default
+            # same parsing as Starlette's QueryParams: the last value wins
             for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
                 if name == "model_name":
-                    model = value or self.default_model
+                    model = value
                 elif name == "timeframe":
-                    timeframe = value or self.default_timeframe
-        return ("showcase", symbol, model, timeframe)
+                    timeframe = value
+        symbol = scope["path"][self._prefix_len :]
+        try:
+            params = parse_forecast(symbol, model, timeframe, self.default_model, self.default_timeframe)
+        except InputError:
+            return None
+        return cache_key(SHOWCASE, *params)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(SHOWCASE_PREFIX):
@@ -99,14 +105,7 @@ class PublicRateLimit:
                 client = scope.get("client")
                 denied = self.limiter.take("addr:" + (client[0] if client else "unknown"))
                 if denied is not None:
-                    self.metrics.requests.labels(family, "429").inc()
-                    body = json.dumps({"detail": denied.detail}).encode()
-                    headers = [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"retry-after", str(denied.retry_after_s).encode()),
-                    ]
-                    await send({"type": "http.response.start", "status": 429, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
+                    self.metrics.requests.labels(family, str(denied.status)).inc()
+                    await error_response(denied)(scope, receive, send)
                     return
         await self.app(scope, receive, send)

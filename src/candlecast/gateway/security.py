@@ -4,6 +4,10 @@ Keys come from settings (``CANDLECAST_GATEWAY__API_KEYS='["key1","key2"]'``) and
 time against every configured key. Rate limits are token buckets kept in memory, one per client address
 and one per key: a bucket holds up to ``limit`` requests and refills at ``limit`` per minute. Each gateway
 replica limits on its own.
+
+Both answer a request with None (let it through) or the ``candlecast.errors.AccessDenied`` to answer with
+(401/403/429, with ``WWW-Authenticate`` or ``Retry-After``): the caller raises it, or, in a plain ASGI layer,
+answers with ``responses.error_response``.
 """
 
 from __future__ import annotations
@@ -12,32 +16,30 @@ import hmac
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-__all__ = ["ApiKeys", "Denied", "RateLimiter"]
+from candlecast.errors import AccessDenied
 
-
-@dataclass(frozen=True)
-class Denied:
-    status: int  # 401, 403 or 429
-    detail: str
-    retry_after_s: int | None = None
+__all__ = ["ApiKeys", "RateLimiter"]
 
 
 class ApiKeys:
     def __init__(self, keys: Sequence[str]) -> None:
         self._keys = [key.encode() for key in keys if key]
 
-    def check(self, presented: str | None) -> Denied | None:
+    def check(self, presented: str | None) -> AccessDenied | None:
         """None when ``presented`` is a configured key, else the refusal to send."""
         if not presented:
-            return Denied(401, "missing API key: send it in the X-API-Key header")
+            return AccessDenied(
+                401,
+                "missing API key: send it in the X-API-Key header",
+                {"www-authenticate": 'ApiKey header="X-API-Key"'},
+            )
         given = presented.encode()
         matched = False
         for key in self._keys:  # no early exit: time does not depend on which key matched
             matched |= hmac.compare_digest(given, key)
         if not matched:
-            return Denied(403, "invalid API key")
+            return AccessDenied(403, "invalid API key")
         return None
 
 
@@ -57,7 +59,8 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.capacity > 0
 
-    def take(self, name: str) -> Denied | None:
+    def take(self, name: str) -> AccessDenied | None:
+        """Spend one token of ``name``'s bucket: None, or a 429 saying when to retry when it is empty."""
         if not self.enabled:
             return None
         now = self.clock()
@@ -66,7 +69,8 @@ class RateLimiter:
         if tokens < 1.0:
             self._buckets[name] = (tokens, now)
             wait = math.ceil((1.0 - tokens) / self.rate)
-            return Denied(429, f"rate limit of {int(self.capacity)} requests per minute exceeded", wait)
+            detail = f"rate limit of {int(self.capacity)} requests per minute exceeded"
+            return AccessDenied(429, detail, {"retry-after": str(wait)})
         if len(self._buckets) >= self.max_buckets and name not in self._buckets:
             self._forget_full_buckets(now)
         self._buckets[name] = (tokens - 1.0, now)

@@ -1,4 +1,4 @@
-"""Fixtures of the web page tests: the gateway fixtures of tests/gateway/support.py, and headless Chromium
+"""Fixtures of the page tests (the gateway fixtures come from tests/gateway/conftest.py): headless Chromium
 (the Debian package at /usr/bin/chromium driven by Playwright; never ``playwright install``)."""
 
 from __future__ import annotations
@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.gateway.support import gateway, own_seeded_url, seeded_url, store  # noqa: F401 - fixtures re-exported
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]  # fmt: skip
-ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).parents[3] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")

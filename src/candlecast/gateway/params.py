@@ -1,0 +1,137 @@
+"""Request parameters: every value a read is asked with, parsed and validated before anything else happens.
+
+A malformed value raises ``candlecast.errors.InputError`` naming the field (HTTP 422, an MCP tool error).
+What the parse functions return is normalised (symbols upper-cased, defaults filled in), so two requests
+that mean the same thing get the same cache key (``reads.cache_key``): the showcase fast path in
+``middleware.py`` and the showcase route both parse with ``parse_forecast``.
+
+Whether a well-formed symbol or model exists is not known here: the payload builders find that out from
+the store and raise ``NotFoundError`` with what is available.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from candlecast.errors import InputError
+from candlecast.store.performance import PERFORMANCE_WINDOWS
+from candlecast.store.schema import TIMEFRAMES
+
+__all__ = [
+    "MODEL_PATTERN",
+    "SYMBOL_PATTERN",
+    "ForecastParams",
+    "PerformanceParams",
+    "PredictionParams",
+    "parse_count",
+    "parse_forecast",
+    "parse_model",
+    "parse_performance",
+    "parse_prediction",
+    "parse_symbol",
+    "parse_timeframe",
+    "parse_window",
+]
+
+# Same rule as the instruments table's CHECK constraint (after upper-casing).
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,31}")
+MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+class ForecastParams(NamedTuple):
+    """One stored forecast series: what the showcase route and the ``get_forecast`` MCP tool read."""
+
+    symbol: str
+    model: str
+    timeframe: str
+
+
+class PredictionParams(NamedTuple):
+    """``/api/v1/predictions``: a forecast series, optionally with its sample paths and recent candles."""
+
+    symbol: str
+    model: str
+    timeframe: str
+    samples: bool
+    history: int
+
+
+class PerformanceParams(NamedTuple):
+    """``/api/v1/performance`` and the evaluation page: scores filtered by any of these (None: all)."""
+
+    symbol: str | None
+    model: str | None
+    timeframe: str | None
+    window: str
+
+
+def parse_symbol(raw: str, field: str = "symbol") -> str:
+    symbol = raw.strip().upper()
+    if not SYMBOL_PATTERN.fullmatch(symbol):
+        raise InputError(field, f"malformed symbol {raw[:40]!r}: 1-32 of A-Z, 0-9, '.', '_', '-'")
+    return symbol
+
+
+def parse_model(raw: str | None, default: str, field: str = "model_name") -> str:
+    """``raw``, or ``default`` when it is missing or blank."""
+    model = raw or default
+    if not MODEL_PATTERN.fullmatch(model):
+        raise InputError(field, f"malformed model name {model[:70]!r}")
+    return model
+
+
+def parse_timeframe(raw: str | None, default: str, field: str = "timeframe") -> str:
+    """``raw``, or ``default`` when it is missing or blank."""
+    timeframe = raw or default
+    if timeframe not in TIMEFRAMES:
+        raise InputError(field, f"must be one of {list(TIMEFRAMES)}, found {timeframe[:20]!r}")
+    return timeframe
+
+
+def parse_window(raw: str | None, field: str = "window") -> str:
+    """A performance window; missing or blank means ``all``."""
+    window = raw or "all"
+    if window not in PERFORMANCE_WINDOWS:
+        raise InputError(field, f"must be one of {list(PERFORMANCE_WINDOWS)}, found {window[:20]!r}")
+    return window
+
+
+def parse_count(value: int, field: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise InputError(field, f"must be between {low} and {high}, found {value}")
+    return value
+
+
+def parse_forecast(
+    symbol: str, model_name: str | None, timeframe: str | None, default_model: str, default_timeframe: str
+) -> ForecastParams:
+    return ForecastParams(
+        parse_symbol(symbol), parse_model(model_name, default_model), parse_timeframe(timeframe, default_timeframe)
+    )
+
+
+def parse_prediction(
+    symbol: str,
+    model_name: str | None,
+    timeframe: str | None,
+    samples: bool,
+    history: int,
+    default_model: str,
+    default_timeframe: str,
+    max_history: int,
+) -> PredictionParams:
+    forecast = parse_forecast(symbol, model_name, timeframe, default_model, default_timeframe)
+    return PredictionParams(*forecast, samples, parse_count(history, "history", 0, max_history))
+
+
+def parse_performance(
+    symbol: str | None, model_name: str | None, timeframe: str | None, window: str | None
+) -> PerformanceParams:
+    """Each filter is optional: missing or blank means no filter."""
+    return PerformanceParams(
+        parse_symbol(symbol) if symbol else None,
+        parse_model(model_name, "") if model_name else None,
+        parse_timeframe(timeframe, "") if timeframe else None,
+        parse_window(window),
+    )

@@ -1,0 +1,178 @@
+"""Every read the gateway serves, by resource: parse the request (``params.py``), build its cache key
+(``cache_key``, the one function that builds keys: the showcase fast path in ``middleware.py`` uses it too),
+and read through the policy (``policy.py``) with the resource's payload builder (``payloads/``).
+
+``GatewayData`` is what the routes, the MCP tools and the pages hold (as ``app.state.data``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Hashable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy.engine import Engine
+
+from candlecast.config import Settings
+from candlecast.errors import DatabaseUnavailable
+from candlecast.gateway.cache import ALL_SYMBOLS, Key, Served
+from candlecast.gateway.metrics import GatewayMetrics
+from candlecast.gateway.params import (
+    parse_count,
+    parse_forecast,
+    parse_performance,
+    parse_prediction,
+    parse_symbol,
+    parse_timeframe,
+)
+from candlecast.gateway.payloads.fields import iso, iso_from_epoch, parse_iso
+from candlecast.gateway.payloads.forecasts import prediction_payload, showcase_payload
+from candlecast.gateway.payloads.instruments import instruments_payload
+from candlecast.gateway.payloads.pages import home_payload, symbol_page_payload
+from candlecast.gateway.payloads.performance import performance_payload
+from candlecast.gateway.payloads.status import jobs_payload, status_payload
+from candlecast.gateway.policy import DB_ERRORS, ReadPolicy
+
+__all__ = ["SHOWCASE", "GatewayData", "cache_key"]
+
+# Resources, the first element of every cache key (they name entries in cache snapshots too: keep them stable).
+SHOWCASE = "showcase"
+PREDICTION = "prediction"
+INSTRUMENTS = "instruments"
+PERFORMANCE = "performance"
+JOBS = "jobs"
+STATUS = "status"
+HOME_PAGE = "page:home"
+SYMBOL_PAGE = "page:symbol"
+
+_HEALTH_READ_ERRORS: tuple[type[BaseException], ...] = (DatabaseUnavailable, *DB_ERRORS)
+
+
+def cache_key(resource: str, *params: Hashable) -> Key:
+    """The cache key of a read: its resource, then its parsed parameters (from ``params.py``) in order.
+
+    Requests that mean the same thing have equal parsed parameters, hence the same key; the fast path and
+    the loaders both build keys here, so they cannot drift apart.
+    """
+    return (resource, *params)
+
+
+class GatewayData:
+    """The gateway's reads, each through the read policy (``policy``, which owns the cache)."""
+
+    def __init__(self, settings: Settings, engine: Engine, metrics: GatewayMetrics) -> None:
+        self.gw = settings.gateway
+        self.engine = engine
+        self.metrics = metrics
+        self.policy = ReadPolicy(self.gw, engine, metrics)
+        self.cache = self.policy.cache
+
+    async def start(self) -> None:
+        await self.policy.start()
+
+    async def stop(self) -> None:
+        await self.policy.stop()
+
+    # -- forecasts ----------------------------------------------------------------------------------
+
+    async def showcase(self, symbol: str, model_name: str | None = None, timeframe: str | None = None) -> Served:
+        """The newest forecast of a (symbol, model, timeframe), in the public showcase shape."""
+        params = parse_forecast(symbol, model_name, timeframe, self.gw.default_model, self.gw.default_timeframe)
+        loader = functools.partial(showcase_payload, self.engine, params)
+        return await self.policy.read(cache_key(SHOWCASE, *params), loader, params.symbol, self.gw.cache_ttl_s)
+
+    async def prediction(
+        self,
+        symbol: str,
+        model_name: str | None = None,
+        timeframe: str | None = None,
+        samples: bool = False,
+        history: int = 0,
+    ) -> Served:
+        """The showcase fields plus model version, event context, optionally sample paths and candles."""
+        gw = self.gw
+        params = parse_prediction(
+            symbol, model_name, timeframe, samples, history, gw.default_model, gw.default_timeframe,
+            gw.max_history_candles,
+        )  # fmt: skip
+        loader = functools.partial(prediction_payload, self.engine, params)
+        return await self.policy.read(cache_key(PREDICTION, *params), loader, params.symbol, gw.cache_ttl_s)
+
+    # -- summaries ----------------------------------------------------------------------------------
+
+    async def instruments(self) -> Served:
+        loader = functools.partial(instruments_payload, self.engine)
+        return await self.policy.read(cache_key(INSTRUMENTS), loader, ALL_SYMBOLS, self.gw.summary_cache_ttl_s)
+
+    async def performance(
+        self,
+        symbol: str | None = None,
+        model_name: str | None = None,
+        timeframe: str | None = None,
+        window: str | None = "all",
+    ) -> Served:
+        params = parse_performance(symbol, model_name, timeframe, window)
+        loader = functools.partial(performance_payload, self.engine, params)
+        return await self.policy.read(cache_key(PERFORMANCE, *params), loader, None, self.gw.summary_cache_ttl_s)
+
+    async def jobs(self, limit: int = 50) -> Served:
+        limit = parse_count(limit, "limit", 1, 500)
+        loader = functools.partial(jobs_payload, self.engine, limit)
+        return await self.policy.read(cache_key(JOBS, limit), loader, ALL_SYMBOLS, self.gw.summary_cache_ttl_s)
+
+    # -- pages --------------------------------------------------------------------------------------
+
+    async def home_page(self, timeframe: str | None = None) -> Served:
+        tf = parse_timeframe(timeframe, self.gw.home_timeframe)
+        loader = functools.partial(home_payload, self.engine, tf, self.gw.default_model, self.gw.card_candles)
+        return await self.policy.read(cache_key(HOME_PAGE, tf), loader, ALL_SYMBOLS, self.gw.cache_ttl_s)
+
+    async def symbol_page(self, symbol: str) -> Served:
+        symbol = parse_symbol(symbol)
+        default = (self.gw.default_model, self.gw.default_timeframe)
+        loader = functools.partial(symbol_page_payload, self.engine, symbol, default, self.gw.history_candles)
+        return await self.policy.read(cache_key(SYMBOL_PAGE, symbol), loader, symbol, self.gw.cache_ttl_s)
+
+    async def evaluation_page(self, window: str | None = None) -> Served:
+        return await self.performance(window=window)
+
+    # -- operations ---------------------------------------------------------------------------------
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, report). Healthy means the database answers and LISTEN is connected."""
+        database_up, error = await anyio.to_thread.run_sync(self.policy.ping)
+        summary: dict[str, Any] | None = None
+        try:
+            loader = functools.partial(status_payload, self.engine)
+            read = self.policy.read(cache_key(STATUS), loader, ALL_SYMBOLS, self.gw.summary_cache_ttl_s)
+            summary = (await read).value
+        except _HEALTH_READ_ERRORS:
+            summary = None
+        now = datetime.now(UTC)
+        forecast_ages: dict[str, Any] = {}
+        for tf, row in ((summary or {}).get("freshness") or {}).items():
+            generated = parse_iso(row["newest_generated_at"])
+            age = None if generated is None else (now - generated).total_seconds()
+            if age is not None:
+                self.metrics.forecast_age.labels(tf).set(age)
+            forecast_ages[tf] = {**row, "newest_forecast_age_s": age}
+        listener = self.policy.listener
+        healthy = database_up and self.cache.listening
+        report = {
+            "status": "ok" if healthy else "degraded",
+            "database": {
+                "up": database_up,
+                "error": error,
+                "listener": "connected" if self.cache.listening else "reconnecting",
+                "listener_error": listener.last_error,
+                "notifications": listener.notifications,
+                "last_notification_at": iso_from_epoch(listener.last_notify_at),
+            },
+            "cache": self.cache.stats(),
+            "jobs": None if summary is None else summary["last_job_runs"],
+            "forecasts": forecast_ages if summary is not None else None,
+            "checked_at": iso(now),
+        }
+        return healthy, report
