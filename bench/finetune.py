@@ -23,10 +23,11 @@ import pandas as pd
 import torch
 
 from candlecast.config import FinetuneSettings
+from candlecast.jobs.finetune.gate import forecast_crps
+from candlecast.jobs.finetune.windows import build_windows
 from candlecast.models.finetune.adapter import adapted_model, with_lora
-from candlecast.models.finetune.gate import forecast_crps
+from candlecast.models.finetune.data import CandleSeries, tokenise
 from candlecast.models.finetune.train import mean_loss, train
-from candlecast.models.finetune.windows import CandleSeries, build_windows, tokenise
 from candlecast.models.kronos import Kronos, KronosTokenizer, _time_features
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "tests/fixtures/kronos-reference/published-checkpoints.json"

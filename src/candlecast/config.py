@@ -128,7 +128,8 @@ class InferenceSettings(BaseModel):
     # torch intra-op threads for model calls (None = torch's default, one per core). On a small shared CPU
     # host 1 is often faster: bench/kronos_decode.py measured 5.3 s with 1 thread vs 9.2 s with 2.
     torch_threads: int | None = None
-    # Kronos models load the promoted fine-tune adapter of each asset class (model_adapters) at start-up.
+    # Models that take adapters (Kronos) load the promoted fine-tune adapter of each asset class at start-up,
+    # from the manifest the fine-tune job writes (<finetune.adapters_dir>/promoted.json); never the database.
     load_adapters: bool = True
 
 
@@ -185,8 +186,6 @@ class JobSettings(BaseModel):
     # Skip a symbol with no new candle since its previous slot (market closed): that forecast still stands.
     skip_unchanged: bool = True
     local: bool = False  # the scheduler runs batch models in-process instead of calling the inference service
-    # module:function run by the *-rolling-finetune jobs
-    finetune_entrypoint: str = "candlecast.models.finetune.run:run_rolling_finetune"
     send_events: bool = True  # build event tensors for models that use them (kronos), when the encoder exists
 
 
@@ -234,7 +233,8 @@ class FinetuneSettings(BaseModel):
     gate_sample_count: int = 16  # sampled paths per gate window (CRPS of the close)
     seed: int = 0
     device: str = "cpu"
-    adapters_dir: Path | None = None  # default: <data_dir>/adapters
+    # adapter folders and the promoted-adapters manifest (promoted.json); default: <data_dir>/adapters
+    adapters_dir: Path | None = None
 
 
 class Settings(BaseSettings):

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
+from candlecast.config import ModelSpec
 from candlecast.jobs.batch import slot_time
 from candlecast.jobs.scheduler import build_scheduler, job_specs, list_jobs, parse_cron, run_job
 from candlecast.store import create_engine_for
@@ -70,13 +72,23 @@ def test_each_cron_fire_runs_once(engine: Engine) -> None:
     assert (oldest.scheduled_for, newest.scheduled_for) == (fire, fire + timedelta(hours=1))
 
 
-def test_fine_tune_job_is_recorded_as_skipped_until_it_is_implemented(engine: Engine) -> None:
-    settings = job_settings().model_copy(update={"models": "baseline,kronos-small"})
-    settings.jobs.finetune_entrypoint = "candlecast.jobs.no_such_module:run_rolling_finetune"
+def test_the_fine_tune_job_runs_for_the_configured_kronos_model_and_records_its_outcome(
+    engine: Engine, tmp_path: Path
+) -> None:
+    absent = ModelSpec(
+        name="kronos-absent", kind="kronos", model_source=str(tmp_path / "no-model"),
+        tokenizer_source=str(tmp_path / "no-tokenizer"),
+    )  # fmt: skip
+    settings = job_settings().model_copy(
+        update={"models": "baseline,kronos-absent", "model_sources": {"kronos-absent": absent}}
+    )
     outcome = run_job(settings, engine, "kronos-rolling-finetune")
-    assert outcome.action == "ran" and outcome.status == "skipped"
+    assert outcome.action == "ran" and outcome.status == "failed"
     (run,) = recent_job_runs(engine, "kronos-rolling-finetune")
-    assert run.status == "skipped" and "not implemented" in (run.error or "")
+    assert run.status == "failed" and "cannot fine-tune kronos-absent" in run.errors["base"]
+    assert {k: run.counts[k] for k in ("trained", "promoted", "skipped", "failed")} == {
+        "trained": 0, "promoted": 0, "skipped": 0, "failed": 1
+    }  # fmt: skip
 
 
 def test_jobs_list_shows_schedule_next_run_and_last_status(engine: Engine) -> None:

@@ -206,20 +206,27 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
                     gives_samples=info.gives_samples,
                     uses_events=info.uses_events,
                     takes_adapters=info.takes_adapters,
-                    adapters=info.details.get("adapters"),  # type: ignore[arg-type]
-                    adapters_status=info.details.get("adapters_status"),  # type: ignore[arg-type]
+                    adapters=info.details.get("adapters"),
+                    adapters_status=info.details.get("adapters_status"),
                 )
             )
         return ModelsResponse(default=registry.default_name(), models=out)
 
     @app.post("/admin/reload-adapters", response_model=ModelsResponse)
-    async def reload_adapters() -> ModelsResponse:
-        """Re-read the promoted fine-tune adapters (after a promotion) without a restart; answers as /models."""
-        from candlecast.models.finetune.serving import attach_promoted_adapters
+    async def reload_adapters(request: Request) -> ModelsResponse:
+        """Load the promoted fine-tune adapters again without a restart: from the manifest sent as the JSON body
+        (the content of ``promoted.json``), else from the manifest file; answers as /models. Never reads the
+        database."""
+        from candlecast.models.finetune.manifest import parse_manifest
 
-        for entry in _registry(service).entries():
-            if entry.forecaster is not None and entry.kind == "kronos":
-                await asyncio.to_thread(attach_promoted_adapters, entry.forecaster, settings)  # type: ignore[arg-type]
+        raw = await request.body()
+        manifest = None
+        if raw.strip():
+            try:
+                manifest = parse_manifest(json.loads(raw), "body")
+            except json.JSONDecodeError as exc:
+                raise InputError("body", f"invalid JSON: {exc}") from None
+        await asyncio.to_thread(_registry(service).attach_adapters, settings, manifest)
         return await models()
 
     @app.get("/metrics")
@@ -237,7 +244,6 @@ def serve(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = _with_adapter_database(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.inference.host,
@@ -245,29 +251,6 @@ def serve(settings: Settings | None = None) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,  # the app logs one structured line per request
     )
-
-
-def _with_adapter_database(settings: Settings) -> Settings:
-    """Without DATABASE_URL, Kronos models read their promoted adapters from the embedded database (where
-    ``candlecast finetune`` records them), started or joined here; if that fails they serve the base model."""
-    if settings.database_url or not settings.inference.load_adapters:
-        return settings
-    if not any(_kind(settings, name) == "kronos" for name in settings.model_names()):
-        return settings
-    try:
-        from candlecast.store.db import resolve_database_url
-
-        return settings.model_copy(update={"database_url": resolve_database_url(settings)})
-    except Exception as exc:
-        log.warning("embedded database not available, Kronos models serve without adapters: %s", exc)
-        return settings
-
-
-def _kind(settings: Settings, name: str) -> str | None:
-    try:
-        return settings.model_spec(name).kind
-    except KeyError:
-        return None
 
 
 def _registry(service: _Service) -> Registry:

@@ -101,9 +101,11 @@ class InferenceClient:
     def models(self) -> dict[str, Any]:
         return self._request("GET", "/models")
 
-    def reload_adapters(self) -> dict[str, Any]:
-        """Make the service re-read promoted fine-tune adapters (``POST /admin/reload-adapters``)."""
-        return self._request("POST", "/admin/reload-adapters")
+    def reload_adapters(self, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make the service load the promoted fine-tune adapters again (``POST /admin/reload-adapters``): those
+        of ``manifest`` (the content of ``promoted.json``) when given, else those of its own manifest file.
+        Answers as ``GET /models``."""
+        return self._request("POST", "/admin/reload-adapters", **({} if manifest is None else {"json": manifest}))
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._send(method, path, **kwargs)

@@ -19,10 +19,10 @@ from rich.table import Column, Table
 from candlecast.cli_options import console, parse_time
 from candlecast.config import get_settings
 from candlecast.jobs.batch import BatchResult, run_batch
+from candlecast.jobs.finetune.cli import finetune_cmd
 from candlecast.jobs.replay import busiest_window, run_replay
 from candlecast.jobs.scheduler import list_jobs, run_job, run_scheduler
 from candlecast.jobs.scoring import run_scoring
-from candlecast.models.finetune.cli import finetune_cmd
 from candlecast.store import connect
 
 __all__ = ["jobs_app", "register"]

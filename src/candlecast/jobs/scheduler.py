@@ -8,9 +8,8 @@ Job names say what a job does:
   (``baseline-batch-1h``). A model that is not configured (``CANDLECAST_MODELS``) leaves the job skipped,
   with a log line.
 - ``score-signals-<1h|1d>``: the scoring job.
-- ``<family>-rolling-finetune``: the monthly fine-tune, through ``jobs.finetune_entrypoint``
-  (``module:function`` called as ``function(settings, engine, base_model=..., as_of=...)``); until that
-  function exists the run is recorded as 'skipped' with the reason.
+- ``<family>-rolling-finetune``: the monthly fine-tune of the family's first configured model,
+  ``jobs.finetune.run.run_rolling_finetune`` (imported when it runs: torch and peft load only then).
 
 Cron expressions are standard five-field crontab lines in UTC (0 or 7 = Sunday); a six-field line puts a
 seconds field first. Each run is guarded twice:
@@ -29,12 +28,10 @@ Railway cron or a systemd timer can replace this scheduler entirely.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -208,16 +205,11 @@ def _dispatch(
 
 
 def _run_finetune(settings: Settings, engine: Engine, spec: JobSpec, run_id: int | None, as_of: datetime | None) -> Any:
-    entrypoint = settings.jobs.finetune_entrypoint
+    assert spec.model is not None
     with recorded_run(engine, spec.name, as_of=as_of, run_id=run_id) as run:
-        try:
-            module_name, _, function_name = entrypoint.partition(":")
-            function: Callable[..., Any] = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError) as exc:
-            run.status, run.error = "skipped", f"fine-tuning is not implemented yet ({entrypoint}: {exc})"
-            log.warning("job %s: %s", spec.name, run.error)
-            return run
-        result = function(settings, engine, base_model=spec.model, as_of=as_of)
+        from candlecast.jobs.finetune.run import run_rolling_finetune  # torch and peft: only when it runs
+
+        result = run_rolling_finetune(settings, engine, base_model=spec.model, as_of=as_of)
         run.status = getattr(result, "status", run.status)  # e.g. 'partial' when one asset class failed
         run.counts.update(getattr(result, "counts", {}))
         run.errors.update(getattr(result, "errors", {}))

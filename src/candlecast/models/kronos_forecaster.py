@@ -5,13 +5,16 @@ module turns ``SeriesInput`` batches into the DataFrames and timestamps ``Kronos
 fills the columns a close-only instrument lacks, and turns the sampled candles into a ``Forecast``.
 
 Fine-tune adapters (``candlecast.models.finetune``): a forecaster may carry one adapted model per asset
-class (``use_adapters``). Each series goes to the adapted model of its symbol's asset class, or to the base
-model when that class has none; seeds are per series, so the grouping never changes a series' paths.
+class (``attach_adapters`` loads the promoted ones from their folders; ``use_adapters`` sets loaded ones).
+Each series goes to the adapted model of its asset class (``SeriesInput.asset_class``, else the symbol's
+class in the ``asset_classes`` map given with the adapters), or to the base model when that class has none;
+seeds are per series, so the grouping never changes a series' paths.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +27,14 @@ from candlecast.config import ModelSpec
 from candlecast.models.base import N_EVENT_CHANNELS, OHLCV_COLUMNS, Forecaster, ModelInfo, SamplePaths, SeriesInput
 
 if TYPE_CHECKING:
+    from candlecast.models.finetune.manifest import PromotedAdapter
     from candlecast.models.kronos import KronosPredictor
 
 __all__ = ["KronosAdapter", "KronosForecaster", "KronosSampling", "kronos_frame", "weights_version"]
 
 _CLOSE = 3
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,40 @@ class KronosForecaster(Forecaster):
         loaded = sorted((a.asset_class, a.adapter_id) for a in adapters if a.predictor is not None)
         self.version = self.base_version + "".join(f"+{ac}@{adapter_id}" for ac, adapter_id in loaded)
 
+    def attach_adapters(
+        self,
+        promoted: Mapping[str, PromotedAdapter],
+        asset_classes: Mapping[str, str],
+        status: str | None = None,
+    ) -> None:
+        """Load the promoted adapter of each asset class (``promoted``: asset class -> adapter) on top of the
+        base weights and serve with them; ``asset_classes`` maps symbols to classes for series that do not
+        say theirs. An adapter that cannot be loaded (folder gone, trained on other base weights) is listed
+        with the reason and its class is served by the base model. ``status`` says why none is in use."""
+        from candlecast.models.finetune.adapter import load_adapter
+        from candlecast.models.kronos import KronosPredictor
+
+        adapters = []
+        for asset_class, entry in sorted(promoted.items()):
+            try:
+                if entry.base_version is not None and entry.base_version != self.base_version:
+                    raise ValueError(f"trained on base version {entry.base_version}, this model is {self.base_version}")
+                model = load_adapter(self.predictor.model, entry.path, merge=True)
+            except Exception as exc:
+                log.warning(
+                    "model %s: adapter #%d for %s not loaded: %s", self.name, entry.adapter_id, asset_class, exc
+                )
+                adapters.append(
+                    KronosAdapter(asset_class, entry.adapter_id, None, entry.describe(asset_class, False, str(exc)))
+                )
+                continue
+            predictor = KronosPredictor(
+                model, self.predictor.tokenizer, device=self.device, max_context=self.max_context
+            )
+            adapters.append(KronosAdapter(asset_class, entry.adapter_id, predictor, entry.describe(asset_class, True)))
+            log.info("model %s: adapter #%d serves %s (%s)", self.name, entry.adapter_id, asset_class, entry.path)
+        self.use_adapters(adapters, asset_classes, status=status if status or promoted else "no promoted adapter")
+
     def info(self) -> ModelInfo:
         info = super().info()
         info.details["adapters"] = [a.description for a in self.adapters.values()]
@@ -100,9 +140,11 @@ class KronosForecaster(Forecaster):
             info.details["adapters_status"] = self.adapters_status
         return info
 
-    def predictor_for(self, symbol: str) -> KronosPredictor:
-        """The adapted predictor of ``symbol``'s asset class, else the base predictor."""
-        adapter = self.adapters.get(self.asset_classes.get(symbol, ""))
+    def predictor_for(self, series: SeriesInput) -> KronosPredictor:
+        """The adapted predictor of the series' asset class (its own ``asset_class``, else its symbol's in
+        ``asset_classes``), else the base predictor."""
+        asset_class = series.asset_class or self.asset_classes.get(series.symbol, "")
+        adapter = self.adapters.get(asset_class)
         return adapter.predictor if adapter is not None and adapter.predictor is not None else self.predictor
 
     @classmethod
@@ -137,7 +179,7 @@ class KronosForecaster(Forecaster):
         groups: dict[int, list[int]] = {}  # predictor -> the series it forecasts
         predictors = {}
         for i, s in enumerate(series):
-            predictor = self.predictor_for(s.symbol)
+            predictor = self.predictor_for(s)
             predictors[id(predictor)] = predictor
             groups.setdefault(id(predictor), []).append(i)
         out: list[SamplePaths | None] = [None] * len(series)

@@ -5,6 +5,11 @@
 (weights absent offline, a bad folder, an unknown name) does not stop the others: it is recorded as
 unavailable with the reason, and ``Registry.get`` raises ``ModelUnavailableError`` carrying that reason.
 
+Models that take fine-tune adapters (``Forecaster.takes_adapters``) get the promoted adapter of each asset
+class from the promoted-adapters manifest (``models.finetune.manifest``, written by the fine-tune job) once
+loaded, when ``inference.load_adapters`` is on; ``Registry.attach_adapters`` does it again on demand (the
+inference service's ``POST /admin/reload-adapters``). No database is read.
+
 Adding a model family means adding one loader here. Chronos-2 (kind ``"chronos2"``) has its own issue; until
 then its loader reports "not implemented yet" and the model is listed as unavailable.
 """
@@ -13,19 +18,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast
 
 from candlecast.config import ModelSpec, Settings
 from candlecast.errors import ModelUnavailableError, NotFoundError
 from candlecast.models.base import Forecaster, ModelInfo
 from candlecast.models.baseline import BaselineConfig, BaselineForecaster
 
+if TYPE_CHECKING:
+    from candlecast.models.finetune.manifest import AdapterManifest, PromotedAdapter
+
 __all__ = [
     "LOADERS",
     "ModelEntry",
     "ModelUnavailableError",
     "Registry",
+    "TakesAdapters",
     "UnknownModelError",
 ]
 
@@ -75,12 +85,7 @@ def _load_kronos(spec: ModelSpec, settings: Settings) -> Forecaster:
 
     if settings.inference.torch_threads:  # process-wide; one thread is faster on a busy 2-core host
         torch.set_num_threads(settings.inference.torch_threads)
-    forecaster = KronosForecaster.load(spec, device=settings.inference.device)
-    if settings.inference.load_adapters:  # the promoted fine-tune adapter of each asset class
-        from candlecast.models.finetune.serving import attach_promoted_adapters
-
-        attach_promoted_adapters(forecaster, settings)
-    return forecaster
+    return KronosForecaster.load(spec, device=settings.inference.device)
 
 
 def _load_chronos2(spec: ModelSpec, settings: Settings) -> Forecaster:
@@ -94,6 +99,14 @@ LOADERS: dict[str, Loader] = {
     "kronos": _load_kronos,
     "chronos2": _load_chronos2,
 }
+
+
+class TakesAdapters(Protocol):
+    """What a forecaster with ``takes_adapters`` offers: load the promoted adapter of each asset class."""
+
+    def attach_adapters(
+        self, promoted: Mapping[str, PromotedAdapter], asset_classes: Mapping[str, str], status: str | None = None
+    ) -> None: ...
 
 
 class Registry:
@@ -113,7 +126,33 @@ class Registry:
         """
         loaders = LOADERS if loaders is None else loaders
         entries = [cls._load_one(name, settings, loaders, warn_unavailable) for name in settings.model_names()]
-        return cls(entries)
+        registry = cls(entries)
+        if settings.inference.load_adapters:
+            registry.attach_adapters(settings)
+        return registry
+
+    def attach_adapters(self, settings: Settings, manifest: AdapterManifest | None = None) -> None:
+        """Give every loaded model that takes adapters the promoted adapters of its name, from ``manifest`` or
+        else from the manifest file in the adapters directory. A missing or unreadable file leaves those
+        models on their base weights, with the reason in ``GET /models`` (``adapters_status``)."""
+        from candlecast.models.finetune.manifest import manifest_path, read_manifest
+
+        takers = [e for e in self._entries.values() if e.forecaster is not None and e.forecaster.takes_adapters]
+        if not takers:
+            return
+        status = None
+        if manifest is None:
+            path = manifest_path(settings)
+            try:
+                manifest = read_manifest(path)
+            except Exception as exc:  # the models still serve, on their base weights
+                log.warning("promoted-adapters manifest %s not read: %s", path, exc)
+                status = f"adapters manifest {path} not read: {exc}"
+            else:
+                status = None if manifest is not None else f"no promoted adapter (no manifest at {path})"
+        for entry in takers:
+            promoted = manifest.for_model(entry.name) if manifest is not None else {}
+            cast(TakesAdapters, entry.forecaster).attach_adapters(promoted, settings.universe, status)
 
     @staticmethod
     def _load_one(name: str, settings: Settings, loaders: dict[str, Loader], warn: bool = True) -> ModelEntry:

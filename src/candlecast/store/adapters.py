@@ -5,11 +5,16 @@ A row records where the adapter folder is, what it was trained on (``as_of``), i
 promotion gate let it through (``reason`` says why or why not). Promotion is atomic: the previous promoted
 adapter is demoted and the new one promoted in one transaction, under a transaction-level advisory lock
 per (asset class, base model), so readers never see two promoted adapters or none in between.
+
+The fine-tune job publishes the promoted rows to the model server as a manifest file; ``manifest_lock``
+serialises those writes across processes so that the last file written reflects the newest promotions.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,9 +25,11 @@ from candlecast.store._sql import read_rows
 
 __all__ = [
     "AdapterRecord",
+    "all_promoted_adapters",
     "get_adapter",
     "insert_adapter",
     "list_adapters",
+    "manifest_lock",
     "promote_adapter",
     "promoted_adapter",
     "promoted_adapters",
@@ -123,6 +130,26 @@ def promoted_adapters(bind: Engine | Connection, base_model: str) -> dict[str, A
     """Every promoted adapter of ``base_model``, by asset class."""
     found = _records(bind, "base_model = %(base)s AND promoted", {"base": base_model}, "ORDER BY asset_class")
     return {r.asset_class: r for r in found}
+
+
+def all_promoted_adapters(bind: Engine | Connection) -> list[AdapterRecord]:
+    """Every promoted adapter of every base model, ordered by base model and asset class."""
+    return _records(bind, "promoted", {}, "ORDER BY base_model, asset_class")
+
+
+@contextmanager
+def manifest_lock(engine: Engine) -> Iterator[None]:
+    """Hold a session-level advisory lock (waiting for it) while the promoted-adapters manifest is rebuilt
+    from the promoted rows and written, so two promotions never write it out of order."""
+    key = (_LOCK_NAMESPACE, "promoted-manifest")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_lock(%s, hashtext(%s))", key)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+            conn.commit()
 
 
 def list_adapters(

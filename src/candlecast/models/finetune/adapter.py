@@ -47,7 +47,7 @@ def with_lora(base: Kronos, cfg: FinetuneSettings) -> PeftModel:
     model.attach_event_projection()
     config = LoraConfig(
         r=cfg.lora_rank,
-        lora_alpha=cfg.lora_alpha,
+        lora_alpha=cfg.lora_alpha,  # type: ignore[arg-type]  # peft annotates int; its scaling alpha / r takes a float
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.lora_targets),
         bias="none",

@@ -21,7 +21,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from candlecast.config import FinetuneSettings
-from candlecast.models.finetune.windows import TokenisedWindows
+from candlecast.models.finetune.data import TokenisedWindows
 from candlecast.models.kronos import Kronos
 
 __all__ = ["TrainingHistory", "epoch_order", "mean_loss", "teacher_forced_eval", "train", "window_logits"]

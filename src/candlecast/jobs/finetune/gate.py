@@ -22,8 +22,8 @@ import torch
 
 from candlecast.config import FinetuneSettings
 from candlecast.events.channels import N_CHANNELS as N_EVENT_CHANNELS
+from candlecast.models.finetune.data import TokenisedWindows, Windows
 from candlecast.models.finetune.train import mean_loss
-from candlecast.models.finetune.windows import TokenisedWindows, Windows
 from candlecast.models.kronos import COLUMNS, Kronos, KronosPredictor, KronosTokenizer
 from candlecast.scores import crps_from_samples
 

@@ -9,7 +9,10 @@ A run, for one asset class and base model, as of a time:
 4. score the new adapter and the incumbent (the promoted adapter, else the base model) on the held-out
    windows and apply the gate (``gate.decide``);
 5. write the adapter folder (``<adapters_dir>/<base>/<class>/<as_of>-<trained_at>``) and a
-   ``model_adapters`` row, promoted or not, with the gate's reason.
+   ``model_adapters`` row, promoted or not, with the gate's reason;
+6. when promoted, publish the promoted adapters to the model server: rewrite the manifest from
+   ``model_adapters`` (``promotion.publish_promoted``; the row is written first). The monthly job then tells
+   the running inference service (``promotion.tell_inference_service``).
 """
 
 from __future__ import annotations
@@ -27,23 +30,17 @@ import torch
 from sqlalchemy.engine import Engine
 
 from candlecast.config import FinetuneSettings, ModelSpec, Settings
+from candlecast.errors import NotEnoughDataError, WeightsNotAvailableError
+from candlecast.jobs.finetune.gate import GateScores, decide, score
+from candlecast.jobs.finetune.promotion import publish_promoted, tell_inference_service
+from candlecast.jobs.finetune.windows import build_windows, read_series, settings_window_check, split_by_time
 from candlecast.models.finetune.adapter import adapted_model, load_adapter, save_adapter, with_lora
-from candlecast.models.finetune.gate import GateScores, decide, score
+from candlecast.models.finetune.data import CandleSeries, TokenisedWindows, Windows, tokenise
+from candlecast.models.finetune.manifest import AdapterManifest, adapters_root
 from candlecast.models.finetune.train import mean_loss, train
-from candlecast.models.finetune.windows import (
-    CandleSeries,
-    NotEnoughDataError,
-    TokenisedWindows,
-    Windows,
-    build_windows,
-    read_series,
-    settings_window_check,
-    split_by_time,
-    tokenise,
-)
-from candlecast.models.kronos import Kronos, KronosTokenizer, WeightsNotAvailableError
+from candlecast.models.kronos import Kronos, KronosTokenizer
 from candlecast.models.kronos_forecaster import weights_version
-from candlecast.store.adapters import insert_adapter, promoted_adapter
+from candlecast.store.adapters import get_adapter, insert_adapter, promoted_adapter
 from candlecast.store.candles import get_instruments
 
 __all__ = [
@@ -52,7 +49,6 @@ __all__ = [
     "FinetuneResult",
     "GateOutcome",
     "RollingResult",
-    "adapters_root",
     "apply_gate",
     "load_base",
     "prepare_data",
@@ -93,11 +89,6 @@ def load_base(settings: Settings, base_model: str) -> BaseCheckpoint:
             f"CANDLECAST_MODEL_SOURCES at local folders holding them."
         ) from exc
     return BaseCheckpoint(base_model, spec, model, tokenizer, spec.revision or weights_version(spec.model_source))
-
-
-def adapters_root(settings: Settings) -> Path:
-    """Where adapter folders are written: ``finetune.adapters_dir``, else ``<data_dir>/adapters``."""
-    return settings.finetune.adapters_dir or settings.data_dir / "adapters"
 
 
 @dataclass(frozen=True)
@@ -170,6 +161,7 @@ class FinetuneResult:
     promoted: bool
     reason: str
     metrics: dict[str, Any]
+    manifest: AdapterManifest | None = None  # what was published when it was promoted
 
     def __str__(self) -> str:
         return f"{self.asset_class}: adapter #{self.adapter_id} {self.reason}"
@@ -251,7 +243,9 @@ def run_finetune(
         metrics=metrics, promote=promoted, reason=reason, trained_at=trained_at,
     )  # fmt: skip
     log.info("%s %s: adapter #%d in %s %s", base_model, asset_class, adapter_id, folder, reason)
-    return FinetuneResult(adapter_id, asset_class, base_model, folder, promoted, reason, metrics)
+    # The row is the record and is written first; ManifestNotWritten (logged as an error) if it cannot be published.
+    manifest = publish_promoted(settings, engine, get_adapter(engine, adapter_id)) if promoted else None
+    return FinetuneResult(adapter_id, asset_class, base_model, folder, promoted, reason, metrics, manifest)
 
 
 @dataclass(frozen=True)
@@ -361,19 +355,7 @@ def run_rolling_finetune(
         except Exception as exc:
             outcome.errors[asset_class] = f"{type(exc).__name__}: {exc}"
             log.exception("fine-tune %s %s failed", base_model, asset_class)
-    if any(result.promoted for result in outcome.results.values()):
-        tell_inference_service(settings)
+    published = [r.manifest for r in outcome.results.values() if r.manifest is not None]
+    if published:
+        tell_inference_service(settings, published[-1])  # the newest manifest lists every promotion
     return outcome
-
-
-def tell_inference_service(settings: Settings) -> None:
-    """Ask the inference service to load newly promoted adapters now; if it is not reachable, it loads them at
-    its next start (logged, never an error of the fine-tune)."""
-    from candlecast.inference.client import InferenceClient, InferenceError
-
-    try:
-        with InferenceClient(settings.inference.url, settings.inference.token, timeout=60, retries=1) as client:
-            client.reload_adapters()
-        log.info("inference service at %s reloaded its adapters", settings.inference.url)
-    except InferenceError as exc:
-        log.warning("inference service not told about the new adapter (it loads it at its next start): %s", exc)
