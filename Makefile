@@ -1,4 +1,4 @@
-# candlecast: make install | make run | make test (lint + the whole suite) | make lint
+# candlecast: make install | make run | make test (lint + the whole suite) | make lint (ruff + mypy)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
@@ -25,3 +25,4 @@ test: install lint
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
