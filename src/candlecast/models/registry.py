@@ -5,8 +5,7 @@
 (weights absent offline, a bad folder, an unknown name) does not stop the others: it is recorded as
 unavailable with the reason, and ``Registry.get`` raises ``ModelUnavailableError`` carrying that reason.
 
-Adding a model family means adding one loader here. Chronos-2 (kind ``"chronos2"``) has its own issue; until
-then its loader reports "not implemented yet" and the model is listed as unavailable.
+Adding a model family means adding one loader here.
 """
 
 from __future__ import annotations
@@ -84,8 +83,13 @@ def _load_kronos(spec: ModelSpec, settings: Settings) -> Forecaster:
 
 
 def _load_chronos2(spec: ModelSpec, settings: Settings) -> Forecaster:
-    # Hook for the Chronos-2 issue: replace this with a loader returning a Chronos-2 Forecaster.
-    raise NotImplementedError("the Chronos-2 adapter is not implemented yet")
+    import torch  # imported only when a neural model is configured
+
+    from candlecast.models.chronos2 import Chronos2Forecaster
+
+    if settings.inference.torch_threads:  # process-wide, as for Kronos
+        torch.set_num_threads(settings.inference.torch_threads)
+    return Chronos2Forecaster.load(spec, device=settings.inference.device)
 
 
 # ModelSpec.kind -> loader.
