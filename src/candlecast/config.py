@@ -102,7 +102,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
         model_source="NeoQuasar/Kronos-base",
         tokenizer_source="NeoQuasar/Kronos-Tokenizer-base",
     ),
-    "chronos2": ModelSpec(name="chronos2", kind="chronos2", model_source="amazon/chronos-2", max_context=2048),
+    "chronos-2": ModelSpec(name="chronos-2", kind="chronos2", model_source="amazon/chronos-2", max_context=2048),
     "baseline": ModelSpec(name="baseline", kind="baseline"),
 }
 

@@ -24,7 +24,7 @@ Payload = Callable[..., dict[str, Any]]
 @pytest.fixture(scope="module")
 def url(serve_app: Callable[..., Any], settings_for: Callable[..., Any]) -> Iterator[str]:
     settings = settings_for(
-        "baseline,kronos-tiny,kronos-broken,chronos2",
+        "baseline,kronos-tiny,kronos-broken,no-such-model",
         token=TOKEN,
         batch_window_ms=30.0,
         max_body_bytes=200_000,
@@ -103,7 +103,7 @@ def test_health_reports_unloadable_models_with_their_reason_while_others_serve(u
     assert models["baseline"]["status"] == "loaded" and models["kronos-tiny"]["status"] == "loaded"
     assert models["kronos-broken"]["status"] == "unavailable"
     assert "/nonexistent/kronos-tokenizer" in models["kronos-broken"]["reason"]
-    assert "not implemented yet" in models["chronos2"]["reason"]
+    assert "unknown model 'no-such-model'" in models["no-such-model"]["reason"]
 
 
 def test_requests_for_an_unavailable_model_get_503_with_the_reason(http: httpx.Client, make_payload: Payload) -> None:
@@ -120,7 +120,7 @@ def test_models_lists_version_context_and_parameters(http: httpx.Client) -> None
     assert by_name["kronos-tiny"]["available"] and by_name["kronos-tiny"]["context_length"] == 64
     assert by_name["kronos-tiny"]["parameters"] > 0
     assert by_name["baseline"]["version"].startswith("bootstrap")
-    assert not by_name["chronos2"]["available"]
+    assert not by_name["no-such-model"]["available"]
 
 
 def with_row(payload: dict[str, Any], row: int, values: list[Any]) -> dict[str, Any]:

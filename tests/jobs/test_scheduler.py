@@ -45,6 +45,8 @@ def test_model_jobs_without_a_configured_model_are_skipped_and_unknown_jobs_refu
     assert specs["score-signals-1d"].kind == "score" and specs["score-signals-1d"].timeframe == "1d"
     with_kronos = job_settings().model_copy(update={"models": "kronos-small,baseline"})
     assert {s.name: s for s in job_specs(with_kronos)}["kronos-batch-1h"].model == "kronos-small"
+    with_chronos = job_settings().model_copy(update={"models": "chronos-2,baseline"})
+    assert {s.name: s for s in job_specs(with_chronos)}["chronos2-batch-1d"].model == "chronos-2"
     with pytest.raises(ValueError, match="unknown job 'nightly-backup'"):
         job_specs(job_settings().model_copy(update={"jobs": job_settings().jobs.model_copy(update={"cron": {
             "nightly-backup": "0 3 * * *"}})}))  # fmt: skip

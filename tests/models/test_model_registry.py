@@ -16,17 +16,20 @@ def settings(models: str, **sources: ModelSpec) -> Settings:
 def test_an_unloadable_model_is_recorded_with_its_reason_and_the_others_load(tmp_path: pytest.TempPathFactory) -> None:
     missing = tmp_path / "no-such-folder"  # type: ignore[operator]
     broken = ModelSpec(name="kronos-broken", kind="kronos", model_source=str(missing), tokenizer_source=str(missing))
-    registry = Registry.from_settings(settings("kronos-broken,baseline,chronos2,nope", **{"kronos-broken": broken}))
-    assert registry.names() == ["kronos-broken", "baseline", "chronos2", "nope"]
+    no_chronos = ModelSpec(name="chronos-2", kind="chronos2", model_source=str(missing))
+    registry = Registry.from_settings(
+        settings("kronos-broken,baseline,chronos-2,nope", **{"kronos-broken": broken, "chronos-2": no_chronos})
+    )
+    assert registry.names() == ["kronos-broken", "baseline", "chronos-2", "nope"]
     assert registry.get("baseline").name == "baseline"
     assert registry.default_name() == "baseline"  # the first model that loaded
     reasons = {e.name: e.reason for e in registry.entries() if not e.available}
     assert str(missing) in reasons["kronos-broken"]
-    assert "not implemented yet" in reasons["chronos2"]
+    assert "Chronos-2 weights" in reasons["chronos-2"] and str(missing) in reasons["chronos-2"]
     assert "unknown model 'nope'" in reasons["nope"]
-    with pytest.raises(ModelUnavailableError, match="not implemented yet") as info:
-        registry.get("chronos2")
-    assert info.value.reason == reasons["chronos2"]
+    with pytest.raises(ModelUnavailableError, match="Chronos-2 weights") as info:
+        registry.get("chronos-2")
+    assert info.value.reason == reasons["chronos-2"]
 
 
 def test_asking_for_a_model_that_is_not_configured_is_an_unknown_model_error() -> None:

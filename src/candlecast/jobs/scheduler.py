@@ -4,7 +4,7 @@ across every scheduler sharing the database.
 Job names say what a job does:
 
 - ``<family>-batch-<1h|1d>``: batch forecasts with a configured model. ``kronos`` means the first configured
-  ``kronos-*`` model, ``chronos2`` means ``chronos2``; any other family is taken as a model name
+  ``kronos-*`` model, ``chronos2`` means ``chronos-2``; any other family is taken as a model name
   (``baseline-batch-1h``). A model that is not configured (``CANDLECAST_MODELS``) leaves the job skipped,
   with a log line.
 - ``score-signals-<1h|1d>``: the scoring job.
@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 _BATCH = re.compile(r"^(?P<family>[a-z0-9][a-z0-9_.-]*?)-batch-(?P<tf>1h|1d)$")
 _SCORE = re.compile(r"^score-signals-(?P<tf>1h|1d)$")
 _FINETUNE = re.compile(r"^(?P<family>[a-z0-9][a-z0-9_.-]*?)-rolling-finetune$")
+# Job families named otherwise than their model (other families are model names).
+_FAMILY_MODELS = {"chronos2": "chronos-2"}
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
@@ -123,8 +125,9 @@ def _resolve_model(settings: Settings, family: str) -> tuple[str | None, str | N
         model = next((m for m in configured if m.startswith("kronos")), None)
         wanted = "a kronos-* model"
     else:
-        model = family if family in configured else None
-        wanted = f"model {family!r}"
+        name = _FAMILY_MODELS.get(family, family)
+        model = name if name in configured else None
+        wanted = f"model {name!r}"
     if model is None:
         return None, f"{wanted} is not configured (CANDLECAST_MODELS={','.join(configured)})"
     return model, None

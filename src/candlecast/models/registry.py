@@ -10,8 +10,7 @@ class from the promoted-adapters manifest (``models.finetune.manifest``, written
 loaded, when ``inference.load_adapters`` is on; ``Registry.attach_adapters`` does it again on demand (the
 inference service's ``POST /admin/reload-adapters``). No database is read.
 
-Adding a model family means adding one loader here. Chronos-2 (kind ``"chronos2"``) has its own issue; until
-then its loader reports "not implemented yet" and the model is listed as unavailable.
+Adding a model family means adding one loader here.
 """
 
 from __future__ import annotations
@@ -89,8 +88,13 @@ def _load_kronos(spec: ModelSpec, settings: Settings) -> Forecaster:
 
 
 def _load_chronos2(spec: ModelSpec, settings: Settings) -> Forecaster:
-    # Hook for the Chronos-2 issue: replace this with a loader returning a Chronos-2 Forecaster.
-    raise NotImplementedError("the Chronos-2 adapter is not implemented yet")
+    import torch  # imported only when a neural model is configured
+
+    from candlecast.models.chronos2 import Chronos2Forecaster
+
+    if settings.inference.torch_threads:  # process-wide, as for Kronos
+        torch.set_num_threads(settings.inference.torch_threads)
+    return Chronos2Forecaster.load(spec, device=settings.inference.device)
 
 
 # ModelSpec.kind -> loader.
