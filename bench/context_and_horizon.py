@@ -4,7 +4,8 @@
                                                    [--quick] [--skip-a | --skip-b] [--database-url URL]
 
 Part A, the minimum context (no database). Walk-forward with the statistical baseline (the default
-``BaselineForecaster``, the only model with weights on a machine without Kronos checkpoints) on real shipped
+``BaselineForecaster``, the only model with weights on a machine without Kronos checkpoints; ``--model`` loads
+another configured model in-process, e.g. ``kronos-small`` where its weights exist) on real shipped
 series from ``data/sample`` (read with ``candlecast.ingest``): hourly BTCUSDT and EURUSD; daily SPY, QQQ, NVDA,
 GOLD, WTI and EURUSD. At ``--origins`` evenly spaced origins per series, every context length of ``--contexts``
 is forecast from the same origin with the same seed (a paired comparison), ``H`` steps ahead (120 hourly, 30
@@ -52,12 +53,13 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from candlecast.config import DEFAULT_UNIVERSE, Settings
+from candlecast.errors import CandlecastError
 from candlecast.inference.transports import QUANTILE_LEVELS, LocalTransport
 from candlecast.ingest.candles import read_candle_file, validate_candles
 from candlecast.ingest.sample import load_sample_manifest
 from candlecast.jobs.batch import run_batch
 from candlecast.jobs.scoring import run_scoring
-from candlecast.models.base import OHLCV_COLUMNS, SeriesInput
+from candlecast.models.base import OHLCV_COLUMNS, Forecaster, SeriesInput
 from candlecast.models.baseline import BaselineForecaster
 from candlecast.scores import crps_from_samples
 from candlecast.store import create_engine_for, upgrade
@@ -92,7 +94,13 @@ class SeriesScores:
 
 
 def score_series(
-    sample_dir: Path, symbol: str, timeframe: str, contexts: Sequence[int], n_origins: int, samples: int
+    model: Forecaster,
+    sample_dir: Path,
+    symbol: str,
+    timeframe: str,
+    contexts: Sequence[int],
+    n_origins: int,
+    samples: int,
 ) -> SeriesScores:
     """Forecast every context length from the same origins (same seed per origin) and score each step."""
     settings = Settings()
@@ -107,7 +115,6 @@ def score_series(
     horizon = HORIZONS[timeframe][1]
     longest = max(contexts)
     origins = np.unique(np.linspace(longest, len(frame) - horizon, n_origins).astype(int))
-    model = BaselineForecaster()
     in_band = np.zeros((len(contexts), len(origins), horizon), dtype=bool)
     crps = np.zeros((len(contexts), len(origins), horizon))
     for k, origin in enumerate(origins):
@@ -186,12 +193,12 @@ def by_step_block(scores: list[SeriesScores], c: int, block: int) -> pd.DataFram
     return pd.DataFrame(rows).set_index("steps")
 
 
-def part_a(sample_dir: Path, contexts: Sequence[int], n_origins: int, samples: int) -> None:
-    print(f"\n== Part A: minimum context (baseline {BaselineForecaster().version}, {n_origins} origins per series, "
+def part_a(model: Forecaster, sample_dir: Path, contexts: Sequence[int], n_origins: int, samples: int) -> None:
+    print(f"\n== Part A: minimum context ({model.name} {model.version}, {n_origins} origins per series, "
           f"{samples} samples for CRPS) ==")  # fmt: skip
     for timeframe, symbols in SERIES.items():
         started = time.perf_counter()
-        scores = [score_series(sample_dir, s, timeframe, contexts, n_origins, samples) for s in symbols]
+        scores = [score_series(model, sample_dir, s, timeframe, contexts, n_origins, samples) for s in symbols]
         short, long = HORIZONS[timeframe]
         seconds = time.perf_counter() - started
         print(f"\n{timeframe}: {', '.join(s.name for s in scores)}; origins {[len(s.origins) for s in scores]}, "
@@ -338,6 +345,7 @@ def part_b(url: str, slots: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sample-dir", type=Path, default=Path("data/sample"))
+    parser.add_argument("--model", default="baseline", help="the model of Part A (Part B always uses the baseline)")
     parser.add_argument("--origins", type=int, default=300, help="forecast origins per series (Part A)")
     parser.add_argument("--samples", type=int, default=100, help="sample paths per forecast for CRPS (Part A)")
     parser.add_argument("--contexts", default=",".join(map(str, CONTEXTS)), help="context lengths (Part A)")
@@ -356,7 +364,11 @@ def main() -> None:
     print(f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, load average {load}")
     started = time.perf_counter()
     if not args.skip_a:
-        part_a(args.sample_dir, contexts, args.origins, args.samples)
+        try:
+            model = LocalTransport.load(Settings(), args.model).forecaster
+        except CandlecastError as exc:  # e.g. Kronos without its weights
+            raise SystemExit(str(exc)) from None
+        part_a(model, args.sample_dir, contexts, args.origins, args.samples)
     if not args.skip_b:
         with contextlib.ExitStack() as stack:
             url = args.database_url or stack.enter_context(temporary_database(prefix="candlecast_bench"))
