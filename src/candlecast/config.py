@@ -165,7 +165,7 @@ class GatewaySettings(BaseModel):
 
 class JobSettings(BaseModel):
     cron: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CRON))
-    # Horizons in candles: 120 hours (5 days) as in the original design, 30 trading days (about six weeks).
+    # Horizons in candles: 120 hours (5 days) as in the original design; 30 days (six weeks of sessions, a month 24/7).
     # Measured in docs/context-and-horizon.md (bench/context_and_horizon.py).
     pred_len_1h: int = 120
     pred_len_1d: int = 30
