@@ -166,8 +166,10 @@ class GatewaySettings(BaseModel):
 
 class JobSettings(BaseModel):
     cron: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CRON))
-    pred_len_1h: int = 24
-    pred_len_1d: int = 10
+    # Horizons in candles: 120 hours (5 days) as in the original design; 30 days (six weeks of sessions, a month 24/7).
+    # Measured in docs/context-and-horizon.md (bench/context_and_horizon.py).
+    pred_len_1h: int = 120
+    pred_len_1d: int = 30
     context_1h: int = 512
     context_1d: int = 512
     sample_count: int = 32
@@ -182,11 +184,22 @@ class JobSettings(BaseModel):
     score_lookback_days: int = 21
     score_chunk_predictions: int = 10_000
     http_backoff_s: float = 0.5  # first retry delay; doubles each retry
-    min_context: int = 16  # fewer closed candles than this: the symbol is skipped, not failed
+    # Fewer closed candles than this: the symbol is skipped, not failed. Chosen per timeframe by measurement
+    # (docs/context-and-horizon.md): shorter contexts give too-narrow p10-p90 bands.
+    min_context_1h: int = 128
+    min_context_1d: int = 64
+    min_context: int | None = None  # deprecated: one minimum for both timeframes, unless min_context_<tf> is set
     # Skip a symbol with no new candle since its previous slot (market closed): that forecast still stands.
     skip_unchanged: bool = True
     local: bool = False  # the scheduler runs batch models in-process instead of calling the inference service
     send_events: bool = True  # build event tensors for models that use them (kronos), when the encoder exists
+
+    def min_context_for(self, timeframe: str) -> int:
+        """The fewest closed candles a symbol needs to be forecast on ``timeframe`` ('1h' or '1d')."""
+        name = f"min_context_{timeframe}"
+        if self.min_context is not None and name not in self.model_fields_set:
+            return self.min_context
+        return int(getattr(self, name))
 
 
 class EventSettings(BaseModel):

@@ -103,7 +103,7 @@ def job_settings(url: str = "http://127.0.0.1:9", **jobs: object) -> Settings:
     base = {
         "pred_len_1h": 4, "pred_len_1d": 3, "context_1h": 64, "context_1d": 64, "sample_count": 16,
         "request_series_per_call": 2, "concurrency": 2, "http_timeout_s": 10, "http_retries": 1,
-        "http_backoff_s": 0.05, "min_context": 16,
+        "http_backoff_s": 0.05, "min_context_1h": 16, "min_context_1d": 16,
     }  # fmt: skip
     base.update(jobs)
     return Settings(models="baseline", inference={"url": url}, jobs=base)

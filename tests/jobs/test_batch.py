@@ -270,3 +270,30 @@ def test_event_tensors_go_to_models_that_use_them(
     assert {0, 10, 11} <= ahead and 2 not in ahead
     baseline = run_batch(job_settings(), engine, "1h", "baseline", as_of=START + 100 * H, local=True, progress=False)
     assert baseline.ok and latest_prediction(engine, "ETHUSDT", "baseline", "1h").event_context["events"] is False
+
+
+def test_the_minimum_context_applies_to_each_timeframe_separately(engine: Engine) -> None:
+    # 40 closed candles on each timeframe: too few for an hourly minimum of 48, enough for a daily one of 32
+    load_market(engine, ["BTCUSDT"], START, 40, timeframe="1h")
+    load_market(engine, ["BTCUSDT"], START, 40, timeframe="1d")
+    hourly_slot, daily_slot = START + 40 * H, START + timedelta(days=40)
+    settings = job_settings(min_context_1h=48, min_context_1d=32)
+    hourly = run_batch(settings, engine, "1h", "baseline", as_of=hourly_slot, local=True, progress=False)
+    daily = run_batch(settings, engine, "1d", "baseline", as_of=daily_slot, local=True, progress=False)
+    assert not hourly.ok and "40 candles closed" in hourly.skipped["BTCUSDT"] and "need 48" in hourly.skipped["BTCUSDT"]
+    assert daily.ok == ("BTCUSDT",) and not daily.skipped
+    # and the other way round
+    settings = job_settings(min_context_1h=32, min_context_1d=48)
+    hourly = run_batch(settings, engine, "1h", "baseline", as_of=hourly_slot, local=True, progress=False)
+    daily = run_batch(settings, engine, "1d", "baseline", as_of=daily_slot, local=True, progress=False)
+    assert hourly.ok == ("BTCUSDT",) and not hourly.skipped
+    assert not daily.ok and "need 48" in daily.skipped["BTCUSDT"]
+
+
+def test_the_old_single_min_context_setting_still_applies_to_both_timeframes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from candlecast.config import Settings
+
+    monkeypatch.setenv("CANDLECAST_JOBS__MIN_CONTEXT", "20")
+    assert (Settings().jobs.min_context_for("1h"), Settings().jobs.min_context_for("1d")) == (20, 20)
+    monkeypatch.setenv("CANDLECAST_JOBS__MIN_CONTEXT_1D", "70")  # the per-timeframe setting wins over the old one
+    assert (Settings().jobs.min_context_for("1h"), Settings().jobs.min_context_for("1d")) == (20, 70)

@@ -27,6 +27,7 @@ def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[typer.Ty
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("CANDLECAST_MODELS", "baseline")
     monkeypatch.setenv("CANDLECAST_JOBS__CONTEXT_1H", "64")
+    monkeypatch.setenv("CANDLECAST_JOBS__MIN_CONTEXT_1H", "16")
     get_settings.cache_clear()
     yield app, CliRunner()
     get_settings.cache_clear()

@@ -147,7 +147,8 @@ def test_sigterm_stops_the_scheduler_after_the_running_job(db_url: str, engine: 
         "from candlecast.config import Settings\n"
         "from candlecast.jobs.scheduler import run_scheduler\n"
         "from candlecast.store import create_engine_for\n"
-        "settings = Settings(models='baseline', jobs={'local': True, 'cron': {'baseline-batch-1h': '* * * * * *'}})\n"
+        "settings = Settings(models='baseline', jobs={'local': True, 'min_context_1h': 16,\n"
+        "                    'cron': {'baseline-batch-1h': '* * * * * *'}})\n"
         f"run_scheduler(settings, create_engine_for({db_url!r}))\n"
     )
     process = subprocess.Popen(

@@ -172,15 +172,16 @@ def _read_inputs(
         raise NotFoundError("symbols", f"unknown instrument(s) {unknown}", available=sorted(instruments))
     cfg = settings.jobs
     context = cfg.context_1h if timeframe == "1h" else cfg.context_1d
+    min_context = cfg.min_context_for(timeframe)
     frames = latest_candles_many(engine, wanted, timeframe, context, slot)
     previous = previous_slots(engine, model, timeframe, slot, wanted) if cfg.skip_unchanged else {}
     todo: list[_Symbol] = []
     for symbol in wanted:
         calendar = settings.market_calendars.get(instruments[symbol].asset_class, "24/7")
         frame = frames.get(symbol)
-        if frame is None or len(frame) < cfg.min_context:
+        if frame is None or len(frame) < min_context:
             found = 0 if frame is None else len(frame)
-            skipped[symbol] = f"{found} candles closed by {slot.isoformat()} (need {cfg.min_context})"
+            skipped[symbol] = f"{found} candles closed by {slot.isoformat()} (need {min_context})"
             continue
         last_close_time = frame["ts"].iloc[-1].to_pydatetime() + timeframe_delta(timeframe)
         if (stale := _missing_candle(frame["ts"].iloc[-1], timeframe, calendar, slot)) is not None:
