@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_UNIVERSE",
     "EventSettings",
     "FinetuneSettings",
+    "GarchSettings",
     "LEADERS",
     "GatewaySettings",
     "InferenceSettings",
@@ -64,6 +65,8 @@ DEFAULT_CRON: dict[str, str] = {
     # the statistical baseline: what is served without neural weights, and the bar models are scored against
     "baseline-batch-1h": "55 * * * *",
     "baseline-batch-1d": "45 5 * * *",
+    "garch-batch-1h": "55 * * * *",  # GARCH(1,1)-t, the classical anchor (docs/garch.md)
+    "garch-batch-1d": "45 5 * * *",
     "score-signals-1h": "5 * * * *",
     "score-signals-1d": "30 6 * * *",
     "kronos-rolling-finetune": "0 6 1 * *",
@@ -74,7 +77,7 @@ class ModelSpec(BaseModel):
     """Where one model's weights come from: a Hugging Face hub id or a local folder."""
 
     name: str
-    kind: str = Field(description="kronos | chronos2 | baseline")
+    kind: str = Field(description="kronos | chronos2 | baseline | garch")
     model_source: str | None = None
     tokenizer_source: str | None = None
     max_context: int = 512
@@ -104,6 +107,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
     ),
     "chronos-2": ModelSpec(name="chronos-2", kind="chronos2", model_source="amazon/chronos-2", max_context=2048),
     "baseline": ModelSpec(name="baseline", kind="baseline"),
+    "garch": ModelSpec(name="garch", kind="garch"),  # its settings are Settings.garch, not max_context
 }
 
 
@@ -250,6 +254,22 @@ class FinetuneSettings(BaseModel):
     adapters_dir: Path | None = None
 
 
+class GarchSettings(BaseModel):
+    """The GARCH(1,1)-t forecaster (docs/garch.md), e.g. ``CANDLECAST_GARCH__WINDOW=750``."""
+
+    window: int = Field(500, ge=10)  # trailing candles fitted per forecast (their window - 1 log returns)
+    min_window: int = Field(100, ge=10)  # fewer candles: an InputError for that series
+    mean: Literal["zero", "constant"] = "zero"  # zero: driftless, like the random walks it is compared with
+    n_sim: int = Field(2000, ge=1)  # simulated paths behind the quantiles
+    max_iter: int = Field(200, ge=1)  # optimiser iterations; a fit that needs more falls back (docs/garch.md)
+
+    @model_validator(mode="after")
+    def _min_within_window(self) -> GarchSettings:
+        if self.min_window > self.window:
+            raise ValueError(f"garch: min_window ({self.min_window}) must not exceed window ({self.window})")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything configurable in candlecast."""
 
@@ -279,6 +299,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    garch: GarchSettings = Field(default_factory=GarchSettings)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -77,6 +77,12 @@ def _load_baseline(spec: ModelSpec, settings: Settings) -> Forecaster:
     return BaselineForecaster(name=spec.name, config=config)
 
 
+def _load_garch(spec: ModelSpec, settings: Settings) -> Forecaster:
+    from candlecast.models.garch import GarchForecaster  # imports arch (about 2 s) only when configured
+
+    return GarchForecaster(name=spec.name, settings=settings.garch)
+
+
 def _load_kronos(spec: ModelSpec, settings: Settings) -> Forecaster:
     import torch  # imported only when a neural model is configured
 
@@ -100,6 +106,7 @@ def _load_chronos2(spec: ModelSpec, settings: Settings) -> Forecaster:
 # ModelSpec.kind -> loader.
 LOADERS: dict[str, Loader] = {
     "baseline": _load_baseline,
+    "garch": _load_garch,
     "kronos": _load_kronos,
     "chronos2": _load_chronos2,
 }
