@@ -297,3 +297,15 @@ def test_the_old_single_min_context_setting_still_applies_to_both_timeframes(mon
     assert (Settings().jobs.min_context_for("1h"), Settings().jobs.min_context_for("1d")) == (20, 20)
     monkeypatch.setenv("CANDLECAST_JOBS__MIN_CONTEXT_1D", "70")  # the per-timeframe setting wins over the old one
     assert (Settings().jobs.min_context_for("1h"), Settings().jobs.min_context_for("1d")) == (20, 70)
+
+
+def test_a_model_that_needs_more_candles_than_the_job_minimum_skips_short_series(engine: Engine) -> None:
+    # GARCH fits on at least garch.min_window (100) candles: 80 daily candles are skipped with the reason,
+    # not failed, although the job's own daily minimum is lower.
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    load_market(engine, ["BTCUSDT"], start, 80, timeframe="1d")
+    load_market(engine, ["ETHUSDT"], start - timedelta(days=100), 180, timeframe="1d")
+    settings = job_settings(min_context_1d=16, pred_len_1d=3, context_1d=200)
+    result = run_batch(settings, engine, "1d", "garch", as_of=start + timedelta(days=80), local=True, progress=False)
+    assert result.ok == ("ETHUSDT",) and not result.failed, (result.failed, result.skipped)
+    assert "need 100" in result.skipped["BTCUSDT"]

@@ -206,6 +206,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
                     gives_samples=info.gives_samples,
                     uses_events=info.uses_events,
                     takes_adapters=info.takes_adapters,
+                    min_context=info.min_context,
                     adapters=info.details.get("adapters"),
                     adapters_status=info.details.get("adapters_status"),
                 )

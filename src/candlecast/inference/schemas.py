@@ -200,6 +200,7 @@ class ModelDescription(BaseModel):
     gives_samples: bool | None = None
     uses_events: bool | None = Field(None, description="reads the event tensor (send events / future_events)")
     takes_adapters: bool | None = Field(None, description="serves fine-tuned adapters per asset class")
+    min_context: int | None = Field(None, description="the fewest candles it forecasts from")
     reason: str | None = None
     adapters: list[AdapterDescription] | None = Field(None, description="Kronos: promoted adapters by asset class")
     adapters_status: str | None = Field(None, description="why no adapter is in use, when none is")

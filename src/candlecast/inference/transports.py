@@ -40,6 +40,7 @@ class Capabilities:
     gives_ohlc: bool = False
     gives_samples: bool = True
     takes_adapters: bool = False
+    min_context: int = 1  # the fewest candles the model forecasts from
 
 
 class ForecastTransport(Protocol):
@@ -109,6 +110,7 @@ class HttpTransport:
                 gives_ohlc=bool(entry.get("gives_ohlc")),
                 gives_samples=entry.get("gives_samples") is not False,
                 takes_adapters=bool(entry.get("takes_adapters")),
+                min_context=int(entry.get("min_context") or 1),
             )
         return self._capabilities
 
@@ -146,7 +148,7 @@ class LocalTransport:
         f = self.forecaster
         return Capabilities(
             uses_events=f.uses_events, gives_ohlc=f.gives_ohlc, gives_samples=f.gives_samples,
-            takes_adapters=f.takes_adapters,
+            takes_adapters=f.takes_adapters, min_context=f.min_context,
         )  # fmt: skip
 
     def close(self) -> None:

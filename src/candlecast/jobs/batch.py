@@ -172,7 +172,8 @@ def _read_inputs(
         raise NotFoundError("symbols", f"unknown instrument(s) {unknown}", available=sorted(instruments))
     cfg = settings.jobs
     context = cfg.context_1h if timeframe == "1h" else cfg.context_1d
-    min_context = cfg.min_context_for(timeframe)
+    # the job's minimum for the timeframe, or the model's own when it needs more (e.g. GARCH's fit window)
+    min_context = max(cfg.min_context_for(timeframe), transport.capabilities().min_context)
     frames = latest_candles_many(engine, wanted, timeframe, context, slot)
     previous = previous_slots(engine, model, timeframe, slot, wanted) if cfg.skip_unchanged else {}
     todo: list[_Symbol] = []

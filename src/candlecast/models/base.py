@@ -258,13 +258,14 @@ class ModelInfo:
     name: str
     kind: str
     version: str
-    context_length: int
+    context_length: int  # the most candles the model reads (longer contexts are trimmed)
     parameters: int
     device: str
     gives_ohlc: bool
     gives_samples: bool = True
     uses_events: bool = False
     takes_adapters: bool = False
+    min_context: int = 1  # the fewest candles it forecasts from
     details: dict[str, object] = field(default_factory=dict)
 
 
@@ -341,6 +342,7 @@ class Forecaster(ABC):
             gives_samples=self.gives_samples,
             uses_events=self.uses_events,
             takes_adapters=self.takes_adapters,
+            min_context=self.min_context,
         )
 
     def forecast(
