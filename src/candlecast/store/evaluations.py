@@ -24,7 +24,7 @@ from psycopg.pq import Format
 from sqlalchemy.engine import Connection, Engine
 
 from candlecast.store._copy import binary_copy, decode_binary_copy
-from candlecast.store._sql import connection, read_frame, read_rows
+from candlecast.store._sql import connection, cursor, read_frame, read_rows
 from candlecast.store.candles import closed_cutoff
 from candlecast.store.schema import candle_table
 
@@ -146,7 +146,7 @@ def unscored_steps(
         "cutoff": closed_cutoff(timeframe, as_of),
     }
     with connection(bind) as conn:
-        with conn.connection.driver_connection.cursor() as cur:
+        with cursor(conn) as cur:
             cur.execute(_NO_JIT)
             with cur.copy(sql, params) as copy:
                 payload = b"".join(bytes(chunk) for chunk in copy)
