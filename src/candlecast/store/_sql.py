@@ -29,12 +29,12 @@ class connection:  # noqa: N801 - used like a function: ``with connection(bind) 
             self.owned.close()
 
 
-def cursor(conn: Connection) -> psycopg.Cursor[Any]:
+def cursor(conn: Connection, binary: bool = False) -> psycopg.Cursor[Any]:
     """A psycopg cursor on the connection's own transaction (for COPY and statements SQLAlchemy cannot
-    express); use it as a context manager."""
+    express); use it as a context manager. ``binary`` asks for results in binary format."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection), "the store runs on psycopg 3"
-    return raw.cursor()
+    return raw.cursor(binary=binary)
 
 
 def read_rows(

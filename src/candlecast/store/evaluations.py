@@ -192,7 +192,7 @@ def prediction_samples(bind: Engine | Connection, id_range: tuple[int, int]) -> 
     ``id_range`` that have samples."""
     sql = "SELECT id, samples FROM ml_predictions WHERE id BETWEEN %s AND %s AND samples IS NOT NULL"
     with connection(bind) as conn:
-        with conn.connection.driver_connection.cursor(binary=True) as cur:
+        with cursor(conn, binary=True) as cur:
             cur.adapters.register_loader(_FLOAT4_ARRAY_OID, _Float4ArrayToNumpy)
             cur.execute(sql, id_range)
             return {int(pid): samples for pid, samples in cur.fetchall()}
@@ -249,8 +249,7 @@ def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, n
     if not len(steps):
         return 0
     ids, first = np.unique(steps.prediction_id, return_index=True)
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
+    with cursor(conn) as cur:
         cur.execute(_NO_JIT)
         cur.execute(
             "SELECT p.id FROM ml_predictions p "
