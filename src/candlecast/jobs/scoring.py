@@ -57,7 +57,6 @@ from candlecast.store.evaluations import (
     reopen_forecasts,
     scored_through,
     scoring_candidates,
-    settle_forecasts,
     unscored_steps,
     write_evaluations,
 )
@@ -233,8 +232,9 @@ def run_scoring(
                         continue
                     scores = score_steps(steps, samples, rw_sigma) if len(steps) else {}
                     with engine.begin() as conn:
-                        n_steps += write_evaluations(conn, steps, scores)
-                        n_settled += settle_forecasts(conn, steps.settled_id, steps.settled_generated_at)
+                        written = write_evaluations(conn, steps, scores)
+                    n_steps += written.steps
+                    n_settled += written.settled
                     n_predictions += len(forecast_runs(steps.prediction_id)[0])
             with engine.begin() as conn:
                 advance_scored_through(conn, timeframe, as_of)

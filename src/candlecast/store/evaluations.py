@@ -4,8 +4,8 @@ backlog and watermark (the performance table is written and read in ``store.perf
 The scoring job moves millions of (prediction, step) rows, so both directions use binary COPY decoded and
 encoded with numpy structured arrays (no per-row Python; rows are grouped so each group is fixed-width).
 Scoring works in chunks of forecasts: ``scoring_candidates`` lists them, ``unscored_steps`` and
-``prediction_samples`` read one chunk, ``write_evaluations`` stores its scores and ``settle_forecasts``
-takes the finished forecasts out of the backlog.
+``prediction_samples`` read one chunk, ``write_evaluations`` stores its scores and takes the finished
+forecasts out of the backlog.
 
 A step is scoreable when the candle at its target timestamp exists and had closed by the scoring time
 (``target_ts + timeframe <= as_of``). Forecasts to look at come from ``scoring_backlog`` (migration 0007):
@@ -42,6 +42,7 @@ from candlecast.store.schema import candle_table
 __all__ = [
     "EVALUATION_SCORE_FIELDS",
     "StepsToScore",
+    "Written",
     "advance_scored_through",
     "closes_before",
     "count_evaluations",
@@ -52,7 +53,6 @@ __all__ = [
     "scored_through",
     "scoring_backlog_ids",
     "scoring_candidates",
-    "settle_forecasts",
     "unscored_steps",
     "write_evaluations",
 ]
@@ -343,35 +343,48 @@ _EVALUATION_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, np.ndarray]) -> int:
-    """Store the scores of ``steps`` (arrays named in ``EVALUATION_SCORE_FIELDS``); returns the rows written.
+@dataclass(frozen=True)
+class Written:
+    steps: int  # score rows written
+    settled: int  # forecasts taken out of the scoring backlog
+
+
+def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, np.ndarray]) -> Written:
+    """Store the scores of ``steps`` (arrays named in ``EVALUATION_SCORE_FIELDS``) and take the forecasts
+    ``steps`` found settled out of the scoring backlog.
 
     Runs in the caller's transaction. The forecasts are share-locked first and those rewritten since
     ``steps`` was read (their ``generated_at`` changed) are left out, so a concurrent rewrite of a slot
-    (which deletes its scores) either commits before, and its old numbers are not scored, or waits for this
-    transaction. Rows go in with one binary COPY. The steps must be unscored: the caller holds the scoring
-    lock of the timeframe (``jobs.scoring``), and a duplicate fails the transaction.
+    (which deletes its scores and puts the forecast back in the backlog) either commits before, and its old
+    numbers are neither scored nor settled, or waits for this transaction. Rows go in with one binary COPY.
+    The steps must be unscored: the caller holds the scoring lock of the timeframe (``jobs.scoring``), and a
+    duplicate fails the transaction.
     """
-    if not len(steps):
-        return 0
     ids, first = np.unique(steps.prediction_id, return_index=True)
+    ids = np.r_[ids, steps.settled_id]
+    generated = np.r_[steps.generated_at[first], steps.settled_generated_at]
+    if not len(ids):
+        return Written(0, 0)
     with driver_connection(conn).cursor() as cur:
         cur.execute(_NO_JIT)
         cur.execute(
             "SELECT p.id FROM ml_predictions p "
-            "JOIN unnest(%(ids)s::int8[], %(generated)s::int8[]) AS s(id, generated) ON p.id = s.id "
+            "JOIN (SELECT DISTINCT * FROM unnest(%(ids)s::int8[], %(generated)s::int8[])) AS s(id, generated) "
+            "ON p.id = s.id "
             "AND p.generated_at = timestamptz '2000-01-01 00:00:00+00' + s.generated * interval '1 microsecond' "
             "ORDER BY p.id FOR SHARE OF p",
-            {"ids": ids.tolist(), "generated": steps.generated_at[first].tolist()},
+            {"ids": ids.tolist(), "generated": generated.tolist()},
         )
         unchanged = np.fromiter((row[0] for row in cur.fetchall()), dtype=np.int64)
         keep = np.isin(steps.prediction_id, unchanged)
-        if not keep.any():
-            return 0
-        names = ", ".join(name for name, _ in _EVALUATION_COLUMNS)
-        with cur.copy(f"COPY signal_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
-            copy.write(_evaluation_rows(steps, scores, keep))
-        return int(keep.sum())
+        if keep.any():
+            names = ", ".join(name for name, _ in _EVALUATION_COLUMNS)
+            with cur.copy(f"COPY signal_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
+                copy.write(_evaluation_rows(steps, scores, keep))
+        settled = steps.settled_id[np.isin(steps.settled_id, unchanged)]
+        if len(settled):
+            cur.execute("DELETE FROM scoring_backlog WHERE prediction_id = ANY(%s::int8[])", (settled.tolist(),))
+        return Written(int(keep.sum()), len(settled))
 
 
 def _evaluation_rows(steps: StepsToScore, scores: dict[str, np.ndarray], keep: np.ndarray) -> bytes:
@@ -388,28 +401,6 @@ def _evaluation_rows(steps: StepsToScore, scores: dict[str, np.ndarray], keep: n
         "p90": steps.p90[keep], **{name: scores[name][keep] for name in EVALUATION_SCORE_FIELDS}, **text,
     }  # fmt: skip
     return binary_copy([(name, kind, values[name]) for name, kind in _EVALUATION_COLUMNS])
-
-
-def settle_forecasts(conn: Connection, ids: np.ndarray, generated_at: np.ndarray) -> int:
-    """Take the forecasts ``ids`` out of the scoring backlog unless rewritten since they were read (their
-    ``generated_at`` changed); returns how many left it.
-
-    Runs in the caller's transaction, after the scores are written. The forecasts are share-locked, so a
-    concurrent rewrite (which puts its forecast back in the backlog) either commits first, and the forecast
-    stays, or waits for this transaction and re-enters the backlog after it.
-    """
-    if not len(ids):
-        return 0
-    with driver_connection(conn).cursor() as cur:
-        cur.execute(
-            "DELETE FROM scoring_backlog WHERE prediction_id IN ("
-            "SELECT p.id FROM ml_predictions p "
-            "JOIN unnest(%(ids)s::int8[], %(generated)s::int8[]) AS s(id, generated) ON p.id = s.id "
-            "AND p.generated_at = timestamptz '2000-01-01 00:00:00+00' + s.generated * interval '1 microsecond' "
-            "ORDER BY p.id FOR SHARE OF p)",
-            {"ids": np.asarray(ids).tolist(), "generated": np.asarray(generated_at).tolist()},
-        )
-        return cur.rowcount
 
 
 def reopen_forecasts(conn: Connection, timeframe: str, until: datetime, since: datetime | None = None) -> int:
