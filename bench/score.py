@@ -5,8 +5,10 @@
 Builds a fresh database on the local server (127.0.0.1:5432) unless --database-url is given: 23 instruments
 with hourly candles and enough hourly forecasts (24 steps, ``--samples`` sample paths each) to make
 ``--steps`` scoreable steps. Forecasts are generated inside Postgres (setup time is reported, not
-benchmarked). Then ``run_scoring`` runs once over all of them and the phases are timed: reading the steps,
-reading the sample paths, computing the metrics, writing ``signal_evaluations``, refreshing the view.
+benchmarked). Then ``run_scoring`` runs once over all of them and the phases are timed: listing the
+backlog, reading the steps, the candles behind each forecast (the random walk's volatility) and the sample
+paths, computing the metrics (fair CRPS, the random walk's CRPS, ...), writing ``signal_evaluations`` (and
+settling the backlog), recomputing ``signal_performance`` (per step, with Diebold–Mariano tests).
 The phases overlap (the next chunk is read while one is scored), so their sum exceeds the total. The goal
 here is under 10 s for 1,000,000 steps.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -90,8 +93,9 @@ def run(steps: int, samples: int, url: str) -> None:
         print(f"setup: {n_predictions} forecasts x {PRED_LEN} steps, {samples} samples each, "
               f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
 
+        print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         phases = _instrument()
-        settings = Settings(jobs={"score_lookback_days": 3650})
+        settings = Settings()
         started = time.perf_counter()
         result = run_scoring(settings, engine, "1h", as_of=end)
         total = time.perf_counter() - started
@@ -107,6 +111,7 @@ def run(steps: int, samples: int, url: str) -> None:
         # database whose forecasts were written an hour or a day before they are scored.
         with engine.begin() as conn:
             conn.exec_driver_sql("TRUNCATE signal_evaluations")
+            conn.exec_driver_sql("INSERT INTO scoring_backlog SELECT id, timeframe FROM ml_predictions")
         phases.clear()
         started = time.perf_counter()
         warm = run_scoring(settings, engine, "1h", as_of=end)
@@ -114,6 +119,7 @@ def run(steps: int, samples: int, url: str) -> None:
         print(f"again from scratch, warm: {warm.steps_scored} steps in {total:.2f} s")
         for phase, seconds in phases.items():
             print(f"  {phase:<24} {seconds:6.2f} s")
+        print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         engine.dispose()
 
@@ -132,12 +138,13 @@ def _instrument() -> dict[str, float]:
 
         return wrapper
 
-    scoring.prediction_id_ranges = timed("list forecasts", store_evaluations.prediction_id_ranges)
+    scoring.scoring_candidates = timed("list backlog", store_evaluations.scoring_candidates)
     scoring.unscored_steps = timed("read steps (COPY)", store_evaluations.unscored_steps)
+    scoring.closes_before = timed("read candle history", store_evaluations.closes_before)
     scoring.prediction_samples = timed("read samples", store_evaluations.prediction_samples)
     scoring.score_steps = timed("compute metrics (numpy)", scoring.score_steps)
     scoring.write_evaluations = timed("write scores (COPY)", store_evaluations.write_evaluations)
-    scoring.refresh_performance = timed("refresh view", store_evaluations.refresh_performance)
+    scoring.refresh_performance = timed("refresh performance", scoring.refresh_performance)
     return phases
 
 

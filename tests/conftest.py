@@ -22,8 +22,8 @@ from candlecast.store.db import LOCAL_SERVER_URL, embedded_postgres_url, tempora
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _TABLES = (
-    "signal_evaluations, ml_predictions, ohlcv_1h, ohlcv_1d, economic_calendar, central_bank_rates, "
-    "job_runs, model_adapters, instruments"
+    "signal_evaluations, signal_performance, scoring_backlog, scoring_state, ml_predictions, ohlcv_1h, ohlcv_1d, "
+    "economic_calendar, central_bank_rates, job_runs, model_adapters, instruments"
 )
 
 
@@ -68,5 +68,4 @@ def engine(_session_engine: Engine) -> Engine:
     """An engine on the shared test database, emptied before the test."""
     with _session_engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
-        conn.execute(sa.text("REFRESH MATERIALIZED VIEW signal_performance"))
     return _session_engine

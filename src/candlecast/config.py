@@ -183,9 +183,7 @@ class JobSettings(BaseModel):
     http_retries: int = 3
     misfire_grace_s: int = 600
     performance_window_days: int = 30
-    # Scoring looks at forecasts made in the last score_lookback_days before its as-of time (longer than a
-    # horizon plus holidays and late data; `candlecast score --since` reaches further back), in chunks.
-    score_lookback_days: int = 21
+    # Scoring reads the forecasts of its backlog (any age) this many at a time; each chunk commits on its own.
     score_chunk_predictions: int = 10_000
     http_backoff_s: float = 0.5  # first retry delay; doubles each retry
     # Fewer closed candles than this: the symbol is skipped, not failed. Chosen per timeframe by measurement

@@ -69,8 +69,10 @@ def test_forecasts_scores_and_performance_end_to_end(engine: Engine, inference: 
             for h, target in enumerate(p.target_ts):
                 y, c0 = float(closes[pd.Timestamp(target)]), p.last_close
                 x = p.samples[:, h].astype(float).tolist()
-                # CRPS by its definition, E|X - y| - 1/2 E|X - X'|, with plain loops
-                crps = sum(abs(a - y) for a in x) / len(x) - sum(abs(a - b) for a in x for b in x) / (2 * len(x) ** 2)
+                # the fair CRPS by its definition, mean|X_i - y| - sum_{i != j}|X_i - X_j| / (2 M (M - 1)), with plain
+                # loops (the i == j terms are 0)
+                m = len(x)
+                crps = sum(abs(a - y) for a in x) / m - sum(abs(a - b) for a in x for b in x) / (2 * m * (m - 1))
                 up = np.sign(p.p50[h] - c0)
                 expected.append({
                     "prediction_id": p.id, "step": h + 1, "direction_hit": up == np.sign(y - c0),

@@ -105,3 +105,27 @@ def test_default_replay_window_is_where_most_instruments_have_data(engine: Engin
     assert last == START + timedelta(days=40) and first == last - timedelta(days=20)
     with pytest.raises(ValueError, match="no active instrument"):
         busiest_window(engine, "1d", days=20)
+
+
+def test_replaying_a_stretch_again_never_loses_scores(engine: Engine) -> None:
+    load_market(engine, SYMBOLS, START, 120)
+    settings = job_settings()  # pred_len 4
+    run_replay(settings, engine, "1h", "baseline", FIRST, LAST, every=1, progress=False)
+    before = evaluations_frame(engine)
+    performance_before = {(r.symbol, r.window_name): r for r in performance(engine, window=None)}
+    assert {r.refreshed_from for r in performance_before.values()} == {LAST}  # the replayed time, not now
+
+    # The first half again: its forecasts are rewritten (their scores deleted) and scored slot by slot; the
+    # steps of its last forecasts that closed after its last slot are scored as of where scoring had been.
+    middle = START + 95 * H
+    again = run_replay(settings, engine, "1h", "baseline", FIRST, middle, every=1, progress=False)
+    after = evaluations_frame(engine)
+    assert len(after) == len(before)
+    key = ["prediction_id", "step"]
+    assert after[key].values.tolist() == before[key].values.tolist()
+    # the baseline draws its paths from a fixed seed: the same forecasts, so the same scores
+    np.testing.assert_allclose(after.crps.to_numpy(), before.crps.to_numpy())
+    assert again.steps_scored == len(after[after.as_of <= pd.Timestamp(middle)])
+    for (symbol, window), row in performance_before.items():
+        (now,) = performance(engine, symbol=symbol, window=window)
+        assert (now.n_predictions, now.n_steps, now.refreshed_from) == (row.n_predictions, row.n_steps, LAST)

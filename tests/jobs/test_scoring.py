@@ -1,8 +1,10 @@
-"""The scoring job on hand-made forecasts whose scores are worked out by hand below."""
+"""The scoring job: hand-made forecasts whose scores are worked out by hand, then a longer synthetic market
+for the random-walk reference, the scoring backlog and the performance table."""
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -13,12 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
-from candlecast.jobs.scoring import run_scoring
-from candlecast.scores import crps_from_samples
+from candlecast.jobs.scoring import refresh_performance, run_scoring
+from candlecast.scores import diebold_mariano
 from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
-from candlecast.store.evaluations import evaluations_frame
+from candlecast.store.evaluations import evaluations_frame, scored_through, scoring_backlog_ids
 from candlecast.store.jobs import recent_job_runs
-from candlecast.store.performance import performance
+from candlecast.store.performance import calibration, performance
 from candlecast.store.predictions import Prediction, upsert_prediction
 
 T0 = datetime(2024, 3, 1, 12, tzinfo=UTC)
@@ -57,13 +59,6 @@ def store(engine: Engine) -> Engine:
     return engine
 
 
-def test_crps_from_samples_matches_the_energy_form_of_scoringrules() -> None:
-    rng = np.random.default_rng(7)
-    samples, observed = rng.normal(size=(500, 33)), rng.normal(size=500)
-    expected = scoringrules.crps_ensemble(observed, samples, estimator="nrg")
-    np.testing.assert_allclose(crps_from_samples(samples, observed), expected, rtol=1e-12, atol=1e-12)
-
-
 def test_scores_match_hand_computed_values(store: Engine) -> None:
     result = run_scoring(Settings(), store, "1h", as_of=T0 + 2 * H)
     # closed by T0+2h: the candles at T0 and T0+1h. Forecast 1 steps 1-2, forecast 2 step 1.
@@ -72,24 +67,27 @@ def test_scores_match_hand_computed_values(store: Engine) -> None:
     first, second, later = rows.loc[(1, 1)], rows.loc[(1, 2)], rows.loc[(2, 1)]
 
     # forecast 1, step 1: y = 103, c0 = 100, p10/p50/p90 = 100/102/105, samples 99 101 104 106.
-    # mean|X - y| = (4 + 2 + 1 + 3) / 4 = 2.5; sum of |x_i - x_j| over ordered pairs = 2 * 24 = 48,
-    # so 1/2 mean|X - X'| = 48 / 16 / 2 = 1.5 and CRPS = 1.0.
-    assert first.realised_close == 103 and first.direction_hit and first.in_band
-    assert first.crps == pytest.approx(1.0)
+    # mean|X - y| = (4 + 2 + 1 + 3) / 4 = 2.5; sum of |x_i - x_j| over ordered pairs i != j = 2 * 24 = 48,
+    # divided by 2 M (M - 1) = 24 (the fair estimator): 2.0, so CRPS = 0.5.
+    assert first.realised_close == 103 and first.direction_hit and first.in_band and first.in_band_raw
+    assert first.crps == pytest.approx(0.5)
     assert (first.pinball_10, first.pinball_50, first.pinball_90) == pytest.approx((0.3, 0.5, 0.2))
     assert (first.realised_return, first.strategy_return) == pytest.approx((0.03, 0.03))
     assert first.target_ts == T0 and first.p50 == 102 and first.last_close == 100
 
     # forecast 1, step 2: y = 98 below p10 = 98.5; p50 100.5 says up, the close went down.
-    # mean|X - y| = (1 + 2 + 2 + 5) / 4 = 2.5; pairs 2 * 18 = 36 -> 36 / 16 / 2 = 1.125; CRPS = 1.375.
-    assert not second.direction_hit and not second.in_band
-    assert second.crps == pytest.approx(1.375)
+    # mean|X - y| = (1 + 2 + 2 + 5) / 4 = 2.5; pairs 2 * 18 = 36 -> 36 / 24 = 1.5; CRPS = 1.0.
+    assert not second.direction_hit and not second.in_band and not second.in_band_raw
+    assert second.crps == pytest.approx(1.0)
     assert (second.pinball_10, second.pinball_50, second.pinball_90) == pytest.approx((0.45, 1.25, 0.4))
     assert (second.realised_return, second.strategy_return) == pytest.approx((-0.02, -0.02))
 
     # forecast 2, step 1: c0 = 103, p50 = 104 (up), y = 98 (down): a miss, and below p10 = 99.
     assert not later.direction_hit and not later.in_band
     assert later.strategy_return == pytest.approx(98 / 103 - 1)
+
+    # One candle of history before T0: too little for the random walk's volatility, so no reference.
+    assert rows.crps_rw.isna().all()
 
 
 def test_only_closed_candles_are_scored_and_a_rerun_adds_nothing(store: Engine) -> None:
@@ -115,9 +113,9 @@ def test_performance_view_aggregates_the_scores(store: Engine) -> None:
     # -> hit, inside 95..104 -> in band.
     assert row.hit_rate == pytest.approx(2 / 4) and row.coverage == pytest.approx(2 / 4)
     # (2,3): samples 95 100 102 104 vs 99: mean|X-y| = (4+1+3+5)/4 = 3.25; pairs 2*(5+7+9+2+4+2) = 58
-    # -> 58/16/2 = 1.8125; CRPS 1.4375. (2,1): samples 98 103 105 106 vs 98: (0+5+7+8)/4 = 5;
-    # pairs 2*(5+7+8+2+3+1) = 52 -> 1.625; CRPS 3.375.
-    assert row.mean_crps == pytest.approx((1.0 + 1.375 + 3.375 + 1.4375) / 4)
+    # -> 58/24; CRPS 3.25 - 58/24. (2,1): samples 98 103 105 106 vs 98: (0+5+7+8)/4 = 5;
+    # pairs 2*(5+7+8+2+3+1) = 52 -> 52/24; CRPS 5 - 52/24.
+    assert row.mean_crps == pytest.approx((0.5 + 1.0 + (5 - 52 / 24) + (3.25 - 58 / 24)) / 4)
     # Sharpe from the step-1 strategy returns of the two forecasts, annualised for hourly candles.
     step1 = np.array([0.03, 98 / 103 - 1])  # forecast 2 was long (p50 104 > 103) and the close fell
     expected = step1.mean() / step1.std(ddof=1) * math.sqrt(8760)
@@ -155,3 +153,200 @@ def test_truncating_forecasts_clears_scores(store: Engine) -> None:
     with store.begin() as conn:
         conn.execute(sa.text("TRUNCATE ml_predictions"))
         assert conn.execute(sa.text("SELECT count(*) FROM signal_evaluations")).scalar() == 0
+
+
+# -- the random-walk reference, the backlog and the performance table on a longer market ---------------
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+HOURS = 160
+
+
+def walk_closes(n: int = HOURS, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range(START, periods=n, freq="h", tz="UTC")
+    return pd.DataFrame({"ts": ts, "close": 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))})
+
+
+def sampled_forecast(closes: pd.DataFrame, origin: int, seed: int, steps: int = 4, model: str = "walk") -> Prediction:
+    """A forecast made at candle ``origin``'s open time (last close: candle ``origin - 1``) from 16 paths."""
+    rng = np.random.default_rng(seed)
+    c0 = float(closes.close.iloc[origin - 1])
+    paths = c0 * np.exp(np.cumsum(rng.normal(0.001, 0.012, (16, steps)), axis=1))
+    as_of = closes.ts.iloc[origin].to_pydatetime()
+    return Prediction(
+        symbol="BTCUSDT", timeframe="1h", model_name=model, as_of=as_of,
+        target_ts=[as_of + h * H for h in range(steps)], p10=np.quantile(paths, 0.1, axis=0),
+        p50=np.median(paths, axis=0), p90=np.quantile(paths, 0.9, axis=0), last_close=c0,
+        samples=paths.astype(np.float32),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def market(engine: Engine) -> pd.DataFrame:
+    closes = walk_closes()
+    with engine.begin() as conn:
+        upsert_instruments(conn, [Instrument("BTCUSDT", "crypto")])
+        upsert_candles(conn, "BTCUSDT", "1h", closes)
+    return closes
+
+
+def write(engine: Engine, *forecasts: Prediction) -> list[int]:
+    with engine.begin() as conn:
+        return [upsert_prediction(conn, f) for f in forecasts]
+
+
+def test_random_walk_reference_uses_the_60_log_returns_before_the_origin(engine: Engine, market: pd.DataFrame) -> None:
+    origin = 100
+    (pid,) = write(engine, sampled_forecast(market, origin, seed=1))
+    run_scoring(Settings(), engine, "1h", as_of=START + HOURS * H)
+    rows = evaluations_frame(engine, pid)
+    closes = market.close.to_numpy()
+    sigma = np.diff(np.log(closes[origin - 61 : origin])).std(ddof=1)  # candles origin-61 .. origin-1
+    c0 = closes[origin - 1]
+    expected = scoringrules.crps_lognormal(rows.realised_close, np.log(c0), sigma * np.sqrt(rows.step))
+    np.testing.assert_allclose(rows.crps_rw, expected, rtol=1e-9)
+    # A forecast with fewer than 20 returns behind it has no reference.
+    (early,) = write(engine, sampled_forecast(market, 15, seed=2))
+    run_scoring(Settings(), engine, "1h", as_of=START + HOURS * H)
+    assert evaluations_frame(engine, early).crps_rw.isna().all()
+
+
+def test_old_unscored_steps_are_scored_whatever_the_forecasts_age(engine: Engine, market: pd.DataFrame) -> None:
+    write(engine, *(sampled_forecast(market, k, seed=k) for k in range(70, 80)))
+    a_year_later = START + timedelta(days=400)
+    result = run_scoring(Settings(), engine, "1h", as_of=a_year_later)
+    assert (result.steps_scored, result.predictions_scored, result.forecasts_settled) == (40, 10, 10)
+    assert scoring_backlog_ids(engine) == []  # nothing left to look at
+    assert run_scoring(Settings(), engine, "1h", as_of=a_year_later).steps_scored == 0
+
+
+def test_a_forecast_leaves_the_backlog_once_every_step_is_scored_or_past(engine: Engine) -> None:
+    closes = walk_closes(100)
+    gap = closes.ts.iloc[92]
+    with engine.begin() as conn:
+        upsert_instruments(conn, [Instrument("BTCUSDT", "crypto")])
+        upsert_candles(conn, "BTCUSDT", "1h", closes[closes.ts != gap].iloc[:94])  # candles up to 93, none at 92
+    (pid,) = write(engine, sampled_forecast(closes, 90, seed=0))  # steps at 90, 91, 92 (missing), 93
+    at = closes.ts.iloc[93].to_pydatetime()  # candle 93 not closed yet
+    assert run_scoring(Settings(), engine, "1h", as_of=at).steps_scored == 2
+    assert scoring_backlog_ids(engine) == [pid]  # step 4's candle may still close, step 3's may still come
+    later = at + H  # candle 93 closed: step 3's candle is missing while a later one printed
+    result = run_scoring(Settings(), engine, "1h", as_of=later)
+    assert (result.steps_scored, result.forecasts_settled) == (1, 1) and scoring_backlog_ids(engine) == []
+
+    # A candle loaded later into the old gap is not seen by the backlog, but a re-check finds it.
+    with engine.begin() as conn:
+        upsert_candles(conn, "BTCUSDT", "1h", closes[closes.ts == gap])
+    assert run_scoring(Settings(), engine, "1h", as_of=later).steps_scored == 0
+    assert run_scoring(Settings(), engine, "1h", as_of=later, since=START).steps_scored == 1
+    assert evaluations_frame(engine, pid).step.tolist() == [1, 2, 3, 4]
+
+    # Rewriting the forecast puts it back in the backlog, and it is scored afresh.
+    write(engine, sampled_forecast(closes, 90, seed=5))
+    assert scoring_backlog_ids(engine) == [pid]
+    assert run_scoring(Settings(), engine, "1h", as_of=later).steps_scored == 4
+
+
+def test_rescore_recomputes_every_score_with_the_current_definitions(engine: Engine, market: pd.DataFrame) -> None:
+    write(engine, *(sampled_forecast(market, k, seed=k) for k in range(70, 76)))
+    end = START + HOURS * H
+    run_scoring(Settings(), engine, "1h", as_of=end)
+    expected = evaluations_frame(engine)
+    with engine.begin() as conn:  # scores as an older version stored them: plain CRPS, no reference
+        conn.execute(sa.text("UPDATE signal_evaluations SET crps = crps * 1.03, crps_rw = NULL"))
+    result = run_scoring(Settings(), engine, "1h", as_of=end, rescore=True)
+    assert (result.scores_reopened, result.steps_scored) == (24, 24)
+    again = evaluations_frame(engine)
+    np.testing.assert_allclose(again.crps, expected.crps, rtol=1e-12)
+    np.testing.assert_allclose(again.crps_rw, expected.crps_rw, rtol=1e-12)
+
+
+def test_performance_has_a_row_per_step_and_one_for_all_steps(engine: Engine, market: pd.DataFrame) -> None:
+    write(engine, *(sampled_forecast(market, k, seed=k) for k in range(70, 150)))
+    write(engine, *(sampled_forecast(market, k, seed=k, model="coin") for k in range(70, 150, 3)))
+    end = START + HOURS * H
+    run_scoring(Settings(), engine, "1h", as_of=end)
+    with engine.begin() as conn:  # a step scored before the reference existed (see migration 0007)
+        conn.execute(sa.text("UPDATE signal_evaluations SET crps_rw = NULL WHERE prediction_id = 1 AND step = 2"))
+    refresh_performance(engine, "1h")
+    scored = evaluations_frame(engine)
+    scored = scored[scored.model_name == "walk"].sort_values(["as_of", "step"])
+    rows = {r.step: r for r in performance(engine, model_name="walk", window="all", step=None)}
+    assert sorted(rows) == [0, 1, 2, 3, 4]
+    for step, row in rows.items():
+        part = scored if step == 0 else scored[scored.step == step]
+        paired = part[part.crps_rw.notna()]
+        assert (row.n_steps, row.n_predictions) == (len(part), part.prediction_id.nunique())
+        assert row.hit_rate == pytest.approx(part.direction_hit.mean())
+        assert row.coverage == pytest.approx(part.in_band.mean()) == row.coverage_raw
+        assert row.mean_crps == pytest.approx(part.crps.mean())
+        assert row.mean_crps_rw == pytest.approx(paired.crps_rw.mean())
+        assert row.crps_skill == pytest.approx(1 - paired.crps.sum() / paired.crps_rw.sum())
+        assert row.crps_bp == pytest.approx((part.crps / part.last_close).mean() * 1e4)
+        assert row.mean_pinball == pytest.approx(((part.pinball_10 + part.pinball_50 + part.pinball_90) / 3).mean())
+        if step == 0:  # each forecast's mean differential, with the overlap of the 4-step horizon
+            d = (paired.crps - paired.crps_rw).groupby(paired.as_of).mean().to_numpy()
+            expected_dm = diebold_mariano(d, lag=3)
+            returns, periods = scored[scored.step == 1].strategy_return, 8760
+        else:
+            expected_dm = diebold_mariano((paired.crps - paired.crps_rw).to_numpy(), lag=step - 1)
+            returns, periods = part.strategy_return, 8760 / step
+        assert (row.dm_stat, row.dm_pvalue) == pytest.approx(expected_dm)
+        assert row.sharpe == pytest.approx(returns.mean() / returns.std(ddof=1) * math.sqrt(periods))
+        assert row.first_as_of == part.as_of.min() and row.last_as_of == part.as_of.max()
+    # The default read is the all-steps row, with the meaning the single row had before.
+    (default,) = performance(engine, model_name="walk", window="all")
+    assert default == rows[0]
+    assert {r.step for r in performance(engine, model_name="coin", step=None)} == {0, 1, 2, 3, 4}
+
+
+def test_refreshed_from_is_the_time_scoring_reached_not_the_wall_clock(engine: Engine, market: pd.DataFrame) -> None:
+    write(engine, *(sampled_forecast(market, k, seed=k) for k in range(70, 80)))
+    reached = START + 90 * H
+    run_scoring(Settings(), engine, "1h", as_of=reached)
+    assert {r.refreshed_from for r in performance(engine, window=None, step=None)} == {reached}
+    run_scoring(Settings(), engine, "1h", as_of=reached - 5 * H)  # a back-dated run does not move it back
+    assert {r.refreshed_from for r in performance(engine, window=None, step=None)} == {reached}
+    assert scored_through(engine, "1h") == reached and scored_through(engine, "1d") is None
+
+
+def test_the_trailing_window_and_calibration_cover_the_last_30_days_of_forecasts(engine: Engine) -> None:
+    days = 120
+    closes = walk_closes(days)
+    closes["ts"] = pd.date_range(START, periods=days, freq="D", tz="UTC")
+    with engine.begin() as conn:
+        upsert_instruments(conn, [Instrument("BTCUSDT", "crypto")])
+        upsert_candles(conn, "BTCUSDT", "1d", closes)
+    forecasts = []
+    for k in range(65, 110):
+        f = sampled_forecast(closes, k, seed=k, steps=3)
+        width = 0.5 if k < 90 else 3.0  # narrow bands first, then wide ones
+        mid = f.p50
+        forecasts.append(Prediction(
+            symbol=f.symbol, timeframe="1d", model_name="walk", as_of=f.as_of,
+            target_ts=[f.as_of + timedelta(days=h) for h in range(3)], p10=mid * (1 - 0.01 * width), p50=mid,
+            p90=mid * (1 + 0.01 * width), last_close=f.last_close, samples=f.samples,
+        ))  # fmt: skip
+    write(engine, *forecasts)
+    run_scoring(Settings(), engine, "1d", as_of=START + timedelta(days=days))
+    scored = evaluations_frame(engine)
+    recent = scored[scored.as_of > scored.as_of.max() - pd.Timedelta(days=30)]
+    assert 0 < len(recent) < len(scored)
+    (trailing,) = performance(engine, timeframe="1d", window="trailing_30d")
+    assert (trailing.n_steps, trailing.coverage) == (len(recent), pytest.approx(recent.in_band.mean()))
+    (everything,) = calibration(engine, timeframe="1d")
+    (last_month,) = calibration(engine, timeframe="1d", window="trailing_30d")
+    assert (everything.n_steps, last_month.n_steps) == (len(scored), len(recent))
+    assert last_month.in_band == pytest.approx(recent.in_band.mean()) == last_month.in_band_raw
+    assert last_month.below_p10 == pytest.approx((recent.realised_close < recent.p10).mean())
+    assert last_month.in_band != everything.in_band
+
+
+def test_concurrent_refreshes_never_interleave(engine: Engine, market: pd.DataFrame) -> None:
+    write(engine, *(sampled_forecast(market, k, seed=k) for k in range(70, 100)))
+    run_scoring(Settings(), engine, "1h", as_of=START + HOURS * H)
+    expected = performance(engine, window=None, step=None)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        written = list(pool.map(lambda _: refresh_performance(engine, "1h"), range(8)))
+    assert set(written) == {len(expected)}
+    assert performance(engine, window=None, step=None) == expected

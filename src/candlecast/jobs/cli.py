@@ -79,16 +79,23 @@ def score_cmd(
     timeframe: TimeframeOption,
     as_of: AsOfOption = None,
     since: Annotated[
-        str | None, typer.Option(help="Consider forecasts made since this time (default: the lookback setting).")
+        str | None,
+        typer.Option(
+            help="Re-check every forecast made since this time, not only the scoring backlog (candles loaded "
+            "late into old gaps); with --rescore, rescore only those."
+        ),
     ] = None,
-    refresh: Annotated[bool, typer.Option(help="Refresh the performance view afterwards.")] = True,
+    refresh: Annotated[bool, typer.Option(help="Refresh the performance table afterwards.")] = True,
+    rescore: Annotated[
+        bool, typer.Option(help="Delete the existing scores and compute them again (after a scoring change).")
+    ] = False,
 ) -> None:
     """Score forecast steps whose candles have closed, then refresh signal_performance."""
     settings = get_settings()
     with connect(settings, migrate=True) as engine:
         result = run_scoring(
             settings, engine, timeframe.value, as_of=parse_time(as_of, "--as-of"), since=parse_time(since, "--since"),
-            refresh=refresh,
+            refresh=refresh, rescore=rescore,
         )  # fmt: skip
     console.print(
         f"[bold]{result.job_name}[/]: {result.steps_scored} steps of {result.predictions_scored} forecasts scored "

@@ -5,8 +5,13 @@ store's as-of reads), and scores only from candles closed by the slot. So nothin
 its forecast, and the store ends up with the evaluation history a live deployment would have built.
 
 The model is loaded once (``local=True``, the default) or the inference service is called; one
-``job_runs`` row (``replay-<model>-<timeframe>``) records the whole replay, and the performance view is
+``job_runs`` row (``replay-<model>-<timeframe>``) records the whole replay, and the performance table is
 refreshed once at the end.
+
+Replaying a stretch again rewrites its forecasts, which deletes their scores; scoring at each slot only
+restores the steps closed by that slot. When scoring of the timeframe had already reached a later time (an
+earlier, longer replay, or live scoring), the replay ends with one more scoring as of that time, so the
+store never ends up with fewer scores than before the replay.
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ from candlecast.config import Settings
 from candlecast.inference.transports import ForecastTransport, open_transport
 from candlecast.jobs.batch import run_batch, slot_time
 from candlecast.jobs.records import recorded_run
-from candlecast.jobs.scoring import run_scoring
+from candlecast.jobs.scoring import refresh_performance, run_scoring
 from candlecast.store.candles import list_instruments, timeframe_delta
-from candlecast.store.evaluations import refresh_performance
+from candlecast.store.evaluations import scored_through
 
 __all__ = ["ReplayResult", "busiest_window", "replay_slots", "run_replay"]
 
@@ -116,7 +121,13 @@ def run_replay(
                 transport.close()
             if bar is not None:
                 bar.stop()
-        refresh_performance(engine, concurrently=True)
+        # Scores of rewritten forecasts whose candles closed after the last slot, up to where scoring had been.
+        reached = scored_through(engine, timeframe)
+        if reached is not None and reached > slots[-1]:
+            catch_up = run_scoring(settings, engine, timeframe, as_of=reached, refresh=False, record=False)
+            scored += catch_up.steps_scored
+            run.counts["scored_through"] = reached.isoformat()
+        refresh_performance(engine, timeframe)
         run.status = "ok" if not failed else ("partial" if written else "failed")
         run.counts.update(
             slots=len(slots), first_slot=slots[0].isoformat(), predictions_written=written,

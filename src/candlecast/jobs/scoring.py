@@ -1,45 +1,85 @@
-"""The scoring job: every forecast step whose candle has closed gets its scores, then the performance view is
-refreshed.
+"""The scoring job: every forecast step whose candle has closed gets its scores, then the performance table of
+the timeframe is recomputed.
 
-For a forecast with last close ``c0`` and a step with realised close ``y`` (DESIGN.md, "Scoring definitions"):
+For a forecast made at ``as_of`` with last close ``c0`` and a step ``h`` with realised close ``y``
+(DESIGN.md, "Scoring definitions"; the maths is in ``candlecast.scores``):
 
 - direction hit: ``sign(p50 - c0) == sign(y - c0)`` (a flat p50 hits only a flat outcome);
-- in band: ``p10 <= y <= p90``;
-- CRPS of the stored sample paths (``scores.crps_from_samples``; NULL when a forecast has no samples);
+- in band: ``p10 <= y <= p90`` of the served band (``in_band``) and of the model's own band
+  (``in_band_raw``); no calibration exists yet, so both are the stored p10/p90 and agree;
+- CRPS of the stored sample paths, fair estimator (``scores.crps_from_samples``; NULL without samples);
+- ``crps_rw``: CRPS of the reference, a driftless log-normal random walk from ``c0`` with sigma = std (ddof 1)
+  of the 60 log returns of the candles closed by ``as_of``, times ``sqrt(h)`` (``scores.crps_random_walk``;
+  NULL with fewer than 20 returns);
 - pinball loss ``rho_tau(y, q) = max(tau (y - q), (tau - 1)(y - q))`` at 0.1, 0.5, 0.9 (not doubled);
 - realised return ``y / c0 - 1`` and strategy return ``sign(p50 - c0) * (y / c0 - 1)``.
 
-All metrics are computed with numpy over whole arrays of steps. Scoring only adds scores for steps that
-have none, so running it again is a no-op; rewriting a forecast deletes its scores and it is scored afresh.
+All metrics are computed with numpy over whole arrays of steps. Scoring looks at the forecasts of the scoring
+backlog (``store.evaluations``), so it finds unscored steps of any age, and only adds scores for steps that
+have none: running it again is a no-op; rewriting a forecast deletes its scores and it is scored afresh.
 One scorer runs per timeframe at a time (an advisory lock; a second one waits).
+
+``refresh_performance`` recomputes ``signal_performance`` (see ``performance_rows`` for every column) from
+all the scores of a timeframe and replaces that timeframe's rows in one transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
 from candlecast.jobs.records import recorded_run
-from candlecast.scores import crps_from_samples, direction_hit, in_band, pinball
+from candlecast.scores import (
+    RW_RETURNS,
+    crps_from_samples,
+    crps_random_walk,
+    diebold_mariano,
+    direction_hit,
+    in_band,
+    log_return_volatility,
+    pinball,
+)
+from candlecast.store.candles import timeframe_delta
 from candlecast.store.evaluations import (
     StepsToScore,
+    advance_scored_through,
+    closes_before,
     forecast_runs,
-    prediction_id_ranges,
     prediction_samples,
-    refresh_performance,
+    reopen_forecasts,
+    scored_through,
+    scoring_candidates,
     unscored_steps,
     write_evaluations,
 )
 from candlecast.store.jobs import job_lock
+from candlecast.store.performance import (
+    PERFORMANCE_WINDOWS,
+    TRAILING_WINDOW,
+    ScoredSteps,
+    lock_performance,
+    replace_performance,
+    scored_steps,
+)
 from candlecast.store.schema import TIMEFRAMES
 
-__all__ = ["ScoreResult", "run_scoring", "score_steps"]
+__all__ = [
+    "PERIODS_PER_YEAR",
+    "ScoreResult",
+    "performance_rows",
+    "random_walk_sigma",
+    "refresh_performance",
+    "run_scoring",
+    "score_steps",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +93,59 @@ class ScoreResult:
     predictions_scored: int
     duration_s: float
     run_id: int
+    forecasts_settled: int = 0  # forecasts that left the backlog (nothing left to score)
+    scores_reopened: int = 0  # scores deleted to be computed again (``rescore``)
 
 
-def score_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
-    """The score columns of ``steps`` (see the module docstring), ready for ``write_evaluations``."""
+# Sharpe ratios are annualised with this many candles a year.
+PERIODS_PER_YEAR: dict[str, int] = {"1h": 8760, "1d": 252}
+
+
+def score_steps(
+    steps: StepsToScore, samples: dict[int, np.ndarray], rw_sigma: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The score columns of ``steps`` (see the module docstring), ready for ``write_evaluations``.
+
+    ``rw_sigma`` is the random walk's one-candle volatility per step (``random_walk_sigma``); without it
+    ``crps_rw`` is NaN (stored as NULL).
+    """
     c0, y = steps.last_close, steps.realised_close
     forecast_sign = np.sign(steps.p50 - c0)
     realised_return = y / c0 - 1.0
+    served = in_band(y, steps.p10, steps.p90)
+    sigma = np.full(len(steps), np.nan) if rw_sigma is None else rw_sigma
     return {
         "direction_hit": direction_hit(c0, steps.p50, y),
-        "in_band": in_band(y, steps.p10, steps.p90),
+        "in_band": served,
+        "in_band_raw": served,  # the served band is the model's band until calibrated bands are stored
         "crps": _crps_of_steps(steps, samples),
+        "crps_rw": crps_random_walk(c0, y, sigma, steps.step),
         "pinball_10": pinball(y, steps.p10, 0.1),
         "pinball_50": pinball(y, steps.p50, 0.5),
         "pinball_90": pinball(y, steps.p90, 0.9),
         "realised_return": realised_return,
         "strategy_return": forecast_sign * realised_return,
     }
+
+
+def random_walk_sigma(
+    steps: StepsToScore, history: dict[str, tuple[np.ndarray, np.ndarray]], timeframe: str
+) -> np.ndarray:
+    """Per step, the one-candle volatility of its forecast's random-walk reference: the std of the last
+    ``RW_RETURNS`` log returns of the candles closed by the forecast origin (``scores.log_return_volatility``),
+    from ``history`` (``store.evaluations.closes_before``)."""
+    ids, owner = forecast_runs(steps.prediction_id)
+    first = np.r_[0, np.flatnonzero(np.diff(owner)) + 1] if len(owner) else np.zeros(0, dtype=np.int64)
+    candle_us = int(timeframe_delta(timeframe).total_seconds() * 1_000_000)
+    cutoffs = steps.as_of[first] - candle_us  # the open time of the last candle closed by the origin
+    symbols = np.array([steps.labels[int(pid)][0] for pid in ids.tolist()], dtype=object)
+    sigma = np.full(len(ids), np.nan)
+    for symbol in set(symbols.tolist()):
+        if symbol in history:
+            members = symbols == symbol
+            times, closes = history[symbol]
+            sigma[members] = log_return_volatility(times, closes, cutoffs[members])
+    return sigma[owner]
 
 
 def _crps_of_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> np.ndarray:
@@ -105,46 +181,228 @@ def run_scoring(
     job_name: str | None = None,
     run_id: int | None = None,
     record: bool = True,
+    rescore: bool = False,
 ) -> ScoreResult:
     """Score every unscored step of ``timeframe`` forecasts whose candle had closed by ``as_of`` (default now).
 
-    Forecasts made since ``since`` (default ``as_of - jobs.score_lookback_days``) are considered, in chunks of
-    ``jobs.score_chunk_predictions``; each chunk commits on its own. Then ``signal_performance`` is refreshed
-    concurrently (skip with ``refresh=False``, e.g. between the slots of a replay). One ``job_runs`` row.
+    The forecasts looked at are those of the scoring backlog made by ``as_of``, whatever their age; ``since``
+    re-checks every forecast made in ``[since, as_of]`` instead (for candles loaded late into old gaps).
+    ``rescore`` first deletes the scores of the forecasts made by ``as_of`` (since ``since`` if given) so they
+    are computed again with the current definitions. Forecasts are scored in chunks of
+    ``jobs.score_chunk_predictions``; each chunk commits on its own. Then the scoring watermark of the
+    timeframe moves to ``as_of`` (if later) and ``signal_performance`` is recomputed for the timeframe (skip
+    with ``refresh=False``, e.g. between the slots of a replay). One ``job_runs`` row.
     """
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"timeframe must be one of {TIMEFRAMES}, found {timeframe!r}")
     as_of = datetime.now(UTC) if as_of is None else as_of
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    since = as_of - timedelta(days=settings.jobs.score_lookback_days) if since is None else since
     job_name = job_name or f"score-signals-{timeframe}"
+    chunk = settings.jobs.score_chunk_predictions
+    if chunk < 1:
+        raise ValueError(f"jobs.score_chunk_predictions must be >= 1, found {chunk}")
     with recorded_run(engine, job_name, as_of=as_of, run_id=run_id, record=record) as run:
-        n_steps = n_predictions = 0
+        n_steps = n_predictions = n_settled = reopened = 0
         # One scorer per timeframe at a time (a manual `score` waits for a scheduled one, then finds less to do).
         with job_lock(engine, f"scoring-{timeframe}", wait=True):
-            ranges = prediction_id_ranges(engine, timeframe, since, as_of, settings.jobs.score_chunk_predictions)
+            if rescore:
+                with engine.begin() as conn:
+                    reopened = reopen_forecasts(conn, timeframe, as_of, since)
+                since = None  # the reopened forecasts are in the backlog now
+            ids = scoring_candidates(engine, timeframe, as_of, since)
+            chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
 
-            def read(id_range: tuple[int, int]) -> tuple[StepsToScore, dict[int, np.ndarray]]:
-                steps = unscored_steps(engine, timeframe, as_of, since, id_range)
-                return steps, (prediction_samples(engine, id_range) if len(steps) else {})
+            def read(part: np.ndarray) -> tuple[StepsToScore, dict[int, np.ndarray], np.ndarray]:
+                steps = unscored_steps(engine, timeframe, as_of, part)
+                if not len(steps):
+                    return steps, {}, np.zeros(0)
+                with_steps = forecast_runs(steps.prediction_id)[0]
+                history = closes_before(engine, timeframe, with_steps, RW_RETURNS + 1)
+                return steps, prediction_samples(engine, with_steps), random_walk_sigma(steps, history, timeframe)
 
             # The next chunk is read (mostly Postgres' work) while this one is scored and written.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader:
-                upcoming = [reader.submit(read, id_range) for id_range in ranges[:1]]
-                for i in range(len(ranges)):
-                    steps, samples = upcoming.pop().result()
-                    if i + 1 < len(ranges):
-                        upcoming.append(reader.submit(read, ranges[i + 1]))
-                    if not len(steps):
+                upcoming = [reader.submit(read, part) for part in chunks[:1]]
+                for i in range(len(chunks)):
+                    steps, samples, rw_sigma = upcoming.pop().result()
+                    if i + 1 < len(chunks):
+                        upcoming.append(reader.submit(read, chunks[i + 1]))
+                    if not len(steps) and not len(steps.settled_id):
                         continue
-                    scores = score_steps(steps, samples)
+                    scores = score_steps(steps, samples, rw_sigma) if len(steps) else {}
                     with engine.begin() as conn:
-                        n_steps += write_evaluations(conn, steps, scores)
+                        written = write_evaluations(conn, steps, scores)
+                    n_steps += written.steps
+                    n_settled += written.settled
                     n_predictions += len(forecast_runs(steps.prediction_id)[0])
+            with engine.begin() as conn:
+                advance_scored_through(conn, timeframe, as_of)
         if refresh:
-            refresh_performance(engine, concurrently=True)
-        run.counts.update(steps_scored=n_steps, predictions_scored=n_predictions, chunks=len(ranges))
+            refresh_performance(engine, timeframe)
+        run.counts.update(
+            steps_scored=n_steps, predictions_scored=n_predictions, forecasts_checked=len(ids),
+            forecasts_settled=n_settled, chunks=len(chunks),
+        )  # fmt: skip
+        if rescore:
+            run.counts["scores_reopened"] = reopened
         level = logging.INFO if record else logging.DEBUG  # a replay logs its own summary
         log.log(level, "%s: scored %d steps of %d forecasts as of %s", job_name, n_steps, n_predictions, as_of)
-    return ScoreResult(job_name, timeframe, as_of, n_steps, n_predictions, run.duration_s, run.id)
+    return ScoreResult(job_name, timeframe, as_of, n_steps, n_predictions, run.duration_s, run.id, n_settled, reopened)
+
+
+# -- signal_performance ----------------------------------------------------------------------------
+
+
+def refresh_performance(engine: Engine, timeframe: str | None = None) -> int:
+    """Recompute the ``signal_performance`` rows of ``timeframe`` (None: every timeframe) from all its scores.
+
+    Each timeframe is replaced in one REPEATABLE READ transaction that first takes the table's refresh lock:
+    readers keep seeing the previous rows until it commits, two refreshes never interleave (the snapshot is
+    taken after the lock, so the second one sees what the first wrote), and the rows come from one
+    consistent snapshot of the scores. ``refreshed_from`` is the timeframe's scoring watermark
+    (``scoring_state``). Returns the rows written.
+    """
+    written = 0
+    for tf in TIMEFRAMES if timeframe is None else (timeframe,):
+        with engine.connect() as bound:
+            conn = bound.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                lock_performance(conn)  # before the first query, which takes the snapshot
+                rows = performance_rows(scored_steps(conn, tf), tf)
+                written += replace_performance(conn, tf, rows, scored_through(conn, tf))
+    return written
+
+
+def performance_rows(scored: ScoredSteps, timeframe: str) -> list[dict[str, Any]]:
+    """The ``signal_performance`` rows of one timeframe, per (symbol, model, window, step), step 0 = all steps.
+
+    Over the scored steps of the row (forecasts of the window; for a step row, that step only):
+
+    - ``n_predictions`` forecasts and ``n_steps`` steps; ``hit_rate``, ``coverage`` (served band) and
+      ``coverage_raw`` (the model's band): shares of the steps;
+    - ``mean_crps``: mean fair CRPS over the steps with samples; ``crps_bp``: mean of CRPS / last close,
+      in basis points;
+    - ``mean_crps_rw`` and ``crps_skill = 1 - sum(crps) / sum(crps_rw)`` (a ratio of means) over the steps that
+      have both CRPS, so model and random walk are compared on the same origins and horizons;
+    - ``dm_stat``, ``dm_pvalue``: Diebold–Mariano test of ``d = crps - crps_rw`` over those steps ordered by
+      forecast origin, with a Newey–West variance of ``h - 1`` lags for step ``h`` (forecasts ``h`` steps
+      ahead made every candle overlap ``h - 1`` candles). The all-steps row tests each forecast's mean of
+      ``d`` over its steps, with ``H - 1`` lags for the longest horizon ``H`` scored;
+    - ``mean_pinball``: mean of the three pinball losses;
+    - ``mean_strategy_return`` and ``sharpe`` (mean / sample std, annualised with ``PERIODS_PER_YEAR``): for
+      the all-steps row, of the step-1 strategy returns (one trade per slot, as before per-step rows existed);
+      for step ``h``, of the step-``h`` returns, annualised by ``sqrt(periods / h)`` (an ``h``-candle trade);
+    - ``first_as_of``, ``last_as_of``: the oldest and newest forecast origin.
+
+    Windows: ``all``, and ``trailing_30d``, the forecasts made in the 30 days before the newest scored forecast
+    of the (symbol, model). Values that cannot be computed are NaN (stored as NULL).
+    """
+    if not len(scored):
+        return []
+    periods = PERIODS_PER_YEAR[timeframe]
+    span = int(TRAILING_WINDOW.total_seconds() * 1_000_000)
+    order = np.lexsort((scored.as_of, scored.step, scored.group))  # by group, step, then forecast origin
+    columns = {name: getattr(scored, name)[order] for name in _SCORED_COLUMNS}
+    group = columns["group"]
+    group_starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    group_ends = np.r_[group_starts[1:], len(group)]
+    rows = []
+    for start, end in zip(group_starts.tolist(), group_ends.tolist(), strict=True):
+        block = {name: values[start:end] for name, values in columns.items()}
+        symbol, model = scored.groups[int(group[start])]
+        cutoffs = {"all": None, "trailing_30d": int(block["as_of"].max()) - span}
+        assert tuple(cutoffs) == PERFORMANCE_WINDOWS
+        step_starts = np.flatnonzero(np.r_[True, block["step"][1:] != block["step"][:-1]])
+        step_bounds = list(zip(step_starts.tolist(), np.r_[step_starts[1:], end - start].tolist(), strict=True))
+        for window, cutoff in cutoffs.items():
+            labels = {"symbol": symbol, "model_name": model, "window_name": window}
+            # the whole block (all steps), then each step's run, where the origins are in order
+            member = np.ones(end - start, dtype=bool) if cutoff is None else block["as_of"] > cutoff
+            rows.append({**labels, "step": 0, **_all_steps_row(block, member, periods)})
+            for lo, hi in step_bounds:
+                h = int(block["step"][lo])
+                if cutoff is not None:  # the window is a suffix of the run
+                    lo += int(np.searchsorted(block["as_of"][lo:hi], cutoff, side="right"))
+                if hi > lo:
+                    part = {name: values[lo:hi] for name, values in block.items()}
+                    rows.append({**labels, "step": h, **_step_row(part, h, periods)})
+    return rows
+
+
+_SCORED_COLUMNS = (
+    "group", "step", "as_of", "direction_hit", "in_band", "in_band_raw", "crps", "crps_rw", "crps_relative",
+    "pinball", "strategy_return",
+)  # fmt: skip
+
+
+def _step_row(part: dict[str, np.ndarray], h: int, periods: int) -> dict[str, Any]:
+    """The values of one step's row from its scored steps (ordered by forecast origin)."""
+    d = part["crps"] - part["crps_rw"]
+    paired = d[~np.isnan(d)]
+    dm_stat, dm_pvalue = diebold_mariano(paired, lag=h - 1)
+    return {
+        **_common(part),
+        "n_predictions": len(part["step"]),
+        "dm_stat": dm_stat,
+        "dm_pvalue": dm_pvalue,
+        **_sharpe(part["strategy_return"], periods / h),
+    }
+
+
+def _all_steps_row(block: dict[str, np.ndarray], member: np.ndarray, periods: int) -> dict[str, Any]:
+    """The values of the all-steps row of a (symbol, model) from its scored steps in the window."""
+    part = {name: values[member] for name, values in block.items()}
+    origins, forecast = np.unique(part["as_of"], return_inverse=True)  # one forecast per origin
+    d = part["crps"] - part["crps_rw"]
+    paired = ~np.isnan(d)
+    n_paired = np.bincount(forecast[paired], minlength=len(origins))
+    d_sum = np.bincount(forecast[paired], weights=d[paired], minlength=len(origins))
+    per_forecast = d_sum[n_paired > 0] / n_paired[n_paired > 0]  # in origin order
+    dm_stat, dm_pvalue = diebold_mariano(per_forecast, lag=int(block["step"].max()) - 1)
+    return {
+        **_common(part),
+        "n_predictions": len(origins),
+        "dm_stat": dm_stat,
+        "dm_pvalue": dm_pvalue,
+        **_sharpe(part["strategy_return"][part["step"] == 1], periods),
+    }
+
+
+def _common(part: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Counts and means shared by step and all-steps rows."""
+    crps, crps_rw = part["crps"], part["crps_rw"]
+    paired = ~np.isnan(crps) & ~np.isnan(crps_rw)
+    paired_rw = float(crps_rw[paired].sum())
+    return {
+        "n_steps": len(crps),
+        "hit_rate": float(part["direction_hit"].mean()),
+        "coverage": float(part["in_band"].mean()),
+        "coverage_raw": float(part["in_band_raw"].mean()),
+        "mean_crps": _nanmean(crps),
+        "mean_crps_rw": float(crps_rw[paired].mean()) if paired.any() else math.nan,
+        "crps_skill": 1 - float(crps[paired].sum()) / paired_rw if paired_rw > 0 else math.nan,
+        "crps_bp": _nanmean(part["crps_relative"]) * 1e4,
+        "mean_pinball": float(part["pinball"].mean()),
+        "first_as_of": _timestamp(int(part["as_of"].min())),
+        "last_as_of": _timestamp(int(part["as_of"].max())),
+    }
+
+
+def _sharpe(returns: np.ndarray, periods: float) -> dict[str, float]:
+    """Mean strategy return and its Sharpe ratio (mean / sample std x sqrt(periods)); NaN without spread."""
+    if not len(returns):
+        return {"mean_strategy_return": math.nan, "sharpe": math.nan}
+    mean = float(returns.mean())
+    spread = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
+    return {"mean_strategy_return": mean, "sharpe": mean / spread * math.sqrt(periods) if spread > 0 else math.nan}
+
+
+def _nanmean(values: np.ndarray) -> float:
+    present = values[~np.isnan(values)]
+    return float(present.mean()) if len(present) else math.nan
+
+
+def _timestamp(raw: int) -> datetime:
+    """A raw Postgres timestamp (microseconds since 2000-01-01 UTC) as a datetime."""
+    return datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=raw)

@@ -1,14 +1,23 @@
-"""Forecast scores: reads for the scoring job, the bulk write of ``signal_evaluations``, and the
-``signal_performance`` materialised view refresh (its reads are in ``store.performance``).
+"""Forecast scores: what is left to score, the bulk write of ``signal_evaluations``, and the scoring
+backlog and watermark (the performance table is written and read in ``store.performance``).
 
 The scoring job moves millions of (prediction, step) rows, so both directions use binary COPY decoded and
 encoded with numpy structured arrays (no per-row Python; rows are grouped so each group is fixed-width).
-Scoring works in chunks of predictions: ``prediction_id_ranges`` splits the candidates,
-``unscored_steps`` and ``prediction_samples`` read one chunk, ``write_evaluations`` stores its scores.
+Scoring works in chunks of forecasts: ``scoring_candidates`` lists them, ``unscored_steps`` and
+``prediction_samples`` read one chunk, ``write_evaluations`` stores its scores and takes the finished
+forecasts out of the backlog.
 
 A step is scoreable when the candle at its target timestamp exists and had closed by the scoring time
-(``target_ts + timeframe <= as_of``); steps whose candle never prints (weekends, holidays) are simply never
-scored.
+(``target_ts + timeframe <= as_of``). Forecasts to look at come from ``scoring_backlog`` (migration 0007):
+every forecast enters it when written or rewritten, and leaves it once *settled*, when each step is scored
+or its candle is missing although the instrument has a later closed candle (a weekend, a holiday, a gap in
+the data). So an unscored step is found whatever the forecast's age, and a run costs what is pending, not
+the history. A candle loaded later into an old gap is not noticed by the backlog: a re-check of the
+forecasts made since some time (``scoring_candidates(..., since=...)``, ``candlecast score --since``)
+finds those steps.
+
+``scoring_state.scored_through`` is the latest as-of time a scoring run of the timeframe reached: every
+step whose candle had closed by then is scored, except those of forecasts rewritten since.
 """
 
 from __future__ import annotations
@@ -25,18 +34,23 @@ from sqlalchemy.engine import Connection, Engine
 
 from candlecast.store._copy import binary_copy, decode_binary_copy
 from candlecast.store._sql import connection, cursor, read_frame, read_rows
-from candlecast.store.candles import closed_cutoff
+from candlecast.store.candles import closed_cutoff, timeframe_delta
 from candlecast.store.schema import candle_table
 
 __all__ = [
     "EVALUATION_SCORE_FIELDS",
     "StepsToScore",
+    "Written",
+    "advance_scored_through",
+    "closes_before",
     "count_evaluations",
-    "forecast_runs",
     "evaluations_frame",
-    "prediction_id_ranges",
+    "forecast_runs",
     "prediction_samples",
-    "refresh_performance",
+    "reopen_forecasts",
+    "scored_through",
+    "scoring_backlog_ids",
+    "scoring_candidates",
     "unscored_steps",
     "write_evaluations",
 ]
@@ -47,16 +61,44 @@ _FLOAT4_ARRAY_OID = 1021
 _NO_JIT = "SET LOCAL jit = off"
 
 
-# -- reading what to score -------------------------------------------------------------------------
+# -- what to score ---------------------------------------------------------------------------------
+
+
+def scoring_candidates(
+    bind: Engine | Connection, timeframe: str, as_of: datetime, since: datetime | None = None
+) -> np.ndarray:
+    """Ids (ascending) of the ``timeframe`` forecasts made by ``as_of`` that may have steps to score: those
+    in the scoring backlog, or, given ``since``, every forecast made in ``[since, as_of]`` (a re-check)."""
+    if since is None:
+        sql = """
+            SELECT b.prediction_id FROM scoring_backlog b JOIN ml_predictions p ON p.id = b.prediction_id
+            WHERE b.timeframe = %(tf)s AND p.as_of <= %(as_of)s ORDER BY 1"""
+    else:
+        sql = """
+            SELECT id FROM ml_predictions
+            WHERE timeframe = %(tf)s AND as_of BETWEEN %(since)s AND %(as_of)s ORDER BY id"""
+    _, rows = read_rows(bind, sql, {"tf": timeframe, "as_of": as_of, "since": since})
+    return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+
+def scoring_backlog_ids(bind: Engine | Connection, timeframe: str | None = None) -> list[int]:
+    """The forecasts in the scoring backlog (all timeframes, or one), ascending."""
+    _, rows = read_rows(
+        bind,
+        "SELECT prediction_id FROM scoring_backlog WHERE (%(tf)s::text IS NULL OR timeframe = %(tf)s) ORDER BY 1",
+        {"tf": timeframe},
+    )
+    return [int(r[0]) for r in rows]
 
 
 @dataclass(frozen=True)
 class StepsToScore:
-    """Unscored, scoreable steps as columns (all arrays have one entry per step).
+    """Unscored, scoreable steps as columns (all arrays have one entry per step), and the forecasts that are
+    settled once these steps are stored.
 
     ``generated_at`` (raw Postgres timestamp: microseconds since 2000-01-01 UTC) identifies the version of
     the forecast that was read, so a slot rewritten while scoring runs never receives scores of the numbers it
-    replaced.
+    replaced (nor leaves the backlog).
     """
 
     prediction_id: np.ndarray  # int64
@@ -71,6 +113,9 @@ class StepsToScore:
     p90: np.ndarray  # float64
     # prediction id -> (symbol, timeframe, model_name)
     labels: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+    # forecasts with nothing left to score after these steps: ids and their generated_at (raw)
+    settled_id: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    settled_generated_at: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.prediction_id)
@@ -90,34 +135,18 @@ _STEP_FIELDS = (
 )
 
 
-def prediction_id_ranges(
-    bind: Engine | Connection, timeframe: str, since: datetime, until: datetime, chunk: int
-) -> list[tuple[int, int]]:
-    """Inclusive id ranges of at most ``chunk`` predictions each, over the forecasts of ``timeframe`` made
-    in ``[since, until]``."""
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, found {chunk}")
-    sql = "SELECT id FROM ml_predictions WHERE timeframe = %(tf)s AND as_of BETWEEN %(since)s AND %(until)s ORDER BY id"
-    _, rows = read_rows(bind, sql, {"tf": timeframe, "since": since, "until": until})
-    ids = [r[0] for r in rows]
-    return [(ids[i], ids[min(i + chunk, len(ids)) - 1]) for i in range(0, len(ids), chunk)]
-
-
 def unscored_steps(
-    bind: Engine | Connection,
-    timeframe: str,
-    as_of: datetime,
-    since: datetime,
-    id_range: tuple[int, int] | None = None,
+    bind: Engine | Connection, timeframe: str, as_of: datetime, ids: np.ndarray | list[int]
 ) -> StepsToScore:
-    """Steps of forecasts made in ``[since, as_of]`` (optionally with ids in ``id_range``) that have no
-    score yet and whose target candle exists and had closed by ``as_of``; ordered by (prediction, step)."""
+    """Of the forecasts ``ids`` made by ``as_of``: the steps that have no score yet and whose target candle
+    exists and had closed by ``as_of``, ordered by (prediction, step), with the forecasts that will have
+    nothing left to score once these are stored (each unscored step's candle closed by ``as_of``, or
+    missing although a later candle of the instrument had closed)."""
     table = candle_table(timeframe).name
-    lo, hi = id_range if id_range is not None else (None, None)
     sql = f"""
         COPY (
-            -- First the forecasts with steps left to score, each with the steps already scored (one index probe
-            -- per forecast; MATERIALIZED keeps the planner from probing once per step when statistics are stale).
+            -- The forecasts, each with the steps already scored (one index probe per forecast; MATERIALIZED
+            -- keeps the planner from probing once per step when statistics are stale).
             WITH todo AS MATERIALIZED (
                 SELECT p.id, p.symbol, p.generated_at, p.as_of, p.last_close, p.target_ts, p.p10, p.p50, p.p90,
                     s.done
@@ -125,9 +154,11 @@ def unscored_steps(
                 CROSS JOIN LATERAL (
                     SELECT coalesce(array_agg(e.step), '{{}}') AS done FROM signal_evaluations e
                     WHERE e.prediction_id = p.id) s
-                WHERE p.timeframe = %(tf)s AND p.as_of BETWEEN %(since)s AND %(as_of)s
-                  AND (%(lo)s::int8 IS NULL OR p.id BETWEEN %(lo)s AND %(hi)s)
-                  AND cardinality(s.done) < p.pred_len
+                WHERE p.id = ANY(%(ids)s::int8[]) AND p.timeframe = %(tf)s AND p.as_of <= %(as_of)s
+            ), newest AS MATERIALIZED (  -- each instrument's newest candle closed by as_of
+                SELECT n.symbol, (SELECT max(c.ts) FROM {table} c WHERE c.symbol = n.symbol AND c.ts <= %(cutoff)s)
+                    AS ts
+                FROM (SELECT DISTINCT symbol FROM todo) n
             )
             SELECT t.id, g.step::int4, t.generated_at, t.as_of, g.target_ts, t.last_close, c.close,
                 coalesce(t.p10[g.step], 'NaN'), coalesce(t.p50[g.step], 'NaN'), coalesce(t.p90[g.step], 'NaN')
@@ -135,14 +166,18 @@ def unscored_steps(
             CROSS JOIN LATERAL unnest(t.target_ts) WITH ORDINALITY AS g(target_ts, step)
             JOIN {table} c ON c.symbol = t.symbol AND c.ts = g.target_ts
             WHERE g.target_ts <= %(cutoff)s AND NOT g.step = ANY(t.done)
-            ORDER BY t.id, g.step
+            UNION ALL
+            -- one marker row (step 0) per forecast settled by this run
+            SELECT t.id, 0, t.generated_at, t.as_of, t.as_of, 'NaN', 'NaN', 'NaN', 'NaN', 'NaN'
+            FROM todo t JOIN newest n ON n.symbol = t.symbol
+            WHERE NOT EXISTS (
+                SELECT 1 FROM unnest(t.target_ts) WITH ORDINALITY AS g(target_ts, step)
+                WHERE NOT g.step = ANY(t.done) AND g.target_ts > coalesce(n.ts, '-infinity'))
         ) TO STDOUT (FORMAT binary)"""
     params = {
         "tf": timeframe,
-        "since": since,
         "as_of": as_of,
-        "lo": lo,
-        "hi": hi,
+        "ids": np.asarray(ids, dtype=np.int64).tolist(),
         "cutoff": closed_cutoff(timeframe, as_of),
     }
     with connection(bind) as conn:
@@ -151,12 +186,69 @@ def unscored_steps(
             with cur.copy(sql, params) as copy:
                 payload = b"".join(bytes(chunk) for chunk in copy)
     rows = decode_binary_copy(payload, _STEP_FIELDS)
+    rows = rows[np.lexsort((rows["step"], rows["prediction_id"]))]  # by forecast, then step
+    marker = rows["step"] == 0
+    settled = rows[marker]
+    rows = rows[~marker]
     steps = {name: rows[name].astype(dtype[1:]) for name, dtype in _STEP_FIELDS}
-    ids = np.unique(steps["prediction_id"]).tolist()
-    _, labels = read_rows(
-        bind, "SELECT id, symbol, timeframe, model_name FROM ml_predictions WHERE id = ANY(%(ids)s)", {"ids": ids}
+    labels: list[tuple] = []
+    if len(rows):
+        _, labels = read_rows(
+            bind,
+            "SELECT id, symbol, timeframe, model_name FROM ml_predictions WHERE id = ANY(%(ids)s)",
+            {"ids": np.unique(steps["prediction_id"]).tolist()},
+        )
+    return StepsToScore(
+        **steps,
+        labels={int(row[0]): (row[1], row[2], row[3]) for row in labels},
+        settled_id=settled["prediction_id"].astype(np.int64),
+        settled_generated_at=settled["generated_at"].astype(np.int64),
     )
-    return StepsToScore(**steps, labels={int(row[0]): (row[1], row[2], row[3]) for row in labels})
+
+
+def closes_before(
+    bind: Engine | Connection, timeframe: str, ids: np.ndarray | list[int], candles: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each instrument of the forecasts ``ids``: its candles from the ``candles``-th last closed by the
+    earliest of those forecasts' origins up to the last closed by the latest origin, as (open time, raw
+    Postgres timestamp; close) arrays in time order. Enough history to look back ``candles`` candles from
+    any of the origins (fewer where the series starts later)."""
+    table = candle_table(timeframe).name
+    sql = f"""
+        COPY (
+            WITH spans AS MATERIALIZED (
+                SELECT (row_number() OVER (ORDER BY symbol))::int4 AS k, symbol,
+                    min(as_of) - %(candle)s::interval AS first_cutoff, max(as_of) - %(candle)s::interval AS last_cutoff
+                FROM ml_predictions WHERE id = ANY(%(ids)s::int8[]) GROUP BY symbol
+            )
+            SELECT s.k, c.ts, c.close
+            FROM spans s
+            CROSS JOIN LATERAL (
+                SELECT coalesce((
+                    SELECT b.ts FROM {table} b WHERE b.symbol = s.symbol AND b.ts <= s.first_cutoff
+                    ORDER BY b.ts DESC OFFSET %(back)s LIMIT 1), '-infinity') AS start
+            ) f
+            JOIN {table} c ON c.symbol = s.symbol AND c.ts BETWEEN f.start AND s.last_cutoff
+        ) TO STDOUT (FORMAT binary)"""
+    id_list = np.asarray(ids, dtype=np.int64).tolist()
+    params = {"ids": id_list, "candle": timeframe_delta(timeframe), "back": candles - 1}
+    with connection(bind) as conn:
+        with cursor(conn) as cur:
+            cur.execute(_NO_JIT)
+            with cur.copy(sql, params) as copy:
+                payload = b"".join(bytes(chunk) for chunk in copy)
+            cur.execute(
+                "SELECT DISTINCT symbol FROM ml_predictions WHERE id = ANY(%(ids)s::int8[]) ORDER BY symbol",
+                {"ids": id_list},
+            )
+            symbols = [row[0] for row in cur.fetchall()]
+    rows = decode_binary_copy(payload, (("k", ">i4"), ("ts", ">i8"), ("close", ">f8")))
+    rows = rows[np.lexsort((rows["ts"], rows["k"]))]
+    bounds = np.searchsorted(rows["k"], np.arange(1, len(symbols) + 2))
+    return {
+        symbol: (rows["ts"][lo:hi].astype(np.int64), rows["close"][lo:hi].astype(np.float64))
+        for symbol, lo, hi in zip(symbols, bounds[:-1], bounds[1:], strict=True)
+    }
 
 
 class _Float4ArrayToNumpy(Loader):
@@ -187,14 +279,14 @@ class _Float4ArrayToNumpy(Loader):
         return flat.reshape(dims) if ndim else flat
 
 
-def prediction_samples(bind: Engine | Connection, id_range: tuple[int, int]) -> dict[int, np.ndarray]:
-    """The stored sample paths, ``(sample_count, pred_len)`` float32, of the forecasts with ids in
-    ``id_range`` that have samples."""
-    sql = "SELECT id, samples FROM ml_predictions WHERE id BETWEEN %s AND %s AND samples IS NOT NULL"
+def prediction_samples(bind: Engine | Connection, ids: np.ndarray | list[int]) -> dict[int, np.ndarray]:
+    """The stored sample paths, ``(sample_count, pred_len)`` float32, of the forecasts ``ids`` that have
+    samples."""
+    sql = "SELECT id, samples FROM ml_predictions WHERE id = ANY(%s::int8[]) AND samples IS NOT NULL"
     with connection(bind) as conn:
         with cursor(conn, binary=True) as cur:
             cur.adapters.register_loader(_FLOAT4_ARRAY_OID, _Float4ArrayToNumpy)
-            cur.execute(sql, id_range)
+            cur.execute(sql, (np.asarray(ids, dtype=np.int64).tolist(),))
             return {int(pid): samples for pid, samples in cur.fetchall()}
 
 
@@ -203,8 +295,10 @@ def prediction_samples(bind: Engine | Connection, id_range: tuple[int, int]) -> 
 # The score columns the job computes, besides what ``StepsToScore`` carries.
 EVALUATION_SCORE_FIELDS: tuple[str, ...] = (
     "direction_hit",
-    "in_band",
-    "crps",  # NaN = no samples -> NULL
+    "in_band",  # of the served band
+    "in_band_raw",  # of the model's own band (the same band until calibrated bands exist)
+    "crps",  # fair estimator; NaN = no samples -> NULL
+    "crps_rw",  # the random-walk reference; NaN = not enough history -> NULL
     "pinball_10",
     "pinball_50",
     "pinball_90",
@@ -228,7 +322,9 @@ _EVALUATION_COLUMNS: tuple[tuple[str, str], ...] = (
     ("p90", ">f8"),
     ("direction_hit", "?"),
     ("in_band", "?"),
+    ("in_band_raw", "?"),
     ("crps", ">f8"),
+    ("crps_rw", ">f8"),
     ("pinball_10", ">f8"),
     ("pinball_50", ">f8"),
     ("pinball_90", ">f8"),
@@ -237,35 +333,48 @@ _EVALUATION_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, np.ndarray]) -> int:
-    """Store the scores of ``steps`` (arrays named in ``EVALUATION_SCORE_FIELDS``); returns the rows written.
+@dataclass(frozen=True)
+class Written:
+    steps: int  # score rows written
+    settled: int  # forecasts taken out of the scoring backlog
+
+
+def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, np.ndarray]) -> Written:
+    """Store the scores of ``steps`` (arrays named in ``EVALUATION_SCORE_FIELDS``) and take the forecasts
+    ``steps`` found settled out of the scoring backlog.
 
     Runs in the caller's transaction. The forecasts are share-locked first and those rewritten since
     ``steps`` was read (their ``generated_at`` changed) are left out, so a concurrent rewrite of a slot
-    (which deletes its scores) either commits before, and its old numbers are not scored, or waits for this
-    transaction. Rows go in with one binary COPY. The steps must be unscored: the caller holds the scoring
-    lock of the timeframe (``jobs.scoring``), and a duplicate fails the transaction.
+    (which deletes its scores and puts the forecast back in the backlog) either commits before, and its old
+    numbers are neither scored nor settled, or waits for this transaction. Rows go in with one binary COPY.
+    The steps must be unscored: the caller holds the scoring lock of the timeframe (``jobs.scoring``), and a
+    duplicate fails the transaction.
     """
-    if not len(steps):
-        return 0
     ids, first = np.unique(steps.prediction_id, return_index=True)
+    ids = np.r_[ids, steps.settled_id]
+    generated = np.r_[steps.generated_at[first], steps.settled_generated_at]
+    if not len(ids):
+        return Written(0, 0)
     with cursor(conn) as cur:
         cur.execute(_NO_JIT)
         cur.execute(
             "SELECT p.id FROM ml_predictions p "
-            "JOIN unnest(%(ids)s::int8[], %(generated)s::int8[]) AS s(id, generated) ON p.id = s.id "
+            "JOIN (SELECT DISTINCT * FROM unnest(%(ids)s::int8[], %(generated)s::int8[])) AS s(id, generated) "
+            "ON p.id = s.id "
             "AND p.generated_at = timestamptz '2000-01-01 00:00:00+00' + s.generated * interval '1 microsecond' "
             "ORDER BY p.id FOR SHARE OF p",
-            {"ids": ids.tolist(), "generated": steps.generated_at[first].tolist()},
+            {"ids": ids.tolist(), "generated": generated.tolist()},
         )
         unchanged = np.fromiter((row[0] for row in cur.fetchall()), dtype=np.int64)
         keep = np.isin(steps.prediction_id, unchanged)
-        if not keep.any():
-            return 0
-        names = ", ".join(name for name, _ in _EVALUATION_COLUMNS)
-        with cur.copy(f"COPY signal_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
-            copy.write(_evaluation_rows(steps, scores, keep))
-        return int(keep.sum())
+        if keep.any():
+            names = ", ".join(name for name, _ in _EVALUATION_COLUMNS)
+            with cur.copy(f"COPY signal_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
+                copy.write(_evaluation_rows(steps, scores, keep))
+        settled = steps.settled_id[np.isin(steps.settled_id, unchanged)]
+        if len(settled):
+            cur.execute("DELETE FROM scoring_backlog WHERE prediction_id = ANY(%s::int8[])", (settled.tolist(),))
+        return Written(int(keep.sum()), len(settled))
 
 
 def _evaluation_rows(steps: StepsToScore, scores: dict[str, np.ndarray], keep: np.ndarray) -> bytes:
@@ -284,15 +393,42 @@ def _evaluation_rows(steps: StepsToScore, scores: dict[str, np.ndarray], keep: n
     return binary_copy([(name, kind, values[name]) for name, kind in _EVALUATION_COLUMNS])
 
 
-# -- the performance view --------------------------------------------------------------------------
+def reopen_forecasts(conn: Connection, timeframe: str, until: datetime, since: datetime | None = None) -> int:
+    """Delete the scores of the ``timeframe`` forecasts made in ``[since, until]`` (``since`` None: any time up
+    to ``until``) and put those forecasts back in the scoring backlog, to be scored afresh (after a change of
+    the scoring definitions). Returns the number of scores deleted. Runs in the caller's transaction."""
+    sql = """
+        WITH chosen AS MATERIALIZED (
+            SELECT id, timeframe FROM ml_predictions
+            WHERE timeframe = %(tf)s AND as_of <= %(until)s AND (%(since)s::timestamptz IS NULL OR as_of >= %(since)s)
+        ), queued AS (
+            INSERT INTO scoring_backlog (prediction_id, timeframe) SELECT id, timeframe FROM chosen
+            ON CONFLICT (prediction_id) DO NOTHING
+        )
+        DELETE FROM signal_evaluations e USING chosen c WHERE e.prediction_id = c.id"""
+    with cursor(conn) as cur:
+        cur.execute(_NO_JIT)
+        cur.execute(sql, {"tf": timeframe, "since": since, "until": until})
+        return cur.rowcount
 
 
-def refresh_performance(engine: Engine, concurrently: bool = True) -> None:
-    """Recompute ``signal_performance``; concurrently (the default), readers are never blocked."""
-    mode = "CONCURRENTLY " if concurrently else ""
-    with engine.begin() as conn:
-        conn.exec_driver_sql(_NO_JIT)
-        conn.exec_driver_sql(f"REFRESH MATERIALIZED VIEW {mode}signal_performance")
+def advance_scored_through(conn: Connection, timeframe: str, as_of: datetime) -> None:
+    """Record that scoring of ``timeframe`` reached ``as_of`` (the watermark never moves back)."""
+    conn.exec_driver_sql(
+        "INSERT INTO scoring_state (timeframe, scored_through) VALUES (%(tf)s, %(as_of)s) "
+        "ON CONFLICT (timeframe) DO UPDATE SET scored_through = greatest(scoring_state.scored_through, "
+        "EXCLUDED.scored_through), updated_at = now()",
+        {"tf": timeframe, "as_of": as_of},
+    )
+
+
+def scored_through(bind: Engine | Connection, timeframe: str) -> datetime | None:
+    """The latest as-of time scoring of ``timeframe`` has reached (None: never scored)."""
+    _, rows = read_rows(bind, "SELECT scored_through FROM scoring_state WHERE timeframe = %(tf)s", {"tf": timeframe})
+    return rows[0][0] if rows else None
+
+
+# -- reading scores --------------------------------------------------------------------------------
 
 
 def evaluations_frame(bind: Engine | Connection, prediction_id: int | None = None) -> pd.DataFrame:

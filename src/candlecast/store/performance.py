@@ -1,23 +1,49 @@
-"""Reads of the forecast scores: the ``signal_performance`` view and a calibration summary.
+"""The ``signal_performance`` table (its inputs, its replacement, its reads) and a calibration summary.
 
-``signal_performance`` (refreshed by the scoring job) holds per (symbol, timeframe, model, window) the
-hit rate, the p10–p90 coverage (nominal 80%), mean CRPS and Sharpe. ``calibration`` summarises
-``signal_evaluations`` directly: for a calibrated forecast the realised close falls below its p10, p50
-and p90 in 10%, 50% and 90% of the scored steps.
+``signal_performance`` holds, per (symbol, timeframe, model, window, step), how the forecasts did: hit rate,
+p10–p90 coverage of the served and of the raw band (nominal 80%), mean fair CRPS, the random walk's mean
+CRPS on the same steps and the skill against it, CRPS in basis points of the last close, a Diebold–Mariano
+test of model vs random walk, pinball loss and Sharpe. Step 0 is all steps together. The scoring job
+computes the rows (``jobs.scoring.refresh_performance``) from ``scored_steps`` and stores them with
+``replace_performance``, one timeframe per transaction, so a reader sees the old rows or the new ones.
+
+``calibration`` summarises ``signal_evaluations`` directly: for a calibrated forecast the realised close falls
+below its p10, p50 and p90 in 10%, 50% and 90% of the scored steps.
+
+Windows: ``all``, and ``trailing_30d`` = forecasts made in the 30 days before the newest scored forecast of
+the same (symbol, timeframe, model), so a replay of old data has a meaningful trailing window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import numpy as np
 from sqlalchemy.engine import Connection, Engine
 
-from candlecast.store._sql import read_rows
+from candlecast.store._copy import decode_binary_copy
+from candlecast.store._sql import cursor, read_rows
 
-__all__ = ["PERFORMANCE_WINDOWS", "CalibrationRow", "PerformanceRow", "calibration", "performance"]
+__all__ = [
+    "ALL_STEPS",
+    "PERFORMANCE_COLUMNS",
+    "PERFORMANCE_WINDOWS",
+    "TRAILING_WINDOW",
+    "CalibrationRow",
+    "PerformanceRow",
+    "ScoredSteps",
+    "calibration",
+    "lock_performance",
+    "performance",
+    "replace_performance",
+    "scored_steps",
+]
 
 PERFORMANCE_WINDOWS: tuple[str, ...] = ("all", "trailing_30d")
+TRAILING_WINDOW = timedelta(days=30)  # the span of 'trailing_30d'
+ALL_STEPS = 0  # the ``step`` of the row that takes every horizon step together
 
 
 @dataclass(frozen=True)
@@ -26,17 +52,28 @@ class PerformanceRow:
     timeframe: str
     model_name: str
     window_name: str
-    n_predictions: int
-    n_steps: int
+    step: int  # horizon step (1-based); 0 = all steps together
+    n_predictions: int  # forecasts with a scored step (in the row's step)
+    n_steps: int  # scored steps
     hit_rate: float | None
-    coverage: float | None  # share of scored steps with p10 <= realised <= p90
-    mean_crps: float | None
+    coverage: float | None  # share of scored steps with p10 <= realised <= p90, served band
+    coverage_raw: float | None  # the same for the model's own band (equal to coverage until bands are calibrated)
+    mean_crps: float | None  # fair CRPS, mean over the steps with sample paths
+    mean_crps_rw: float | None  # the random walk's CRPS, mean over the steps that have both CRPS
+    crps_skill: float | None  # 1 - sum(crps) / sum(crps_rw) over those same steps (> 0: better than the walk)
+    crps_bp: float | None  # mean of crps / last close, in basis points
+    dm_stat: float | None  # Diebold–Mariano statistic of crps - crps_rw (< 0: the model's loss is lower)
+    dm_pvalue: float | None  # its two-sided p-value
     mean_pinball: float | None
     mean_strategy_return: float | None
     sharpe: float | None
     first_as_of: datetime | None
     last_as_of: datetime | None
-    refreshed_from: datetime | None  # newest scoring time included in the view
+    refreshed_from: datetime | None  # the data date the row reflects: scoring had reached this as-of time
+
+
+# The stored columns, in order (``refreshed_at``, the wall clock of the refresh, takes its default).
+PERFORMANCE_COLUMNS: tuple[str, ...] = tuple(PerformanceRow.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +85,10 @@ class CalibrationRow:
     below_p50: float  # nominal 0.5
     below_p90: float  # nominal 0.9
     in_band: float  # share inside [p10, p90] (nominal 0.8)
+    in_band_raw: float  # the same for the model's own band
+
+
+# -- reads -----------------------------------------------------------------------------------------
 
 
 def performance(
@@ -56,20 +97,27 @@ def performance(
     model_name: str | None = None,
     timeframe: str | None = None,
     window: str | None = "all",
+    step: int | None = ALL_STEPS,
 ) -> list[PerformanceRow]:
-    """Rows of ``signal_performance``, filtered by whichever arguments are given (None = any)."""
+    """Rows of ``signal_performance``, filtered by whichever arguments are given (None = any).
+
+    ``step`` defaults to 0, the all-steps rows (one per symbol, timeframe, model and window); a horizon step
+    gives that step's rows; None gives every step.
+    """
     if window is not None and window not in PERFORMANCE_WINDOWS:
         raise ValueError(f"window must be one of {PERFORMANCE_WINDOWS}, found {window!r}")
-    sql = """
-        SELECT symbol, timeframe, model_name, window_name, n_predictions, n_steps, hit_rate, coverage,
-            mean_crps, mean_pinball, mean_strategy_return, sharpe, first_as_of, last_as_of, refreshed_from
+    if step is not None and step < 0:
+        raise ValueError(f"step must be >= 0 (0 = all steps), found {step}")
+    sql = f"""
+        SELECT {", ".join(PERFORMANCE_COLUMNS)}
         FROM signal_performance
         WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s)
           AND (%(model)s::text IS NULL OR model_name = %(model)s)
           AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
           AND (%(window)s::text IS NULL OR window_name = %(window)s)
-        ORDER BY symbol, timeframe, model_name, window_name"""
-    params = {"symbol": symbol, "model": model_name, "timeframe": timeframe, "window": window}
+          AND (%(step)s::int IS NULL OR step = %(step)s)
+        ORDER BY symbol, timeframe, model_name, window_name, step"""
+    params = {"symbol": symbol, "model": model_name, "timeframe": timeframe, "window": window, "step": step}
     names, rows = read_rows(bind, sql, params)
     return [PerformanceRow(**dict(zip(names, row, strict=True))) for row in rows]
 
@@ -79,20 +127,146 @@ def calibration(
     symbol: str | None = None,
     model_name: str | None = None,
     timeframe: str | None = None,
+    window: str = "all",
 ) -> list[CalibrationRow]:
-    """Per (model, timeframe): how often the realised close fell below each stored quantile."""
-    sql = """
-        SELECT model_name, timeframe, count(*) AS n_steps,
-            avg((realised_close < p10)::int)::float8 AS below_p10,
-            avg((realised_close < p50)::int)::float8 AS below_p50,
-            avg((realised_close < p90)::int)::float8 AS below_p90,
-            avg(in_band::int)::float8 AS in_band
-        FROM signal_evaluations
-        WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s)
-          AND (%(model)s::text IS NULL OR model_name = %(model)s)
-          AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
-        GROUP BY model_name, timeframe
-        ORDER BY model_name, timeframe"""
-    params = {"symbol": symbol, "model": model_name, "timeframe": timeframe}
+    """Per (model, timeframe): how often the realised close fell below each stored quantile, over the scored
+    steps of the forecasts in ``window`` (as in ``signal_performance``)."""
+    if window not in PERFORMANCE_WINDOWS:
+        raise ValueError(f"window must be one of {PERFORMANCE_WINDOWS}, found {window!r}")
+    in_window = ""
+    if window == "trailing_30d":  # forecasts made in the span before the newest scored one of their group
+        in_window = f"""JOIN (
+            SELECT symbol, timeframe, model_name, max(as_of) AS newest FROM signal_evaluations n
+            WHERE {_group_filter("n")} GROUP BY symbol, timeframe, model_name
+        ) g ON g.symbol = e.symbol AND g.timeframe = e.timeframe AND g.model_name = e.model_name
+            AND e.as_of > g.newest - %(span)s::interval"""
+    sql = f"""
+        SELECT e.model_name, e.timeframe, count(*) AS n_steps,
+            avg((e.realised_close < e.p10)::int)::float8 AS below_p10,
+            avg((e.realised_close < e.p50)::int)::float8 AS below_p50,
+            avg((e.realised_close < e.p90)::int)::float8 AS below_p90,
+            avg(e.in_band::int)::float8 AS in_band,
+            avg(e.in_band_raw::int)::float8 AS in_band_raw
+        FROM signal_evaluations e {in_window}
+        WHERE {_group_filter("e")}
+        GROUP BY e.model_name, e.timeframe
+        ORDER BY e.model_name, e.timeframe"""
+    params = {
+        "symbol": symbol, "model": model_name, "timeframe": timeframe, "span": TRAILING_WINDOW,
+    }  # fmt: skip
     names, rows = read_rows(bind, sql, params)
     return [CalibrationRow(**dict(zip(names, row, strict=True))) for row in rows]
+
+
+def _group_filter(alias: str) -> str:
+    return (
+        f"(%(symbol)s::text IS NULL OR {alias}.symbol = %(symbol)s) "
+        f"AND (%(model)s::text IS NULL OR {alias}.model_name = %(model)s) "
+        f"AND (%(timeframe)s::text IS NULL OR {alias}.timeframe = %(timeframe)s)"
+    )
+
+
+# -- the refresh: inputs and replacement -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoredSteps:
+    """Every scored step of one timeframe as columns (one entry per ``signal_evaluations`` row, in no
+    particular order); ``group`` indexes ``groups``, the (symbol, model) pairs."""
+
+    group: np.ndarray  # int64
+    step: np.ndarray  # int32
+    as_of: np.ndarray  # int64, raw Postgres timestamp (microseconds since 2000-01-01 UTC)
+    direction_hit: np.ndarray  # bool
+    in_band: np.ndarray  # bool
+    in_band_raw: np.ndarray  # bool
+    crps: np.ndarray  # float64, NaN = none
+    crps_rw: np.ndarray  # float64, NaN = none
+    crps_relative: np.ndarray  # float64, crps / last close (NaN = none)
+    pinball: np.ndarray  # float64, mean of the three pinball losses
+    strategy_return: np.ndarray  # float64
+    groups: list[tuple[str, str]]
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+
+_SCORED_FIELDS = (
+    ("prediction_id", ">i8"),
+    ("step", ">i4"),
+    ("as_of", ">i8"),
+    ("direction_hit", "?"),
+    ("in_band", "?"),
+    ("in_band_raw", "?"),
+    ("crps", ">f8"),
+    ("crps_rw", ">f8"),
+    ("crps_relative", ">f8"),
+    ("pinball", ">f8"),
+    ("strategy_return", ">f8"),
+)
+
+
+def lock_performance(conn: Connection) -> None:
+    """Serialise refreshes of ``signal_performance`` for the rest of the caller's transaction; readers are
+    never blocked (the lock conflicts with writers only)."""
+    conn.exec_driver_sql("LOCK TABLE signal_performance IN SHARE ROW EXCLUSIVE MODE")
+
+
+def scored_steps(conn: Connection, timeframe: str) -> ScoredSteps:
+    """Every scored step of ``timeframe`` (one binary COPY), each with the (symbol, model) of its forecast.
+
+    Two statements: run it in a REPEATABLE READ transaction so that both see the same data.
+    """
+    sql = """
+        COPY (
+            SELECT prediction_id, step, as_of, direction_hit, in_band, in_band_raw, coalesce(crps, 'NaN'),
+                coalesce(crps_rw, 'NaN'), coalesce(crps / nullif(last_close, 0), 'NaN'),
+                (pinball_10 + pinball_50 + pinball_90) / 3, strategy_return
+            FROM signal_evaluations WHERE timeframe = %(tf)s
+        ) TO STDOUT (FORMAT binary)"""
+    payload = bytearray()
+    with cursor(conn) as cur:
+        cur.execute("SET LOCAL jit = off")
+        with cur.copy(sql, {"tf": timeframe}) as copy:
+            while data := copy.read():
+                payload += data
+        cur.execute(
+            "SELECT symbol, model_name, array_agg(id) FROM ml_predictions WHERE timeframe = %(tf)s "
+            "GROUP BY symbol, model_name ORDER BY symbol, model_name",
+            {"tf": timeframe},
+        )
+        labels = cur.fetchall()
+    rows = decode_binary_copy(bytes(payload), _SCORED_FIELDS)
+    ids = np.concatenate([np.asarray(row[2], dtype=np.int64) for row in labels]) if labels else np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(labels)), [len(row[2]) for row in labels])
+    order = np.argsort(ids)
+    prediction_id = rows["prediction_id"].astype(np.int64)
+    position = np.searchsorted(ids[order], prediction_id)
+    if len(prediction_id) and not np.array_equal(ids[order][np.minimum(position, len(ids) - 1)], prediction_id):
+        raise RuntimeError("scores of forecasts that do not exist (read outside one REPEATABLE READ snapshot?)")
+    columns = {name: rows[name].astype(dtype.lstrip("><")) for name, dtype in _SCORED_FIELDS[1:]}
+    return ScoredSteps(group=owner[order][position], **columns, groups=[(row[0], row[1]) for row in labels])
+
+
+def replace_performance(
+    conn: Connection, timeframe: str, rows: Sequence[Mapping[str, object]], refreshed_from: datetime | None
+) -> int:
+    """Replace the ``timeframe`` rows of ``signal_performance`` with ``rows`` (mappings with the
+    ``PERFORMANCE_COLUMNS`` except ``timeframe`` and ``refreshed_from``; NaN is stored as NULL). Runs in the
+    caller's transaction (which should hold ``lock_performance``). Returns the number of rows written."""
+    with cursor(conn) as cur:
+        cur.execute("DELETE FROM signal_performance WHERE timeframe = %s", (timeframe,))
+        with cur.copy(f"COPY signal_performance ({', '.join(PERFORMANCE_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                values = {**row, "timeframe": timeframe, "refreshed_from": refreshed_from}
+                copy.write_row([_sql_value(values[name]) for name in PERFORMANCE_COLUMNS])
+    return len(rows)
+
+
+def _sql_value(value: object) -> object:
+    """numpy scalars as Python values, NaN as NULL."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value

@@ -1,7 +1,7 @@
 """SQLAlchemy Core table objects used to build queries.
 
-The authoritative DDL (constraints, triggers, the materialised view) lives in the Alembic
-migrations; tests check that these column lists match the migrated database.
+The authoritative DDL (constraints, triggers) lives in the Alembic migrations; tests check that these
+column lists match the migrated database.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ __all__ = [
     "model_adapters",
     "ohlcv_1d",
     "ohlcv_1h",
+    "scoring_backlog",
+    "scoring_state",
     "signal_evaluations",
     "signal_performance",
 ]
@@ -133,8 +135,10 @@ signal_evaluations = sa.Table(
     sa.Column("p50", sa.Float, nullable=False),
     sa.Column("p90", sa.Float, nullable=False),
     sa.Column("direction_hit", sa.Boolean, nullable=False),
-    sa.Column("in_band", sa.Boolean, nullable=False),
-    sa.Column("crps", sa.Float),
+    sa.Column("in_band", sa.Boolean, nullable=False),  # of the served band
+    sa.Column("in_band_raw", sa.Boolean, nullable=False),  # of the model's own band
+    sa.Column("crps", sa.Float),  # fair estimator from the sample paths
+    sa.Column("crps_rw", sa.Float),  # the random-walk reference
     sa.Column("pinball_10", sa.Float, nullable=False),
     sa.Column("pinball_50", sa.Float, nullable=False),
     sa.Column("pinball_90", sa.Float, nullable=False),
@@ -143,25 +147,50 @@ signal_evaluations = sa.Table(
     sa.Column("scored_at", _TS, nullable=False),
 )
 
-# A materialised view; declared as a table so queries can be built against it.
+# Written by the scoring job, one timeframe per transaction; step 0 = all horizon steps together.
 signal_performance = sa.Table(
     "signal_performance",
     metadata,
-    sa.Column("symbol", sa.Text),
-    sa.Column("timeframe", sa.Text),
-    sa.Column("model_name", sa.Text),
-    sa.Column("window_name", sa.Text),
-    sa.Column("n_predictions", sa.BigInteger),
-    sa.Column("n_steps", sa.BigInteger),
+    sa.Column("symbol", sa.Text, primary_key=True),
+    sa.Column("timeframe", sa.Text, primary_key=True),
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("window_name", sa.Text, primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("n_predictions", sa.BigInteger, nullable=False),
+    sa.Column("n_steps", sa.BigInteger, nullable=False),
     sa.Column("hit_rate", sa.Float),
     sa.Column("coverage", sa.Float),
+    sa.Column("coverage_raw", sa.Float),
     sa.Column("mean_crps", sa.Float),
+    sa.Column("mean_crps_rw", sa.Float),
+    sa.Column("crps_skill", sa.Float),
+    sa.Column("crps_bp", sa.Float),
+    sa.Column("dm_stat", sa.Float),
+    sa.Column("dm_pvalue", sa.Float),
     sa.Column("mean_pinball", sa.Float),
     sa.Column("mean_strategy_return", sa.Float),
     sa.Column("sharpe", sa.Float),
     sa.Column("first_as_of", _TS),
     sa.Column("last_as_of", _TS),
     sa.Column("refreshed_from", _TS),
+    sa.Column("refreshed_at", _TS, nullable=False),
+)
+
+# Forecasts that may still have steps to score (filled by triggers, emptied by the scoring job).
+scoring_backlog = sa.Table(
+    "scoring_backlog",
+    metadata,
+    sa.Column("prediction_id", sa.BigInteger, primary_key=True),
+    sa.Column("timeframe", sa.Text, nullable=False),
+)
+
+# Per timeframe, the latest as-of time scoring has reached.
+scoring_state = sa.Table(
+    "scoring_state",
+    metadata,
+    sa.Column("timeframe", sa.Text, primary_key=True),
+    sa.Column("scored_through", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
 )
 
 job_runs = sa.Table(
