@@ -136,7 +136,8 @@
         const pct = parseFloat(el.dataset.changePct);
         const sign = change > 0 ? "+" : "";
         const cls = change > 0 ? "up" : change < 0 ? "down" : "flat";
-        text += ` <span class="change ${cls}">${sign}${fmt(change, d)} (${sign}${pct.toFixed(2)}%)</span>`;
+        const percent = isFinite(pct) ? ` (${sign}${pct.toFixed(2)}%)` : "";
+        text += ` <span class="change ${cls}">${sign}${fmt(change, d)}${percent}</span>`;
       }
       el.innerHTML = text;
       el.title = "last close, candle of " + utcText(el.dataset.ts, data.timeframe);
