@@ -218,7 +218,7 @@ def ingest_fetch_cmd(
 
 def seed_sample(settings: Settings, engine: Engine) -> int:
     """Load every file of the shipped sample data (candles and calendar); returns candles written."""
-    from candlecast.ingest.sample import load_sample_calendar, load_sample_manifest
+    from candlecast.ingest.sample import label_sample_instruments, load_sample_calendar, load_sample_manifest
 
     files = load_sample_manifest(settings.sample_dir)
     total = 0
@@ -232,6 +232,7 @@ def seed_sample(settings: Settings, engine: Engine) -> int:
             )
             total += result.written
             progress.advance(task)
+    label_sample_instruments(engine, files)  # names such as "S&P 500 index level (^GSPC), proxy for SPY"
     for calendar in load_sample_calendar(settings.sample_dir):
         events = ingest_calendar(engine, calendar)
         console.print(f"{events.written} calendar events from {calendar.name}")

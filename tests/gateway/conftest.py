@@ -2,4 +2,11 @@
 
 from __future__ import annotations
 
-from tests.gateway.support import gateway, own_seeded_url, seeded_url, store  # noqa: F401 - fixtures re-exported
+from tests.gateway.support import (  # noqa: F401 - fixtures re-exported
+    extended_gateway,
+    extended_url,
+    gateway,
+    own_seeded_url,
+    seeded_url,
+    store,
+)

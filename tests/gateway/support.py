@@ -6,6 +6,10 @@
 - fixtures ``seeded_url`` (the seeded database that tests only read), ``own_seeded_url`` (one per module, for
   tests that write), ``store`` (an engine on ``seeded_url``) and ``gateway`` (a server with a fresh cache per
   test), imported by the conftests.
+- ``seed_extras``: what a first-time user meets in the demo, added to the seeded replay (fixture ``extended_url``,
+  gateway ``extended_gateway``): QQQ, an index level standing in for an equity, with business-day candles, volume
+  and a daily forecast made before its last candles (so realised candles follow it), and AAPL, whose candles end
+  years before any forecast.
 - ``TcpProxy``: a TCP relay to Postgres that a test can cut, to take the database away from one gateway only.
 """
 
@@ -28,6 +32,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from candlecast.config import Settings
 from candlecast.gateway import create_app
+from candlecast.gateway.payloads.fields import price_decimals
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store import create_engine_for
 from candlecast.store.candles import Instrument, latest_candles, upsert_candles, upsert_instruments
@@ -35,6 +40,11 @@ from candlecast.store.predictions import Prediction, upsert_prediction
 
 AS_OF = datetime(2024, 3, 1, 12, tzinfo=UTC)  # the replay clock of the seeded store
 SYMBOLS = {"BTCUSDT": "crypto", "SPY": "equity", "EURUSD": "fx"}
+LABELS = {  # name, quote currency: SPY is a proxy, as in the shipped sample data
+    "BTCUSDT": ("Bitcoin in USD", "USD"),
+    "SPY": ("S&P 500 index level (^GSPC), proxy for SPY", "USD"),
+    "EURUSD": ("Euro / US dollar", "USD"),
+}
 MODELS_1H = ("baseline", "kronos-small")
 PRED_LEN = {"1h": 24, "1d": 10}
 STEP = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}
@@ -71,6 +81,11 @@ def forecast(
     )  # fmt: skip
 
 
+def rounded(values: Any, level: float) -> list[float]:
+    """``values`` as the gateway serves prices at ``level`` (six significant digits, at least two decimals)."""
+    return [round(float(v), price_decimals(level)) for v in np.atleast_1d(values)]
+
+
 def insert(engine: Engine, p: Prediction) -> int:
     with engine.begin() as conn:
         return upsert_prediction(conn, p)
@@ -79,7 +94,9 @@ def insert(engine: Engine, p: Prediction) -> int:
 def seed_store(engine: Engine) -> None:
     """Three instruments; forecasts as of AS_OF (newest) and three earlier 1h slots that get scored."""
     with engine.begin() as conn:
-        upsert_instruments(conn, [Instrument(s, c) for s, c in SYMBOLS.items()])
+        upsert_instruments(
+            conn, [Instrument(s, c, *LABELS[s][:1], quote_currency=LABELS[s][1]) for s, c in SYMBOLS.items()]
+        )
         for i, symbol in enumerate(SYMBOLS):
             level = (40_000.0, 500.0, 1.08)[i]
             hourly = candles(i, AS_OF - timedelta(hours=200), 200, STEP["1h"], level)
@@ -95,6 +112,48 @@ def seed_store(engine: Engine) -> None:
         seed += 1
         insert(engine, forecast(symbol, "baseline", "1d", AS_OF, last_close_at(engine, symbol, AS_OF), seed, 0.02))
     run_scoring(Settings(), engine, "1h", as_of=AS_OF)
+
+
+QQQ_AS_OF = datetime(2024, 2, 16, tzinfo=UTC)  # a Friday: QQQ's daily forecast, 10 business days before AS_OF
+EXTRA_LABELS = {"QQQ": ("Nasdaq Composite index level (^IXIC), proxy for QQQ", "USD"), "AAPL": ("Apple Inc.", "USD")}
+
+
+def business_candles(seed: int, first: str, last: str, level: float) -> pd.DataFrame:
+    """Daily candles on weekdays only (stamped 00:00 UTC), with volume."""
+    ts = pd.bdate_range(first, last, tz="UTC")
+    rng = np.random.default_rng(seed)
+    close = level * np.exp(np.cumsum(rng.normal(0, 0.01, len(ts))))
+    open_ = np.r_[level, close[:-1]]
+    high, low = np.maximum(open_, close) * 1.003, np.minimum(open_, close) * 0.997
+    volume = rng.uniform(1e8, 3e8, len(ts)).round()
+    return pd.DataFrame({"ts": ts, "open": open_, "high": high, "low": low, "close": close, "volume": volume})
+
+
+def seed_extras(engine: Engine) -> None:
+    with engine.begin() as conn:
+        upsert_instruments(
+            conn,
+            [
+                Instrument("QQQ", "equity", EXTRA_LABELS["QQQ"][0], quote_currency="USD"),
+                Instrument("AAPL", "equity", EXTRA_LABELS["AAPL"][0], quote_currency="USD"),
+            ],
+        )
+        upsert_candles(conn, "QQQ", "1d", business_candles(7, "2023-10-02", "2024-03-01", 15_000.0))
+        upsert_candles(conn, "AAPL", "1d", business_candles(8, "2012-10-01", "2013-03-01", 450.0))
+    history = latest_candles(engine, "QQQ", "1d", 1, QQQ_AS_OF)
+    last_ts, last_close = history["ts"].iloc[-1], float(history["close"].iloc[-1])
+    targets = list(pd.bdate_range(last_ts + pd.Timedelta(days=1), periods=10, tz="UTC").to_pydatetime())
+    rng = np.random.default_rng(77)
+    samples = last_close * np.exp(np.cumsum(rng.normal(0, 0.012, (32, 10)), axis=1))
+    insert(
+        engine,
+        Prediction(
+            symbol="QQQ", timeframe="1d", model_name="baseline", as_of=QQQ_AS_OF, target_ts=targets,
+            p10=np.quantile(samples, 0.1, axis=0), p50=np.quantile(samples, 0.5, axis=0),
+            p90=np.quantile(samples, 0.9, axis=0), last_close=last_close, samples=samples, model_version="test-1",
+            event_context={"last_candle": last_ts.isoformat(), "context_candles": 97},
+        ),
+    )  # fmt: skip
 
 
 def last_close_at(engine: Engine, symbol: str, as_of: datetime) -> float:
@@ -244,6 +303,22 @@ def seeded_url(new_database: Callable[[], str]) -> str:
 def own_seeded_url(new_database: Callable[[], str]) -> str:
     """A seeded database of the test module's own, for tests that write to it."""
     return _seeded_database(new_database)
+
+
+@pytest.fixture(scope="session")
+def extended_url(new_database: Callable[[], str]) -> str:
+    """The seeded replay plus ``seed_extras`` (QQQ and AAPL), read only."""
+    url = _seeded_database(new_database)
+    engine = create_engine_for(url)
+    seed_extras(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def extended_gateway(extended_url: str) -> Iterator[GatewayServer]:
+    with GatewayServer(settings_for(extended_url)) as server:
+        yield server
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from tests.gateway import support
 
+from candlecast.config import Settings
+from candlecast.gateway.schemas import ErrorBody, Forecast, Health, Instruments, Jobs, Performance, PredictionDetail
 from candlecast.store.candles import latest_candles
 from candlecast.store.performance import calibration, performance
 from candlecast.store.predictions import latest_prediction
@@ -37,11 +40,16 @@ def test_prediction_detail_carries_samples_and_the_candles_known_at_as_of(gatewa
     stored = latest_prediction(store, "EURUSD", "baseline", "1h", with_samples=True)
     assert stored is not None and stored.samples is not None
     assert body["model_version"] == "test-1" and body["pred_len"] == 24
-    np.testing.assert_array_equal(np.asarray(body["samples"], dtype=np.float32), stored.samples)
-    np.testing.assert_array_equal(body["p90"], stored.p90)
+    level = stored.last_close  # EURUSD near 1: prices with 5 decimals at 1.xx, 6 at 0.9x
+    assert body["samples"] == [support.rounded(path, level) for path in stored.samples]
+    np.testing.assert_allclose(np.asarray(body["samples"], dtype=np.float32), stored.samples, rtol=1e-5)
+    assert body["p90"] == support.rounded(stored.p90, level)
+    decimals = 5 if level >= 1 else 6
+    assert all(round(v, decimals) == v for v in body["p90"]) and any(round(v, decimals - 1) != v for v in body["p90"])
     candles = latest_candles(store, "EURUSD", "1h", 10, stored.as_of)
     assert [datetime.fromisoformat(t) for t in body["history"]["ts"]] == list(candles["ts"])
-    np.testing.assert_array_equal(body["history"]["close"], candles["close"])
+    assert body["history"]["close"] == support.rounded(candles["close"], level)
+    assert body["history"]["volume"] == list(candles["volume"])
 
     plain = gateway.get("/api/v1/predictions/EURUSD", headers=KEY).json()
     assert "samples" not in plain and "history" not in plain
@@ -129,3 +137,78 @@ def test_mcp_can_be_made_to_require_the_api_key(seeded_url: str) -> None:
         right = gw.client.post("/mcp", json=list_tools, headers={**headers, "X-API-Key": "test-key-1"})
         assert right.status_code == 200
         assert "get_forecast" in {tool["name"] for tool in right.json()["result"]["tools"]}
+
+
+def test_with_no_key_configured_keyed_routes_say_so_and_how_to_set_one(seeded_url: str) -> None:
+    with support.GatewayServer(Settings(database_url=seeded_url)) as gw:  # the demo's default: no keys
+        for headers in ({}, {"X-API-Key": "a-guess"}):
+            refused = gw.get("/api/v1/instruments", headers=headers)
+            assert refused.status_code == 403
+            detail = refused.json()["detail"]
+            assert detail.startswith("no API key is configured on this gateway")
+            assert "CANDLECAST_GATEWAY__API_KEYS" in detail and "invalid" not in detail
+        assert gw.get("/showcase/ml-prediction/SPY").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/predictions/BTCUSDT?history=abc", "history"),
+        ("/api/v1/predictions/BTCUSDT?samples=maybe", "samples"),
+        ("/api/v1/jobs?limit=ten", "limit"),
+        ("/api/v1/jobs?limit=0", "limit"),  # ours: out of range
+        ("/api/v1/performance?symbol=", "symbol"),  # blank is not "every symbol"
+    ],
+)
+def test_every_422_has_the_one_detail_and_field_shape(gateway: Any, path: str, field: str) -> None:
+    response = gateway.get(path, headers=KEY)
+    assert response.status_code == 422
+    body = response.json()
+    assert set(body) == {"detail", "field"} and body["field"] == field
+    assert body["detail"].startswith(field + ": ") and "\n" not in body["detail"]
+    assert "pydantic" not in body["detail"] and "http" not in body["detail"]
+    ErrorBody.model_validate(body)
+
+
+def test_performance_refuses_unknown_symbols_and_models_listing_the_available_ones(gateway: Any) -> None:
+    unknown = gateway.get("/api/v1/performance", params={"symbol": "NOPE"}, headers=KEY)
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "unknown symbol 'NOPE'", "available": sorted(support.SYMBOLS)}
+    model = gateway.get("/api/v1/performance", params={"model_name": "kronos-mega"}, headers=KEY)
+    assert model.status_code == 404 and model.json()["available"] == ["baseline", "kronos-small"]
+    every = gateway.get("/api/v1/performance", params={"symbol": "*"}, headers=KEY).json()
+    assert every["rows"] == gateway.get("/api/v1/performance", headers=KEY).json()["rows"]
+    assert len(every["rows"]) == 6 and every["symbol"] is None
+
+
+def test_answers_say_replay_or_live_use_z_timestamps_and_match_their_declared_schemas(
+    extended_gateway: Any,
+) -> None:
+    gw = extended_gateway
+    showcase = gw.get("/showcase/ml-prediction/QQQ").json()  # no timeframe: QQQ has only a daily forecast
+    assert (showcase["timeframe"], showcase["data_mode"], showcase["data_as_of"]) == (
+        "1d",
+        "replay",
+        "2024-02-16T00:00:00Z",
+    )
+    Forecast.model_validate(showcase)
+    detail = gw.get("/api/v1/predictions/QQQ", params={"history": 5, "samples": "true"}, headers=KEY).json()
+    PredictionDetail.model_validate(detail)
+    assert detail["event_context"]["last_candle"] == "2024-02-15T00:00:00Z"  # stored as +00:00
+    assert detail["history"]["ts"][-1] == "2024-02-15T00:00:00Z"  # open time of the last candle closed by as_of
+    instruments = gw.get("/api/v1/instruments", headers=KEY).json()
+    Instruments.model_validate(instruments)
+    spy = next(row for row in instruments["instruments"] if row["symbol"] == "SPY")
+    assert (spy["name"], spy["quote_currency"]) == support.LABELS["SPY"]
+    assert instruments["data_mode"] == "replay" and instruments["data_as_of"] == "2024-03-01T12:00:00Z"
+    perf = gw.get("/api/v1/performance", params={"symbol": "SPY"}, headers=KEY).json()
+    Performance.model_validate(perf)
+    assert perf["data_mode"] == "replay" and all(r["name"] == support.LABELS["SPY"][0] for r in perf["rows"])
+    jobs = gw.get("/api/v1/jobs", headers=KEY).json()
+    Jobs.model_validate(jobs)
+    assert jobs["data_as_of"] == "2024-03-01T12:00:00Z"
+    Health.model_validate(gw.get("/health").json())
+    for body in (gw.get("/showcase/ml-prediction/NOPE").json(), gw.get("/api/v1/jobs").json()):
+        ErrorBody.model_validate(body)
+    for text in (json.dumps(showcase), json.dumps(detail), json.dumps(instruments), json.dumps(jobs)):
+        assert "+00:00" not in text

@@ -100,7 +100,14 @@ def test_api_keys_401_without_403_wrong_none_when_right() -> None:
     assert keys.check(None).status == 401  # type: ignore[union-attr]
     assert keys.check("alph").status == 403  # type: ignore[union-attr]
     assert keys.check("beta") is None
-    assert ApiKeys([]).check("anything").status == 403  # type: ignore[union-attr]
+
+
+def test_with_no_key_configured_the_refusal_says_so_and_how_to_set_one() -> None:
+    for presented in (None, "anything"):
+        denied = ApiKeys([]).check(presented)
+        assert denied is not None and denied.status == 403
+        assert denied.detail.startswith("no API key is configured on this gateway")
+        assert "CANDLECAST_GATEWAY__API_KEYS" in denied.detail and "missing" not in denied.detail
 
 
 def test_if_none_match_uses_weak_comparison_and_lists() -> None:

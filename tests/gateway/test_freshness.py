@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from sqlalchemy.engine import Engine, make_url
 from tests.gateway import support
@@ -53,14 +53,14 @@ def test_a_new_forecast_is_served_within_a_second_of_its_insert(own_gateway: Any
     fresh, _ = poll(gateway, url, lambda r: r.json()["as_of"] != cached["as_of"], deadline_s=1.0)
     body = fresh.json()
     assert datetime.fromisoformat(body["as_of"]) == as_of
-    np.testing.assert_array_equal(body["p50"], newer.p50)
+    assert body["p50"] == support.rounded(newer.p50, newer.last_close)
     assert body["stale"] is False
 
     # rewriting the same slot (an UPDATE) is picked up the same way
     rewritten = support.forecast("SPY", "baseline", "1h", as_of, cached["last_close"], seed=99)
     support.insert(store, rewritten)
     fresh, _ = poll(gateway, url, lambda r: r.json()["p50"] != body["p50"], deadline_s=1.0)
-    np.testing.assert_array_equal(fresh.json()["p50"], rewritten.p50)
+    assert fresh.json()["p50"] == support.rounded(rewritten.p50, rewritten.last_close)
 
 
 def test_with_the_database_gone_served_symbols_stay_200_and_stale_and_recover(seeded_url: str) -> None:
@@ -103,7 +103,10 @@ def test_with_the_database_gone_served_symbols_stay_200_and_stale_and_recover(se
     proxy.cut()
 
 
-def test_a_gateway_restarted_while_the_database_is_down_serves_what_it_saved(seeded_url: str, tmp_path: Path) -> None:
+def test_a_gateway_restarted_while_the_database_is_down_serves_what_it_saved(
+    seeded_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="candlecast.gateway.policy")
     target = make_url(seeded_url)
     proxy = support.TcpProxy(target.host or "127.0.0.1", target.port or 5432)
     snapshot = tmp_path / "gateway-cache.json"
@@ -115,9 +118,12 @@ def test_a_gateway_restarted_while_the_database_is_down_serves_what_it_saved(see
         fresh = first.get(url)
         assert fresh.status_code == 200 and fresh.json()["stale"] is False
     assert snapshot.exists()  # written at shutdown
+    assert not [r for r in caplog.records if "restored" in r.getMessage()]  # the first start had no file: silence
 
     proxy.cut()
     with support.GatewayServer(settings) as second:
+        restored = [r.getMessage() for r in caplog.records if "restored" in r.getMessage()]
+        assert restored == [f"restored 1 cached responses from {snapshot} (stale until the database confirms them)"]
         stale = second.get(url)
         assert stale.status_code == 200 and stale.json()["stale"] is True
         assert {**stale.json(), "stale": False} == fresh.json()

@@ -13,8 +13,8 @@ from tests.gateway import support
 from candlecast.store.predictions import latest_prediction
 
 SHOWCASE_FIELDS = {
-    "symbol", "model_name", "timeframe", "generated_at", "as_of", "target_timestamps", "p10", "p50", "p90",
-    "last_close", "stale",
+    "symbol", "name", "quote_currency", "model_name", "timeframe", "generated_at", "as_of", "target_timestamps",
+    "p10", "p50", "p90", "last_close", "data_mode", "data_as_of", "stale",
 }  # fmt: skip
 
 
@@ -30,9 +30,13 @@ def assert_matches_store(body: dict[str, Any], store: Engine, symbol: str, model
     assert ts(body["as_of"]) == stored.as_of
     assert ts(body["generated_at"]) == stored.generated_at
     assert [ts(t) for t in body["target_timestamps"]] == stored.target_ts
-    for name in ("p10", "p50", "p90"):  # JSON carries floats exactly (shortest repr round-trips)
-        np.testing.assert_array_equal(body[name], getattr(stored, name))
-    assert body["last_close"] == stored.last_close
+    assert all(t.endswith("Z") for t in [body["as_of"], body["generated_at"], *body["target_timestamps"]])
+    for name in ("p10", "p50", "p90"):  # rounded to the instrument's precision, nothing else changed
+        assert body[name] == support.rounded(getattr(stored, name), stored.last_close)
+        np.testing.assert_allclose(body[name], getattr(stored, name), rtol=1e-5)
+    assert body["last_close"] == support.rounded(stored.last_close, stored.last_close)[0]
+    assert (body["name"], body["quote_currency"]) == support.LABELS[symbol]
+    assert (body["data_mode"], body["data_as_of"]) == ("replay", body["as_of"])  # the seeded store is from 2024
     assert body["stale"] is False
 
 
@@ -50,15 +54,22 @@ def test_showcase_serves_the_newest_stored_forecast_without_a_key(gateway: Any, 
     assert_matches_store(daily.json(), store, "EURUSD", "baseline", "1d")
 
 
-def test_unknown_symbols_get_404_with_a_message(gateway: Any) -> None:
+def test_unknown_symbols_and_forecasts_get_404_listing_what_is_available(gateway: Any) -> None:
     unknown = gateway.get("/showcase/ml-prediction/NOPE")
     assert unknown.status_code == 404
-    assert unknown.json()["detail"] == "unknown symbol 'NOPE'"
+    assert unknown.json() == {"detail": "unknown symbol 'NOPE'", "available": sorted(support.SYMBOLS)}
 
     no_such_model = gateway.get("/showcase/ml-prediction/BTCUSDT", params={"model_name": "chronos2"})
     assert no_such_model.status_code == 404
-    assert "no 1h forecast of BTCUSDT by model 'chronos2'" in no_such_model.json()["detail"]
+    assert no_such_model.json()["detail"] == "no forecast of BTCUSDT by model 'chronos2'"
     assert {"model_name": "kronos-small", "timeframe": "1h"} in no_such_model.json()["available"]
+
+    no_such_timeframe = gateway.get(
+        "/showcase/ml-prediction/SPY", params={"model_name": "kronos-small", "timeframe": "1d"}
+    )
+    assert no_such_timeframe.status_code == 404
+    assert no_such_timeframe.json()["detail"] == "no 1d forecast of SPY by model 'kronos-small'"
+    assert {"model_name": "baseline", "timeframe": "1d"} in no_such_timeframe.json()["available"]
 
 
 @pytest.mark.parametrize(

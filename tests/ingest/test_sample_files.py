@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -246,3 +247,28 @@ def test_forecasts_are_never_invented_and_actuals_are_labelled_revised(calendar:
     nfp = with_actual[with_actual["event_type"] == "nfp"]
     assert nfp["period"].max() == "2015-12"
     assert with_actual.loc[with_actual["event_type"] == "cpi", "period"].max() == "2018-11"
+
+
+def test_every_symbol_has_one_label_and_proxies_say_what_they_really_are() -> None:
+    labels: dict[str, set[tuple[str | None, str | None]]] = {}
+    for item in MANIFEST:
+        assert item.name, item.symbol
+        labels.setdefault(item.symbol, set()).add((item.name, item.quote_currency))
+    assert all(len(found) == 1 for found in labels.values()), labels  # hourly and daily files agree
+    assert labels["SPY"] == {("S&P 500 index level (^GSPC), proxy for SPY", "USD")}
+    assert labels["QQQ"] == {("Nasdaq Composite index level (^IXIC), proxy for QQQ", "USD")}
+    assert labels["USDJPY"] == {("US dollar / Japanese yen", "JPY")}
+    assert {ccy for ((_, ccy),) in labels.values()} <= {"USD", "JPY", "CAD", None}
+
+
+def test_loading_the_sample_labels_its_instruments_and_keeps_their_other_columns(engine: Any) -> None:
+    from candlecast.ingest.candles import ingest_candles
+    from candlecast.ingest.sample import label_sample_instruments
+    from candlecast.store.candles import get_instruments
+
+    spy = next(item for item in MANIFEST if item.symbol == "SPY")
+    ingest_candles(engine, spy.path, spy.symbol, spy.timeframe, spy.asset_class, source=spy.source)
+    assert label_sample_instruments(engine, MANIFEST) == 1  # only SPY is stored
+    [stored] = get_instruments(engine, ["SPY"])
+    assert (stored.name, stored.quote_currency) == (spy.name, "USD")
+    assert (stored.asset_class, stored.source, stored.bar_kind) == ("equity", spy.source, "ohlc")

@@ -7,7 +7,10 @@ showcase hits answered here) -> ``MetricsMiddleware`` -> FastAPI routes (``route
 What the routes depend on lives on ``app.state`` (``settings``, ``data``, ``metrics``, ``api_keys``,
 ``api_limiter``; see ``routes.deps``). Errors are ``candlecast.errors`` exceptions, answered by one handler:
 JSON (``responses.error_response``) or, for a page, the HTML error page, with the status
-``errors.http_status`` gives.
+``errors.http_status`` gives. FastAPI's own request validation errors are turned into the same ``InputError``
+first, so every 422 has the one ``{detail, field}`` shape.
+
+``/docs`` and ``/redoc`` are served from the package (``pages.docs``), not from a CDN.
 """
 
 from __future__ import annotations
@@ -19,22 +22,25 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
-from candlecast.errors import CandlecastError
+from candlecast.errors import CandlecastError, InputError
 from candlecast.gateway.mcp_tools import build_mcp, mcp_route
 from candlecast.gateway.metrics import GatewayMetrics, MetricsMiddleware, route_family
 from candlecast.gateway.middleware import PublicRateLimit, ShowcaseFastPath
+from candlecast.gateway.pages import docs
 from candlecast.gateway.pages import routes as pages
 from candlecast.gateway.reads import GatewayData
 from candlecast.gateway.responses import error_response
 from candlecast.gateway.routes import api, operations, showcase
+from candlecast.gateway.schemas import API_VERSION
 from candlecast.gateway.security import ApiKeys, RateLimiter
 from candlecast.store.db import create_engine_for, resolve_database_url
 
-__all__ = ["create_app", "gateway_engine", "serve"]
+__all__ = ["create_app", "gateway_engine", "input_error", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,43 @@ async def candlecast_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+def input_error(exc: RequestValidationError) -> InputError:
+    """FastAPI's validation error (a list of pydantic errors) as the one ``InputError`` naming the first field at
+    fault, in one line without the validator's own text."""
+    parts: list[str] = []
+    field = ""
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "header", "body")]
+        name = ".".join(loc) or "request"
+        field = field or name
+        message = str(error.get("msg", "is invalid"))
+        found = error.get("input")
+        found_text = "" if found is None else f", found {found!r:.40}"
+        parts.append(f"{name}: {message[:1].lower()}{message[1:]}{found_text}")
+    detail = "; ".join(parts) or "invalid request"
+    return InputError(field, detail.removeprefix(f"{field}: "))
+
+
+async def request_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return await candlecast_error(request, input_error(exc))
+
+
+API_DESCRIPTION = """Stored probabilistic forecasts of market candles (p10/p50/p90 of the close per future candle),
+made ahead of time by scheduled batch jobs and served from a cache.
+
+- **Timestamps** are ISO 8601 in UTC with `Z`. A candle's timestamp is its **open** time: the 1h candle stamped
+  10:00Z covers 10:00-11:00 and its close is the price at 11:00Z; `target_timestamps` name forecast candles the
+  same way.
+- **Replay or live**: `data_mode` is `replay` when `data_as_of` (the market time the data reflects) is more than
+  `gateway.replay_after_h` hours (96) before the answer was read; the shipped sample data is a historical replay.
+- **Prices** are rounded to six significant digits at the instrument's price level (never fewer than 2 decimals).
+- **Errors** are `{"detail", "field"?, "available"?}`: 422 names the `field`, 404 lists what is `available`.
+- **Keys**: `/api/v1` needs the `X-API-Key` header (set keys with `CANDLECAST_GATEWAY__API_KEYS='["key"]'`);
+  the showcase, the pages and MCP (`POST /mcp`, tools get_forecast, list_instruments, get_performance) need none.
+"""
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The gateway app. ``engine`` defaults to one on the configured database (see ``gateway_engine``);
     the LISTEN connection uses the same URL."""
@@ -84,8 +127,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(
         title="candlecast gateway",
         summary="Stored probabilistic forecasts of market candles: showcase, API, MCP and web pages.",
-        version="0.1.0",
+        description=API_DESCRIPTION,
+        version=API_VERSION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package by pages.docs, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.data = data
@@ -97,8 +143,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(docs.router)
     app.router.routes.append(mcp_route(mcp, gw.host, api_limiter, keys if gw.mcp_requires_key else None))
     app.add_exception_handler(CandlecastError, candlecast_error)
+    app.add_exception_handler(RequestValidationError, request_validation_error)
 
     # added innermost first
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -107,7 +155,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         cache=data.cache,
         metrics=metrics,
         default_model=gw.default_model,
-        default_timeframe=gw.default_timeframe,
     )
     if gw.public_rate_limit_per_minute > 0:
         app.add_middleware(PublicRateLimit, limiter=RateLimiter(gw.public_rate_limit_per_minute), metrics=metrics)

@@ -1,67 +1,268 @@
 """MCP tools for AI agents, on the official MCP Python SDK (streamable HTTP, mounted at ``/mcp``).
 
 The tools read through the gateway's cache (``GatewayData``, as the routes do), so an agent gets the stored
-forecast in milliseconds, never a live model run. Errors (``candlecast.errors``: a malformed value, an unknown
-symbol, the database away with nothing cached) come back as tool errors with the same detail an HTTP client
-gets (``responses.error_detail``). The ``/mcp`` route is guarded like ``/api/v1``: a per-address rate limit,
-and the API key when ``mcp_requires_key`` is set; a refusal is answered by ``responses.error_response``.
+forecast in milliseconds, never a live model run. Every tool is read-only and says so (tool annotations), has a
+description per argument with its default and, where the values are fixed, an enum, and an output schema
+(``schemas.py``). A result carries its data once, as structured content, plus a one-line text summary; prices
+are rounded to the instrument's precision and every answer adds ``data_age_s`` (seconds since ``data_as_of``) to
+the HTTP payload, whose ``data_mode`` says live or historical replay.
+
+Errors come back as tool errors (``isError``) in one line: the same detail an HTTP client gets
+(``responses.error_detail``) followed by what is available, and the HTTP error body as structured content
+(``detail``, ``field``, ``available``). A missing, mistyped or unknown argument is one line naming the argument
+too, never the validator's own text.
+
+The ``/mcp`` route is guarded like ``/api/v1``: a per-address rate limit, and the API key when
+``mcp_requires_key`` is set; a refusal is answered by ``responses.error_response``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Awaitable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from pydantic import Field, ValidationError, WithJsonSchema
 from starlette.routing import Route
 
-from candlecast.errors import CandlecastError
+from candlecast.errors import CandlecastError, InputError
 from candlecast.gateway.cache import Served
+from candlecast.gateway.params import EVERY_SYMBOL
+from candlecast.gateway.payloads.fields import parse_iso
 from candlecast.gateway.reads import GatewayData
-from candlecast.gateway.responses import error_detail, error_response
+from candlecast.gateway.responses import error_payload, error_response
+from candlecast.gateway.schemas import API_VERSION, ForecastWithAge, InstrumentsWithAge, PerformanceWithAge
 from candlecast.gateway.security import ApiKeys, RateLimiter
+from candlecast.store.performance import PERFORMANCE_WINDOWS
+from candlecast.store.schema import TIMEFRAMES
 
 __all__ = ["build_mcp", "mcp_route"]
 
 INSTRUCTIONS = (
-    "candlecast serves stored probabilistic forecasts of market candles (p10/p50/p90 per future timestamp) "
-    "made by scheduled batch jobs. Call list_instruments to see symbols and which (model, timeframe) "
-    "forecasts exist, get_forecast for the newest forecast, get_performance for how past forecasts scored."
+    "candlecast serves stored probabilistic forecasts of market candles (p10/p50/p90 of the close per future "
+    "candle) made by scheduled batch jobs. Call list_instruments to see symbols and which (model, timeframe) "
+    "forecasts exist, get_forecast for the newest forecast, get_performance for how past forecasts scored. "
+    "Timestamps are UTC; a candle's timestamp is its open time. Check data_mode: 'replay' means historical data "
+    "replayed as of a past date (data_as_of, data_age_s), not live prices."
 )
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
-async def _value(read: Awaitable[Served]) -> dict[str, Any]:
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # "omit it for the default": a null default would not match the enum
+
+
+def _optional(description: str) -> Any:
+    """An optional argument: its description says what omitting it means."""
+    return Field(description=description, json_schema_extra=_drop_default)
+
+
+def _enum(values: tuple[str, ...]) -> WithJsonSchema:
+    """The schema of a string argument with fixed values; the value itself is checked by ``params``, which
+    says what was found and what is allowed."""
+    return WithJsonSchema({"type": "string", "enum": list(values)})
+
+
+Symbol = Annotated[str, Field(description="Ticker as list_instruments gives it, e.g. BTCUSDT or SPY (any case).")]
+ModelName = Annotated[
+    str | None,
+    _optional(
+        "Model that made the forecast, e.g. baseline or kronos-small (list_instruments shows which exist per "
+        "symbol). Omit it for the gateway's default model, baseline unless configured otherwise."
+    ),
+]
+Timeframe = Annotated[
+    str | None,
+    _optional("Candle timeframe. Omit it for the newest timeframe that has a forecast of this symbol by this model."),
+    _enum(TIMEFRAMES),
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _with_age(value: dict[str, Any]) -> dict[str, Any]:
+    as_of = parse_iso(value.get("data_as_of"))
+    age = None if as_of is None else round((_now() - as_of).total_seconds())
+    return {**value, "data_age_s": age}
+
+
+def _age_text(value: dict[str, Any]) -> str:
+    age = value.get("data_age_s")
+    if value.get("data_mode") is None or age is None:
+        return "no data yet"
+    days = age / 86400
+    how_old = f"{days:.1f} days old" if days >= 2 else f"{age / 3600:.1f} hours old"
+    if value["data_mode"] == "replay":
+        return f"HISTORICAL REPLAY as of {value['data_as_of']} ({how_old}), not live prices"
+    return f"live data as of {value['data_as_of']} ({how_old})"
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:g}"
+
+
+def _result(value: dict[str, Any], summary: str) -> CallToolResult:
+    """A successful tool result: the data once, as structured content, and a one-line summary."""
+    return CallToolResult(content=[TextContent(type="text", text=summary)], structured_content=value)
+
+
+def _error(exc: CandlecastError) -> CallToolResult:
+    return _error_body(error_payload(exc))
+
+
+def _error_body(body: dict[str, Any]) -> CallToolResult:
+    """A tool error in one line (detail, then what is available), with the HTTP error body as structured content."""
+    text = body["detail"]
+    available = body.get("available")
+    if available:
+        items = [" ".join(str(v) for v in a.values()) if isinstance(a, dict) else str(a) for a in available]
+        text += ". Available: " + ", ".join(items)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=body, is_error=True)
+
+
+async def _read(read: Awaitable[Served]) -> dict[str, Any] | CallToolResult:
+    """The payload of a read, or the error result to answer with."""
     try:
         served = await read
     except CandlecastError as exc:
-        raise ToolError(error_detail(exc)) from exc
+        return _error(exc)
     if served.status != 200:
-        raise ToolError(served.value.get("detail", f"HTTP {served.status}"))
-    return served.value
+        return _error_body(served.value)
+    return _with_age(served.value)
+
+
+def _argument_error(tool: str, schema: dict[str, Any], exc: ValidationError) -> str:
+    """One line naming each argument at fault, from the validator's errors (never its text, which quotes
+    internal model names and links to its documentation)."""
+    properties = schema.get("properties", {})
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "arguments"
+        if error["type"] == "missing":
+            described = properties.get(name, {}).get("description", "")
+            parts.append(f"{name}: required" + (f" ({described.rstrip('.')})" if described else ""))
+        else:
+            found = error.get("input")
+            parts.append(f"{name}: {error['msg'].lower()}, found {found!r:.40}")
+    return f"{tool}: " + "; ".join(parts)
+
+
+class _Server(MCPServer):
+    """``MCPServer`` whose argument errors are one clear line (and unknown arguments are refused, not ignored)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            known = list(tool.parameters.get("properties", {}))
+            unknown = sorted(set(arguments) - set(known))
+            if unknown:
+                takes = ", ".join(known) if known else "no arguments"
+                detail = f"{name}: unknown argument {', '.join(map(repr, unknown))}; it takes {takes}"
+                return _error_body({"detail": detail, "field": unknown[0]})
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if tool is None or not isinstance(exc.__cause__, ValidationError):
+                raise
+            errors = exc.__cause__.errors()
+            field = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+            return _error_body({"detail": _argument_error(name, tool.parameters, exc.__cause__), "field": field})
+
+
+def _forecast_summary(v: dict[str, Any]) -> str:
+    label = f" ({v['name']})" if v.get("name") else ""
+    unit = f" {v['quote_currency']}" if v.get("quote_currency") else ""
+    steps = len(v["target_timestamps"])
+    last = steps - 1
+    return (
+        f"{v['symbol']}{label} {v['timeframe']} forecast by {v['model_name']}: {_age_text(v)}. "
+        f"{steps} steps, candles opening {v['target_timestamps'][0] if steps else '-'} to "
+        f"{v['target_timestamps'][last] if steps else '-'}; last close {_fmt(v['last_close'])}{unit}; "
+        f"last step p10/p50/p90 {_fmt(v['p10'][last] if steps else None)} / {_fmt(v['p50'][last] if steps else None)}"
+        f" / {_fmt(v['p90'][last] if steps else None)}{unit}. Every value is in the structured content."
+    )
 
 
 def build_mcp(data: GatewayData) -> MCPServer:
-    server: MCPServer = MCPServer("candlecast", instructions=INSTRUCTIONS, log_level="WARNING")
+    server: MCPServer = _Server(
+        "candlecast",
+        title="candlecast forecasts",
+        version=API_VERSION,
+        instructions=INSTRUCTIONS,
+        log_level="WARNING",
+    )
 
-    @server.tool()
-    async def get_forecast(symbol: str, model_name: str | None = None, timeframe: str | None = None) -> dict[str, Any]:
-        """The newest stored forecast of `symbol`: generated_at, as_of, target_timestamps and p10/p50/p90
-        closes per target, last_close, and `stale` (true when the database could not confirm it is the newest).
-        `timeframe` is 1h or 1d; both default to the gateway's defaults."""
-        return await _value(data.showcase(symbol, model_name, timeframe))
+    @server.tool(annotations=READ_ONLY, title="Newest forecast of a symbol")
+    async def get_forecast(
+        symbol: Symbol, model_name: ModelName = None, timeframe: Timeframe = None
+    ) -> Annotated[CallToolResult, ForecastWithAge]:
+        """The newest stored forecast of `symbol`: p10/p50/p90 of the close of each future candle
+        (target_timestamps, candle open times, UTC), last_close, generated_at, as_of, the instrument's name and
+        quote currency, data_mode ('replay' or 'live'), data_as_of, data_age_s, and `stale` (true when the
+        database could not confirm it is the newest). Defaults: model baseline, the newest timeframe that has a
+        forecast. An unknown symbol or a missing forecast is an error listing what is available."""
+        value = await _read(data.showcase(symbol, model_name, timeframe))
+        return value if isinstance(value, CallToolResult) else _result(value, _forecast_summary(value))
 
-    @server.tool()
-    async def list_instruments() -> dict[str, Any]:
-        """Every instrument (symbol, asset class, candle ranges) and the (model, timeframe) forecasts it has."""
-        return await _value(data.instruments())
+    @server.tool(annotations=READ_ONLY, title="Instruments and their forecasts")
+    async def list_instruments() -> Annotated[CallToolResult, InstrumentsWithAge]:
+        """Every instrument: symbol, name (what the series really is, e.g. an index level standing in for an ETF),
+        quote currency, asset class, candle counts and first/last candle per timeframe, and the newest forecast
+        of each (model, timeframe) it has; data_mode and data_age_s of the newest forecast."""
+        value = await _read(data.instruments())
+        if isinstance(value, CallToolResult):
+            return value
+        rows = value["instruments"]
+        with_forecast = sum(1 for row in rows if row["forecasts"])
+        summary = (
+            f"{len(rows)} instruments ({', '.join(row['symbol'] for row in rows)}), {with_forecast} with forecasts; "
+            f"{_age_text(value)}. Every value is in the structured content."
+        )
+        return _result(value, summary)
 
-    @server.tool()
-    async def get_performance(symbol: str | None = None, model_name: str | None = None) -> dict[str, Any]:
-        """How past forecasts scored, per (symbol, timeframe, model): hit rate, p10-p90 coverage against the
-        nominal 0.8, mean CRPS, Sharpe; plus calibration (share of realised closes below p10/p50/p90)."""
-        return await _value(data.performance(symbol, model_name))
+    @server.tool(annotations=READ_ONLY, title="How past forecasts scored")
+    async def get_performance(
+        symbol: Annotated[
+            str,
+            Field(description=f"Ticker, e.g. SPY, or {EVERY_SYMBOL!r} for every symbol (required: no blank 'all')."),
+        ],
+        model_name: Annotated[str | None, _optional("Only this model, e.g. baseline. Omit it for every model.")] = None,
+        timeframe: Annotated[str | None, _optional("Only this timeframe. Omit it for both."), _enum(TIMEFRAMES)] = None,
+        window: Annotated[
+            str | None,
+            _optional(
+                "Which scored forecasts: 'all' (every one; the default when omitted) or 'trailing_30d' (those of the "
+                "last 30 days)."
+            ),
+            _enum(PERFORMANCE_WINDOWS),
+        ] = None,
+    ) -> Annotated[CallToolResult, PerformanceWithAge]:
+        """How past forecasts scored, per (symbol, timeframe, model): forecasts and steps scored, hit rate
+        (direction of the p50), p10-p90 coverage against the nominal 0.8, mean CRPS and pinball loss, Sharpe;
+        plus calibration (share of realised closes below p10/p50/p90, nominal 0.1/0.5/0.9). An unknown symbol or
+        model is an error listing what is available."""
+        if not symbol.strip():
+            return _error(InputError("symbol", f"is blank: give a symbol, or {EVERY_SYMBOL!r} for every symbol"))
+        value = await _read(data.performance(symbol, model_name, timeframe, window))
+        if isinstance(value, CallToolResult):
+            return value
+        rows = value["rows"]
+        scope = " ".join(str(v) for v in (value["symbol"], value["model_name"], value["timeframe"]) if v)
+        summary = (
+            f"{len(rows)} score rows for {scope or 'every symbol and model'} (window {value['window']}); "
+            f"{_age_text(value)}. Every value is in the structured content."
+        )
+        return _result(value, summary)
 
     return server
 

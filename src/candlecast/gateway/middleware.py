@@ -31,14 +31,11 @@ ASGIApp = Any
 
 
 class ShowcaseFastPath:
-    def __init__(
-        self, app: ASGIApp, cache: ResponseCache, metrics: GatewayMetrics, default_model: str, default_timeframe: str
-    ) -> None:
+    def __init__(self, app: ASGIApp, cache: ResponseCache, metrics: GatewayMetrics, default_model: str) -> None:
         self.app = app
         self.cache = cache
         self.metrics = metrics
         self.default_model = default_model
-        self.default_timeframe = default_timeframe
         self._prefix_len = len(SHOWCASE_PREFIX)
 
     def _key(self, scope: dict[str, Any]) -> Key | None:
@@ -55,7 +52,7 @@ class ShowcaseFastPath:
                     timeframe = value
         symbol = scope["path"][self._prefix_len :]
         try:
-            params = parse_forecast(symbol, model, timeframe, self.default_model, self.default_timeframe)
+            params = parse_forecast(symbol, model, timeframe, self.default_model)
         except InputError:
             return None
         return cache_key(SHOWCASE, *params)

@@ -1,9 +1,11 @@
 """Request parameters: every value a read is asked with, parsed and validated before anything else happens.
 
 A malformed value raises ``candlecast.errors.InputError`` naming the field (HTTP 422, an MCP tool error).
-What the parse functions return is normalised (symbols upper-cased, defaults filled in), so two requests
-that mean the same thing get the same cache key (``reads.cache_key``): the showcase fast path in
-``middleware.py`` and the showcase route both parse with ``parse_forecast``.
+What the parse functions return is normalised (symbols upper-cased, the default model filled in), so two
+requests that mean the same thing get the same cache key (``reads.cache_key``): the showcase fast path in
+``middleware.py`` and the showcase route both parse with ``parse_forecast``. A forecast asked for without a
+timeframe keeps ``timeframe=None``: the payload builder picks the newest timeframe that has a forecast of that
+symbol (``payloads.forecasts.resolve_timeframe``), which only the store knows.
 
 Whether a well-formed symbol or model exists is not known here: the payload builders find that out from
 the store and raise ``NotFoundError`` with what is available.
@@ -19,6 +21,7 @@ from candlecast.store.performance import PERFORMANCE_WINDOWS
 from candlecast.store.schema import TIMEFRAMES
 
 __all__ = [
+    "EVERY_SYMBOL",
     "MODEL_PATTERN",
     "SYMBOL_PATTERN",
     "ForecastParams",
@@ -27,6 +30,7 @@ __all__ = [
     "parse_count",
     "parse_forecast",
     "parse_model",
+    "parse_optional_timeframe",
     "parse_performance",
     "parse_prediction",
     "parse_symbol",
@@ -37,6 +41,7 @@ __all__ = [
 # Same rule as the instruments table's CHECK constraint (after upper-casing).
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,31}")
 MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+EVERY_SYMBOL = "*"  # performance of every symbol, said explicitly (a blank symbol is an error, not "all")
 
 
 class ForecastParams(NamedTuple):
@@ -44,7 +49,7 @@ class ForecastParams(NamedTuple):
 
     symbol: str
     model: str
-    timeframe: str
+    timeframe: str | None  # None: the newest timeframe with a forecast of this symbol by this model
 
 
 class PredictionParams(NamedTuple):
@@ -52,13 +57,14 @@ class PredictionParams(NamedTuple):
 
     symbol: str
     model: str
-    timeframe: str
+    timeframe: str | None
     samples: bool
     history: int
 
 
 class PerformanceParams(NamedTuple):
-    """``/api/v1/performance`` and the evaluation page: scores filtered by any of these (None: all)."""
+    """``/api/v1/performance``, the ``get_performance`` tool and the evaluation page: scores filtered by any of
+    these (None: all)."""
 
     symbol: str | None
     model: str | None
@@ -89,6 +95,11 @@ def parse_timeframe(raw: str | None, default: str, field: str = "timeframe") -> 
     return timeframe
 
 
+def parse_optional_timeframe(raw: str | None, field: str = "timeframe") -> str | None:
+    """``raw``, or None when it is missing or blank (the reader picks one)."""
+    return parse_timeframe(raw, "", field) if raw else None
+
+
 def parse_window(raw: str | None, field: str = "window") -> str:
     """A performance window; missing or blank means ``all``."""
     window = raw or "all"
@@ -103,11 +114,9 @@ def parse_count(value: int, field: str, low: int, high: int) -> int:
     return value
 
 
-def parse_forecast(
-    symbol: str, model_name: str | None, timeframe: str | None, default_model: str, default_timeframe: str
-) -> ForecastParams:
+def parse_forecast(symbol: str, model_name: str | None, timeframe: str | None, default_model: str) -> ForecastParams:
     return ForecastParams(
-        parse_symbol(symbol), parse_model(model_name, default_model), parse_timeframe(timeframe, default_timeframe)
+        parse_symbol(symbol), parse_model(model_name, default_model), parse_optional_timeframe(timeframe)
     )
 
 
@@ -118,19 +127,21 @@ def parse_prediction(
     samples: bool,
     history: int,
     default_model: str,
-    default_timeframe: str,
     max_history: int,
 ) -> PredictionParams:
-    forecast = parse_forecast(symbol, model_name, timeframe, default_model, default_timeframe)
+    forecast = parse_forecast(symbol, model_name, timeframe, default_model)
     return PredictionParams(*forecast, samples, parse_count(history, "history", 0, max_history))
 
 
 def parse_performance(
     symbol: str | None, model_name: str | None, timeframe: str | None, window: str | None
 ) -> PerformanceParams:
-    """Each filter is optional: missing or blank means no filter."""
+    """Each filter is optional: missing (or blank, but for the symbol) means no filter. The symbol is ``*`` or
+    missing for every symbol; a blank one is refused rather than read as "all"."""
+    if symbol is not None and not symbol.strip():
+        raise InputError("symbol", f"is blank: give a symbol, or {EVERY_SYMBOL!r} for every symbol")
     return PerformanceParams(
-        parse_symbol(symbol) if symbol else None,
+        None if symbol is None or symbol.strip() == EVERY_SYMBOL else parse_symbol(symbol),
         parse_model(model_name, "") if model_name else None,
         parse_timeframe(timeframe, "") if timeframe else None,
         parse_window(window),

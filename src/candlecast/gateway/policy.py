@@ -93,10 +93,11 @@ class ReadPolicy:
         """Start listening; wait (up to the DB timeout) for LISTEN so the first reads can be trusted."""
         snapshot = self.gw.cache_snapshot_path
         if snapshot is not None:
-            restored = self.cache.restore(snapshot)
-            log.info(
-                "restored %d cached responses from %s (stale until the database confirms them)", restored, snapshot
-            )
+            if snapshot.exists():  # the first start has none yet: nothing to say
+                restored = self.cache.restore(snapshot)
+                log.info(
+                    "restored %d cached responses from %s (stale until the database confirms them)", restored, snapshot
+                )
             self._snapshot_task = asyncio.create_task(self._save_periodically(snapshot), name="candlecast-snapshot")
         self._listener_task = asyncio.create_task(self.listener.run(), name="candlecast-listen")
         try:

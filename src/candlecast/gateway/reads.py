@@ -63,6 +63,7 @@ class GatewayData:
     """The gateway's reads, each through the read policy (``policy``, which owns the cache)."""
 
     def __init__(self, settings: Settings, engine: Engine, metrics: GatewayMetrics) -> None:
+        self.settings = settings
         self.gw = settings.gateway
         self.engine = engine
         self.metrics = metrics
@@ -79,8 +80,8 @@ class GatewayData:
 
     async def showcase(self, symbol: str, model_name: str | None = None, timeframe: str | None = None) -> Served:
         """The newest forecast of a (symbol, model, timeframe), in the public showcase shape."""
-        params = parse_forecast(symbol, model_name, timeframe, self.gw.default_model, self.gw.default_timeframe)
-        loader = functools.partial(showcase_payload, self.engine, params)
+        params = parse_forecast(symbol, model_name, timeframe, self.gw.default_model)
+        loader = functools.partial(showcase_payload, self.engine, params, self.gw)
         return await self.policy.read(cache_key(SHOWCASE, *params), loader, params.symbol, self.gw.cache_ttl_s)
 
     async def prediction(
@@ -94,16 +95,15 @@ class GatewayData:
         """The showcase fields plus model version, event context, optionally sample paths and candles."""
         gw = self.gw
         params = parse_prediction(
-            symbol, model_name, timeframe, samples, history, gw.default_model, gw.default_timeframe,
-            gw.max_history_candles,
-        )  # fmt: skip
-        loader = functools.partial(prediction_payload, self.engine, params)
+            symbol, model_name, timeframe, samples, history, gw.default_model, gw.max_history_candles
+        )
+        loader = functools.partial(prediction_payload, self.engine, params, gw)
         return await self.policy.read(cache_key(PREDICTION, *params), loader, params.symbol, gw.cache_ttl_s)
 
     # -- summaries ----------------------------------------------------------------------------------
 
     async def instruments(self) -> Served:
-        loader = functools.partial(instruments_payload, self.engine)
+        loader = functools.partial(instruments_payload, self.engine, self.gw)
         return await self.policy.read(cache_key(INSTRUMENTS), loader, ALL_SYMBOLS, self.gw.summary_cache_ttl_s)
 
     async def performance(
@@ -114,25 +114,25 @@ class GatewayData:
         window: str | None = "all",
     ) -> Served:
         params = parse_performance(symbol, model_name, timeframe, window)
-        loader = functools.partial(performance_payload, self.engine, params)
+        loader = functools.partial(performance_payload, self.engine, params, self.gw)
         return await self.policy.read(cache_key(PERFORMANCE, *params), loader, None, self.gw.summary_cache_ttl_s)
 
     async def jobs(self, limit: int = 50) -> Served:
         limit = parse_count(limit, "limit", 1, 500)
-        loader = functools.partial(jobs_payload, self.engine, limit)
+        loader = functools.partial(jobs_payload, self.engine, limit, self.gw)
         return await self.policy.read(cache_key(JOBS, limit), loader, ALL_SYMBOLS, self.gw.summary_cache_ttl_s)
 
     # -- pages --------------------------------------------------------------------------------------
 
     async def home_page(self, timeframe: str | None = None) -> Served:
         tf = parse_timeframe(timeframe, self.gw.home_timeframe)
-        loader = functools.partial(home_payload, self.engine, tf, self.gw.default_model, self.gw.card_candles)
+        loader = functools.partial(home_payload, self.engine, tf, self.gw)
         return await self.policy.read(cache_key(HOME_PAGE, tf), loader, ALL_SYMBOLS, self.gw.cache_ttl_s)
 
     async def symbol_page(self, symbol: str) -> Served:
         symbol = parse_symbol(symbol)
-        default = (self.gw.default_model, self.gw.default_timeframe)
-        loader = functools.partial(symbol_page_payload, self.engine, symbol, default, self.gw.history_candles)
+        calendars = self.settings.market_calendars
+        loader = functools.partial(symbol_page_payload, self.engine, symbol, self.gw, calendars)
         return await self.policy.read(cache_key(SYMBOL_PAGE, symbol), loader, symbol, self.gw.cache_ttl_s)
 
     async def evaluation_page(self, window: str | None = None) -> Served:

@@ -1,7 +1,10 @@
 """API keys and rate limits.
 
 Keys come from settings (``CANDLECAST_GATEWAY__API_KEYS='["key1","key2"]'``) and are compared in constant
-time against every configured key. Rate limits are token buckets kept in memory, one per client address
+time against every configured key. With none configured (the demo's default) every keyed request is refused
+with a message saying so and how to set one, rather than "missing" or "invalid" key.
+
+Rate limits are token buckets kept in memory, one per client address
 and one per key: a bucket holds up to ``limit`` requests and refills at ``limit`` per minute. Each gateway
 replica limits on its own.
 
@@ -19,7 +22,14 @@ from collections.abc import Callable, Sequence
 
 from candlecast.errors import AccessDenied
 
-__all__ = ["ApiKeys", "RateLimiter"]
+__all__ = ["NO_KEY_CONFIGURED", "ApiKeys", "RateLimiter"]
+
+
+NO_KEY_CONFIGURED = (
+    "no API key is configured on this gateway, so the keyed routes are closed: set one with "
+    """CANDLECAST_GATEWAY__API_KEYS='["your-key"]' (a JSON list) and restart, then send it in the X-API-Key """
+    "header. The showcase route and the pages need no key, nor does MCP at /mcp unless gateway.mcp_requires_key is set"
+)
 
 
 class ApiKeys:
@@ -28,6 +38,8 @@ class ApiKeys:
 
     def check(self, presented: str | None) -> AccessDenied | None:
         """None when ``presented`` is a configured key, else the refusal to send."""
+        if not self._keys:
+            return AccessDenied(403, NO_KEY_CONFIGURED)
         if not presented:
             return AccessDenied(
                 401,

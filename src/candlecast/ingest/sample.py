@@ -2,17 +2,32 @@
 
 ``scripts/build_sample_data.py`` builds the folder from real market data inside PyPI packages and
 writes the manifest; ``data/sample/SOURCES.md`` says where each file comes from. This module only
-reads the manifest and checks it, so the CLI can load the files without knowing them by name.
+reads the manifest and checks it, so the CLI can load the files without knowing them by name, and labels the
+instruments it loads (``label_sample_instruments``: each entry's ``name`` and ``quote_currency``, so that a
+proxy such as SPY, which is the S&P 500 index level here, says so wherever it is shown).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ASSET_CLASSES", "BAR_KINDS", "MANIFEST_NAME", "SampleFile", "load_sample_calendar", "load_sample_manifest"]
+from sqlalchemy.engine import Engine
+
+from candlecast.store.candles import get_instruments, upsert_instruments
+
+__all__ = [
+    "ASSET_CLASSES",
+    "BAR_KINDS",
+    "MANIFEST_NAME",
+    "SampleFile",
+    "label_sample_instruments",
+    "load_sample_calendar",
+    "load_sample_manifest",
+]
 
 MANIFEST_NAME = "manifest.json"
 ASSET_CLASSES = frozenset({"crypto", "equity", "fx", "commodity", "index"})
@@ -33,6 +48,8 @@ class SampleFile:
     licence: str = ""
     instrument: str = ""  # what the series really is, e.g. "S&P 500 index (^GSPC), proxy for SPY"
     rows: int = 0
+    name: str | None = None  # the instrument's label wherever it is shown, e.g. "S&P 500 index level (^GSPC), ..."
+    quote_currency: str | None = None  # what prices are in (None for index points)
 
 
 def _read_manifest(sample_dir: Path) -> dict[str, Any]:
@@ -52,6 +69,13 @@ def _field(entry: dict[str, Any], name: str, where: str) -> str:
     value = entry.get(name)
     if not isinstance(value, str) or not value:
         raise ValueError(f"{where}: field {name!r} is missing or not a non-empty string")
+    return value
+
+
+def _optional(entry: dict[str, Any], name: str, where: str) -> str | None:
+    value = entry.get(name)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"{where}: field {name!r} must be a non-empty string or null")
     return value
 
 
@@ -98,6 +122,8 @@ def load_sample_manifest(sample_dir: Path) -> list[SampleFile]:
                 licence=str(entry.get("licence", "")),
                 instrument=str(entry.get("instrument", "")),
                 rows=int(entry.get("rows", 0)),
+                name=_optional(entry, "name", where),
+                quote_currency=_optional(entry, "quote_currency", where),
             )
         )
     return files
@@ -119,3 +145,14 @@ def load_sample_calendar(sample_dir: Path) -> list[Path]:
             raise FileNotFoundError(f"{where}: file {path} does not exist")
         paths.append(path)
     return paths
+
+
+def label_sample_instruments(engine: Engine, files: list[SampleFile]) -> int:
+    """Write the manifest's ``name`` and ``quote_currency`` onto the stored instruments of ``files`` (after
+    their candles are loaded); returns how many instruments were labelled. Other columns are kept as stored."""
+    labels = {f.symbol: (f.name, f.quote_currency) for f in files if f.name or f.quote_currency}
+    with engine.begin() as conn:
+        stored = get_instruments(conn, sorted(labels))
+        changed = [dataclasses.replace(i, name=labels[i.symbol][0], quote_currency=labels[i.symbol][1]) for i in stored]
+        upsert_instruments(conn, changed)
+    return len(changed)

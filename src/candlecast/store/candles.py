@@ -30,6 +30,7 @@ __all__ = [
     "latest_candles",
     "latest_candles_many",
     "list_instruments",
+    "realised_candles",
     "timeframe_delta",
     "upsert_candles",
     "upsert_instruments",
@@ -194,6 +195,20 @@ def candles_between(
         "WHERE symbol = %(symbol)s AND ts BETWEEN %(start)s AND %(end)s ORDER BY ts"
     )
     return _typed(read_frame(engine, sql, {"symbol": symbol, "start": start, "end": end}))
+
+
+def realised_candles(
+    engine: Engine | Connection, symbol: str, timeframe: str, as_of: datetime, until: datetime, limit: int = 1000
+) -> pd.DataFrame:
+    """The candles of ``symbol`` that had not closed by ``as_of`` (``ts + timeframe > as_of``), up to the one
+    stamped ``until``, oldest first: what happened after a forecast made as of ``as_of``."""
+    table = candle_table(timeframe).name
+    sql = (
+        f"SELECT ts, open, high, low, close, volume, amount FROM {table} "
+        "WHERE symbol = %(symbol)s AND ts > %(cutoff)s AND ts <= %(until)s ORDER BY ts LIMIT %(limit)s"
+    )
+    params = {"symbol": symbol, "cutoff": closed_cutoff(timeframe, as_of), "until": until, "limit": limit}
+    return _typed(read_frame(engine, sql, params))
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -16,10 +16,14 @@ from candlecast.store.candles import Instrument
 from candlecast.store.schema import TIMEFRAMES, candle_table
 
 __all__ = [
+    "CandleSpan",
     "ForecastSlot",
+    "ForecastWindow",
     "TimeframeFreshness",
+    "candle_spans",
     "data_freshness",
     "forecast_slots",
+    "forecast_window",
     "instrument_exists",
     "list_active_instruments",
 ]
@@ -44,6 +48,22 @@ class TimeframeFreshness:
     newest_forecast_as_of: datetime | None
     newest_generated_at: datetime | None  # when the newest forecast row was written
     forecast_slots: int  # distinct (symbol, model) pairs with a forecast
+
+
+@dataclass(frozen=True)
+class CandleSpan:
+    """The first and last stored candle (open times) of one symbol in one timeframe."""
+
+    first: datetime
+    last: datetime
+
+
+@dataclass(frozen=True)
+class ForecastWindow:
+    """The as-of times the stored forecasts of one timeframe span, over every symbol and model."""
+
+    first_as_of: datetime
+    last_as_of: datetime
 
 
 def instrument_exists(bind: Engine | Connection, symbol: str) -> bool:
@@ -92,3 +112,30 @@ def data_freshness(bind: Engine | Connection) -> dict[str, TimeframeFreshness]:
             timeframe, newest_ts, int(n_symbols), newest_as_of, newest_generated, int(n_slots)
         )
     return out
+
+
+def candle_spans(bind: Engine | Connection, symbols: list[str], timeframe: str) -> dict[str, CandleSpan]:
+    """First and last candle of each of ``symbols`` in ``timeframe`` (two index probes each); symbols
+    without candles are absent."""
+    table = candle_table(timeframe).name
+    sql = f"""
+        SELECT s.symbol,
+               (SELECT ts FROM {table} t WHERE t.symbol = s.symbol ORDER BY ts LIMIT 1),
+               (SELECT ts FROM {table} t WHERE t.symbol = s.symbol ORDER BY ts DESC LIMIT 1)
+        FROM unnest(%(symbols)s::text[]) AS s(symbol)"""
+    _, rows = read_rows(bind, sql, {"symbols": list(symbols)})
+    return {symbol: CandleSpan(first, last) for symbol, first, last in rows if first is not None}
+
+
+def forecast_window(bind: Engine | Connection, timeframe: str) -> ForecastWindow | None:
+    """The earliest and newest ``as_of`` of any stored ``timeframe`` forecast (None: there is none).
+
+    In a replay this is the replayed stretch; one probe of the (symbol, timeframe, ...) index per instrument."""
+    sql = """
+        SELECT min(w.first), max(w.last) FROM instruments i
+        CROSS JOIN LATERAL (
+            SELECT min(as_of) first, max(as_of) last FROM ml_predictions p
+            WHERE p.symbol = i.symbol AND p.timeframe = %(timeframe)s) w"""
+    _, rows = read_rows(bind, sql, {"timeframe": timeframe})
+    first, last = rows[0]
+    return None if first is None else ForecastWindow(first, last)

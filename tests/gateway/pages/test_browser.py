@@ -7,13 +7,14 @@ Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
+from tests.gateway import support
+from tests.gateway.pages.helpers import PHONE, new_tab, open_page, traces, utc_strings
 
 from candlecast.store.candles import latest_candles
 from candlecast.store.performance import calibration, performance
@@ -21,50 +22,27 @@ from candlecast.store.predictions import latest_prediction
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
-
 
 @pytest.fixture
 def page(browser: Any, gateway: Any) -> Iterator[Any]:
     """A browser tab on the gateway that collects console errors and failed requests."""
-    context = browser.new_context(viewport=DESKTOP)
-    tab = context.new_page()
-    tab.errors = []
-    tab.on("console", lambda msg: tab.errors.append(msg.text) if msg.type == "error" else None)
-    tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))
-    tab.on("requestfailed", lambda req: tab.errors.append(f"{req.url}: {req.failure}"))
-    tab.base = gateway.url
+    tab = new_tab(browser, gateway.url)
     yield tab
-    context.close()
-
-
-def open_page(tab: Any, path: str) -> None:
-    response = tab.goto(tab.base + path)
-    assert response is not None and response.status == 200
-    tab.wait_for_selector("body[data-ready='1']", timeout=15_000)
-    assert tab.errors == []
-
-
-def traces(tab: Any, element_id: str) -> dict[str, dict[str, Any]]:
-    """The Plotly traces drawn in an element, by their ``meta`` name."""
-    data = tab.evaluate(f"() => document.getElementById({element_id!r}).data")
-    return {trace["meta"]: trace for trace in data}
-
-
-def utc_strings(timestamps: Any) -> list[str]:
-    """How the page hands timestamps to Plotly: ISO in UTC without the zone suffix."""
-    return [datetime.fromisoformat(str(ts)).strftime("%Y-%m-%dT%H:%M:%S") for ts in timestamps]
+    tab.context.close()
 
 
 def assert_fan_matches(
     trace_by_meta: dict[str, dict[str, Any]], store: Engine, symbol: str, model: str, tf: str
 ) -> None:
+    """The fan holds the stored quantiles (rounded as served), anchored at the last close: it starts at the last
+    candle the forecast saw."""
     stored = latest_prediction(store, symbol, model, tf)
     assert stored is not None
+    anchor = latest_candles(store, symbol, tf, 1, stored.as_of)["ts"].iloc[-1]
     for name in ("p10", "p50", "p90"):
-        np.testing.assert_allclose(trace_by_meta[name]["y"], getattr(stored, name), rtol=1e-12)
-        assert trace_by_meta[name]["x"] == utc_strings(stored.target_ts)
+        trace = trace_by_meta[name]
+        assert trace["x"] == utc_strings([anchor, *stored.target_ts])
+        assert trace["y"] == support.rounded([stored.last_close, *getattr(stored, name)], stored.last_close)
 
 
 def test_home_grid_draws_each_stored_forecast(page: Any, store: Engine, artifacts: Path) -> None:
@@ -93,8 +71,8 @@ def test_symbol_page_shows_candles_band_and_median_and_the_toggles_switch_them(
     stored = latest_prediction(store, "BTCUSDT", "baseline", "1h")
     assert stored is not None
     history = latest_candles(store, "BTCUSDT", "1h", 120, stored.as_of)
-    np.testing.assert_allclose(chart["candles"]["close"], history["close"], rtol=1e-12)
-    np.testing.assert_allclose(chart["candles"]["open"], history["open"], rtol=1e-12)
+    assert chart["candles"]["close"] == support.rounded(history["close"], stored.last_close)
+    np.testing.assert_allclose(chart["candles"]["open"], history["open"], rtol=1e-5)
     status = page.inner_text("#status")
     assert "Historical replay" in status and "2024-03-01 12:00 UTC" in status and "generated" in status
     page.screenshot(path=str(artifacts / "symbol-desktop.png"), full_page=True)

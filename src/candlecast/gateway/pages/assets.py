@@ -1,7 +1,9 @@
 """Static files of the pages: ``static/candlecast.js`` and ``static/candlecast.css`` (package data, inside the
-wheel), and Plotly's JS served from the ``plotly`` Python package (no CDN, no front-end build). Each is served
-with a content hash in its URL and ``Cache-Control: immutable``, gzip-compressed once per process on first
-request."""
+wheel), Plotly's JS served from the ``plotly`` Python package, and Swagger UI and ReDoc for ``/docs`` and
+``/redoc`` served from the ``fastapi-offline`` package (MIT; it ships ``swagger-ui-bundle.js``,
+``swagger-ui.css`` and ``redoc.standalone.js``): no CDN, no front-end build, so everything works offline. Each
+is served with a content hash in its URL and ``Cache-Control: immutable``, gzip-compressed once per process on
+first request."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import plotly
 from fastapi import Request
 from fastapi.responses import Response
 
-__all__ = ["Asset", "asset_urls", "assets"]
+__all__ = ["Asset", "asset_urls", "assets", "doc_asset_urls", "doc_assets", "find_asset"]
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -58,3 +60,38 @@ def assets() -> dict[str, Asset]:
 def asset_urls() -> dict[str, str]:
     """File name -> versioned URL, for the templates."""
     return {name: f"/static/{name}?v={asset.version}" for name, asset in assets().items()}
+
+
+_DOC_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "redoc.standalone.js": "text/javascript; charset=utf-8",
+    "favicon.png": "image/png",
+}
+
+
+# ReDoc's one reference to another host: the "API docs by Redocly" logo. Offline it would be a broken image.
+_REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+_EMPTY_SVG = b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
+
+
+@functools.cache
+def doc_assets() -> dict[str, Asset]:
+    """Swagger UI and ReDoc, read once per process on the first visit of /docs or /redoc."""
+    static = resources.files("fastapi_offline") / "static"
+    out: dict[str, Asset] = {}
+    for name, media_type in _DOC_FILES.items():
+        body = (static / name).read_bytes().replace(_REDOC_LOGO, _EMPTY_SVG)
+        out[name] = Asset(body, media_type, hashlib.blake2b(body, digest_size=6).hexdigest())
+    return out
+
+
+def doc_asset_urls() -> dict[str, str]:
+    return {name: f"/static/docs/{name}?v={asset.version}" for name, asset in doc_assets().items()}
+
+
+def find_asset(path: str) -> Asset | None:
+    """The asset at ``/static/<path>``: a page asset, or ``docs/<name>``."""
+    if path.startswith("docs/"):
+        return doc_assets().get(path.removeprefix("docs/"))
+    return assets().get(path)

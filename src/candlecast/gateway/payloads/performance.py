@@ -1,43 +1,72 @@
 """How past forecasts scored: rows of ``signal_performance`` and the calibration summary (``/api/v1/performance``,
-the ``get_performance`` MCP tool and the evaluation page)."""
+the ``get_performance`` MCP tool and the evaluation page).
+
+A symbol or model that is not stored is a ``NotFoundError`` listing those that are (an empty answer would read as
+"not scored yet"). Rows carry the instrument's ``name``; the data status is that of the newest scored forecast.
+"""
 
 from __future__ import annotations
 
+import decimal
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from candlecast.config import GatewaySettings
+from candlecast.errors import NotFoundError
 from candlecast.gateway.params import PerformanceParams
 from candlecast.gateway.payloads import Payload
-from candlecast.gateway.payloads.fields import floats, iso
+from candlecast.gateway.payloads.fields import data_status, floats, iso
+from candlecast.store.candles import get_instruments
 from candlecast.store.performance import CalibrationRow, PerformanceRow, calibration, performance
+from candlecast.store.status import forecast_slots
 
 __all__ = ["NOMINAL_COVERAGE", "performance_payload"]
 
 NOMINAL_COVERAGE = 0.8  # p10..p90
 
 
-def _row(row: PerformanceRow) -> dict[str, Any]:
-    out = dict(row.__dict__)
-    for name in ("first_as_of", "last_as_of", "refreshed_from"):
-        out[name] = iso(out[name])
-    for name in ("hit_rate", "coverage", "mean_crps", "mean_pinball", "mean_strategy_return", "sharpe"):
-        out[name] = floats([out[name]])[0]
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, float | decimal.Decimal):
+        return floats([value])[0]
+    return value
+
+
+def _row(row: PerformanceRow, names: dict[str, str | None]) -> dict[str, Any]:
+    out = {name: _json_value(value) for name, value in row.__dict__.items()}
+    out["name"] = names.get(row.symbol)
     return out
 
 
 def _calibration(c: CalibrationRow) -> dict[str, Any]:
-    return {**c.__dict__, "nominal": [0.1, 0.5, 0.9], "observed": [c.below_p10, c.below_p50, c.below_p90]}
+    out = {name: _json_value(value) for name, value in c.__dict__.items()}
+    return {**out, "nominal": [0.1, 0.5, 0.9], "observed": [out["below_p10"], out["below_p50"], out["below_p90"]]}
 
 
-def performance_payload(engine: Engine, params: PerformanceParams) -> Payload:
+def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySettings) -> Payload:
     symbol, model, timeframe, window = params
+    instruments = get_instruments(engine)
+    names = {i.symbol: i.name for i in instruments}
+    if symbol is not None and symbol not in names:
+        raise NotFoundError("symbol", f"unknown symbol {symbol!r}", sorted(names))
+    if model is not None:
+        models = sorted({s.model_name for s in forecast_slots(engine)})
+        if model not in models:
+            raise NotFoundError("model_name", f"no forecast by model {model!r} is stored", models)
     rows = performance(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
     calib = calibration(engine, symbol=symbol, model_name=model, timeframe=timeframe)
+    newest = max((t for r in rows if (t := getattr(r, "last_as_of", None)) is not None), default=None)
     return {
+        "symbol": symbol,
+        "model_name": model,
+        "timeframe": timeframe,
         "window": window,
         "nominal_coverage": NOMINAL_COVERAGE,
-        "rows": [_row(r) for r in rows],
+        "rows": [_row(r, names) for r in rows],
         "calibration": [_calibration(c) for c in calib],
+        **data_status(newest, gw.replay_after_h),
         "stale": False,
     }

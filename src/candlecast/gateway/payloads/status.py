@@ -6,8 +6,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from candlecast.config import GatewaySettings
 from candlecast.gateway.payloads import Payload
-from candlecast.gateway.payloads.fields import iso
+from candlecast.gateway.payloads.fields import data_status, iso, parse_iso
 from candlecast.store.jobs import JobRun, last_job_runs, recent_job_runs
 from candlecast.store.status import data_freshness
 
@@ -44,11 +45,15 @@ def freshness(engine: Engine) -> dict[str, Any]:
     }
 
 
-def jobs_payload(engine: Engine, limit: int) -> Payload:
+def jobs_payload(engine: Engine, limit: int, gw: GatewaySettings) -> Payload:
+    """Job runs and freshness; the data status is that of the newest forecast of any timeframe."""
+    fresh = freshness(engine)
+    newest = max((t for f in fresh.values() if (t := parse_iso(f["newest_forecast_as_of"])) is not None), default=None)
     return {
         "runs": [_job_run(r) for r in recent_job_runs(engine, limit=limit)],
         "last_runs": {name: _job_run(r) for name, r in last_job_runs(engine).items()},
-        "freshness": freshness(engine),
+        "freshness": fresh,
+        **data_status(newest, gw.replay_after_h),
         "stale": False,
     }
 

@@ -1,7 +1,8 @@
 """The keyed ``/api/v1`` reads (``X-API-Key``, rate limited per address and per key).
 
 Every answer is a cached read served with its ETag (304 on a matching ``If-None-Match``) and
-``Cache-Control: private``.
+``Cache-Control: private``. The OpenAPI schema declares the key (security scheme ``ApiKey``), the answer models
+(``schemas.py``) and the error answers.
 """
 
 from __future__ import annotations
@@ -11,50 +12,66 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from candlecast.gateway.params import EVERY_SYMBOL
 from candlecast.gateway.responses import served_response
 from candlecast.gateway.routes.deps import DataDep, require_api_key
+from candlecast.gateway.routes.showcase import MODEL_QUERY, TIMEFRAME_QUERY
+from candlecast.gateway.schemas import Instruments, Jobs, Performance, PredictionDetail, error_responses, ok
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)], tags=["api (X-API-Key)"])
+router = APIRouter(
+    prefix="/api/v1",
+    dependencies=[Depends(require_api_key)],
+    tags=["api (X-API-Key)"],
+    responses=error_responses(401, 403, 429, 503),
+)
 
 
-@router.get("/predictions/{symbol}")
+@router.get(
+    "/predictions/{symbol}",
+    responses={**ok(PredictionDetail, "The newest forecast, with its details."), **error_responses(404, 422)},
+)
 async def prediction(
     request: Request,
     data: DataDep,
     symbol: str,
-    model_name: str | None = None,
-    timeframe: str | None = None,
-    samples: Annotated[bool, Query(description="include the sampled paths (sample_count x pred_len)")] = False,
-    history: Annotated[int, Query(description="include this many candles that had closed by as_of")] = 0,
+    model_name: Annotated[str | None, Query(description=MODEL_QUERY)] = None,
+    timeframe: Annotated[str | None, Query(description=TIMEFRAME_QUERY)] = None,
+    samples: Annotated[bool, Query(description="Include the sampled paths (sample_count x pred_len).")] = False,
+    history: Annotated[int, Query(description="Include this many candles that had closed by as_of (0-2000).")] = 0,
 ) -> Response:
-    """The newest forecast with model version and event context; optionally sample paths and candles."""
+    """The newest forecast with model version, horizon and event context; optionally sample paths and candles."""
     served = await data.prediction(symbol, model_name, timeframe, samples, history)
     return served_response(request, served, private=True)
 
 
-@router.get("/instruments")
+@router.get("/instruments", responses=ok(Instruments, "Every instrument."))
 async def instruments(request: Request, data: DataDep) -> Response:
-    """Every instrument: asset class, candle counts and ranges, and which forecasts exist."""
+    """Every instrument: name, quote currency, asset class, candle counts and ranges, and which forecasts exist."""
     return served_response(request, await data.instruments(), private=True)
 
 
-@router.get("/performance")
+@router.get("/performance", responses={**ok(Performance, "Scores and calibration."), **error_responses(404, 422)})
 async def performance(
     request: Request,
     data: DataDep,
-    symbol: str | None = None,
-    model_name: str | None = None,
-    timeframe: str | None = None,
-    window: Annotated[str, Query(description="all or trailing_30d")] = "all",
+    symbol: Annotated[
+        str | None, Query(description=f"A symbol, or {EVERY_SYMBOL!r} (or leave it out) for every symbol.")
+    ] = None,
+    model_name: Annotated[str | None, Query(description="Only this model; leave it out for every model.")] = None,
+    timeframe: Annotated[str | None, Query(description="1h or 1d; leave it out for both.")] = None,
+    window: Annotated[str, Query(description="all (every scored forecast) or trailing_30d.")] = "all",
 ) -> Response:
-    """Scores per (symbol, timeframe, model): hit rate, p10-p90 coverage, CRPS, Sharpe; and calibration."""
+    """Scores per (symbol, timeframe, model): hit rate, p10-p90 coverage, CRPS, Sharpe; and calibration. An
+    unknown symbol or model is a 404 listing the available ones."""
     served = await data.performance(symbol, model_name, timeframe, window)
     return served_response(request, served, private=True)
 
 
-@router.get("/jobs")
-async def jobs(request: Request, data: DataDep, limit: int = 50) -> Response:
+@router.get("/jobs", responses={**ok(Jobs, "Job runs and data freshness."), **error_responses(422)})
+async def jobs(
+    request: Request, data: DataDep, limit: Annotated[int, Query(description="Runs to list (1-500).")] = 50
+) -> Response:
     """Recent job runs, the last run of each job, and the freshness of candles and forecasts."""
     return served_response(request, await data.jobs(limit), private=True)

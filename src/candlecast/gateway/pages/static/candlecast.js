@@ -1,5 +1,6 @@
 // candlecast pages: draws Plotly charts from the JSON embedded in the page (#page-data).
-// Trace `meta` fields name what a trace holds (candles, p10, p50, p90, ...) so tests can read them back.
+// Trace `meta` fields name what a trace holds (candles, p10, p50, p90, realised, volume, ...) so tests can read
+// them back. Timestamps are UTC candle open times; prices come rounded to the instrument's precision.
 "use strict";
 
 (function () {
@@ -8,11 +9,15 @@
   const now = Date.parse(config.now);
   const BAND = "rgba(37, 99, 235, 0.18)";
   const MEDIAN = "#1d4ed8";
+  const REALISED = "#ea580c";
+  const PHONE_WIDTH = 640;
   const PLOT_CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
   // Plotly reads "2024-01-02T03:00:00" as wall time; the store's timestamps are UTC, and so are the axes.
   const utc = (iso) => (iso ? iso.replace("Z", "") : iso);
-  const utcText = (iso) => (iso ? iso.slice(0, 16).replace("T", " ") + " UTC" : "–");
+  const utcText = (iso, timeframe) =>
+    iso ? (timeframe === "1d" ? iso.slice(0, 10) : iso.slice(0, 16).replace("T", " ") + " UTC") : "–";
+  const isPhone = () => window.innerWidth < PHONE_WIDTH;
 
   function ago(iso) {
     const s = Math.max(0, (now - Date.parse(iso)) / 1000);
@@ -22,35 +27,120 @@
     return Math.round(s / 86400) + " days ago";
   }
 
-  const isReplay = (asOf) => now - Date.parse(asOf) > config.replay_after_s * 1000;
+  // The gateway's rule (payloads/fields.py): six significant digits at the price level, at least 2 decimals.
+  function decimalsFor(level) {
+    if (level === null || level === undefined || !isFinite(level) || level === 0) return 6;
+    return Math.min(10, Math.max(2, 5 - Math.floor(Math.log10(Math.abs(level)))));
+  }
 
-  function fanTraces(f, withLegend) {
-    const x = f.target_timestamps.map(utc);
+  function fmt(v, decimals) {
+    if (v === null || v === undefined) return "–";
+    return v.toFixed(decimals === undefined ? decimalsFor(v) : decimals);
+  }
+
+  const isReplay = (d) => (d.data_mode ? d.data_mode === "replay" : now - Date.parse(d.as_of) > config.replay_after_s * 1000);
+  const unitOf = (d) => d.quote_currency || "index points";
+
+  // The fan, anchored at the last close (so it starts where the candles end), with labelled hover values.
+  function fanTraces(f, opts) {
+    const d = decimalsFor(f.last_close);
+    const unit = opts.unit ? " " + opts.unit : "";
+    const anchored = (values) => (opts.anchor ? [f.last_close, ...values] : values);
+    const x = (opts.anchor ? [opts.anchor, ...f.target_timestamps] : f.target_timestamps).map(utc);
+    const hover = (label) => `${label} %{y:.${d}f}${unit}<extra></extra>`;
     return [
-      { type: "scatter", mode: "lines", x, y: f.p90, meta: "p90", name: "p90", line: { width: 0 },
-        hoverinfo: "x+y", showlegend: false },
-      { type: "scatter", mode: "lines", x, y: f.p10, meta: "p10", name: "p10–p90", line: { width: 0 },
-        fill: "tonexty", fillcolor: BAND, hoverinfo: "x+y", showlegend: withLegend },
-      { type: "scatter", mode: "lines", x, y: f.p50, meta: "p50", name: "p50 (median)",
-        line: { color: MEDIAN, width: 2 }, showlegend: withLegend },
+      { type: "scatter", mode: "lines", x, y: anchored(f.p90), meta: "p90", name: "p90", line: { width: 0 },
+        hovertemplate: hover("p90"), showlegend: false, legendgroup: "band" },
+      { type: "scatter", mode: "lines", x, y: anchored(f.p10), meta: "p10", name: "p10–p90 band", line: { width: 0 },
+        fill: "tonexty", fillcolor: BAND, hovertemplate: hover("p10"), showlegend: opts.legend, legendgroup: "band" },
+      { type: "scatter", mode: "lines", x, y: anchored(f.p50), meta: "p50", name: "p50 (median)",
+        line: { color: MEDIAN, width: 2 }, hovertemplate: hover("p50"), showlegend: opts.legend },
     ];
   }
 
-  // -- home: one small fan chart per instrument ----------------------------------------------------------
+  function candleTrace(c, meta, name, colour) {
+    const ohlc = c.open.length > 0 && c.open.every((v) => v !== null);
+    if (ohlc) {
+      const trace = { type: "candlestick", x: c.ts.map(utc), open: c.open, high: c.high, low: c.low, close: c.close,
+        meta, name, showlegend: meta === "realised" };
+      if (colour) {
+        trace.increasing = { line: { color: colour } };
+        trace.decreasing = { line: { color: colour }, fillcolor: "rgba(234, 88, 12, 0.35)" };
+      }
+      return trace;
+    }
+    return { type: "scatter", mode: "lines", x: c.ts.map(utc), y: c.close, meta, name,
+      line: { color: colour || "#374151" }, showlegend: meta === "realised" };
+  }
+
+  // Markets that close (equities, FX, ...): hide the slots with no candle (weekends, holidays, nights) so the
+  // chart has no flat gaps. Each missing step between two drawn timestamps becomes a range break.
+  function rangeBreaks(timestamps, timeframe) {
+    const step = timeframe === "1d" ? 86400000 : 3600000;
+    const times = [...new Set(timestamps.map((t) => Date.parse(t)))].sort((a, b) => a - b);
+    const values = [];
+    for (let i = 1; i < times.length && values.length < 20000; i++) {
+      for (let t = times[i - 1] + step; t < times[i]; t += step) values.push(new Date(t).toISOString().slice(0, 19));
+    }
+    return values.length ? [{ values, dvalue: step }] : [];
+  }
+
+  // Legend above the plot on wide screens (left, clear of the toolbar on the right); on phones at the foot of the
+  // figure, under the axis title, where the toolbar never is.
+  function legendLayout() {
+    return isPhone()
+      ? { legend: { orientation: "h", x: 0, y: 0, yref: "container", yanchor: "bottom" },
+          margin: { l: 52, r: 8, t: 36, b: 130 } }
+      : { legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, margin: { l: 60, r: 12, t: 40, b: 48 } };
+  }
+
+  function onResize(redraw) {
+    let timer = null;
+    let phone = isPhone();
+    window.addEventListener("resize", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (isPhone() !== phone) {
+          phone = isPhone();
+          redraw();
+        }
+      }, 150);
+    });
+  }
+
+  // -- home: one card per instrument: last price and change, a small fan chart or why there is none -----------
   function home() {
     let replay = false;
     for (const card of data.cards) {
       const f = card.forecast;
       if (!f) continue;
-      replay = replay || isReplay(f.as_of);
+      replay = replay || isReplay(data.data_mode ? data : f);
       const history = { type: "scatter", mode: "lines", x: f.history.ts.map(utc), y: f.history.close, meta: "close",
         name: "close", line: { color: "#6b7280", width: 1.2 }, showlegend: false };
+      const anchor = f.history.ts.length ? f.history.ts[f.history.ts.length - 1] : null;
       const layout = { margin: { l: 4, r: 4, t: 4, b: 4 }, height: 110, xaxis: { visible: false },
         yaxis: { visible: false }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)" };
-      Plotly.newPlot("spark-" + card.symbol, [history, ...fanTraces(f, false)], layout, { staticPlot: true });
+      Plotly.newPlot("spark-" + card.symbol, [history, ...fanTraces(f, { anchor, legend: false })], layout,
+        { staticPlot: true });
     }
     for (const el of document.querySelectorAll(".freshness")) {
       el.textContent = "generated " + ago(el.dataset.generated) + " · as of " + utcText(el.dataset.asOf);
+    }
+    for (const el of document.querySelectorAll(".card-price")) {
+      const close = parseFloat(el.dataset.close);
+      const d = decimalsFor(close);
+      const currency = el.dataset.currency ? " " + el.dataset.currency : "";
+      let text = `<span class="price">${fmt(close, d)}${currency}</span>`;
+      if (el.dataset.change !== "None") {
+        const change = parseFloat(el.dataset.change);
+        const pct = parseFloat(el.dataset.changePct);
+        const sign = change > 0 ? "+" : "";
+        const cls = change > 0 ? "up" : change < 0 ? "down" : "flat";
+        const percent = isFinite(pct) ? ` (${sign}${pct.toFixed(2)}%)` : "";
+        text += ` <span class="change ${cls}">${sign}${fmt(change, d)}${percent}</span>`;
+      }
+      el.innerHTML = text;
+      el.title = "last close, candle of " + utcText(el.dataset.ts, data.timeframe);
     }
     const note = document.getElementById("replay-note");
     if (replay) {
@@ -59,61 +149,92 @@
     }
   }
 
-  // -- symbol: candles + fan, with model and timeframe toggles ---------------------------------------------
+  // -- symbol: candles + fan + realised candles + volume, with model and timeframe toggles ----------------------
   function symbolPage() {
-    if (!data.selected) return;
-    const params = new URLSearchParams(window.location.search);
-    let [model, timeframe] = data.selected.split("|");
-    if (data.series[(params.get("model_name") || model) + "|" + (params.get("timeframe") || timeframe)]) {
-      model = params.get("model_name") || model;
-      timeframe = params.get("timeframe") || timeframe;
-    }
+    if (!config.selected) return;
+    let model = config.selected.model;
+    let timeframe = config.selected.timeframe;
     const modelButtons = document.querySelectorAll("#model-toggle button");
     const tfButtons = document.querySelectorAll("#timeframe-toggle button");
+    const modelsAt = (tf) => data.models.filter((m) => data.series[m + "|" + tf]);
 
     function draw() {
-      const s = data.series[model + "|" + timeframe];
-      const c = s.candles;
-      const ohlc = c.open.length > 0 && c.open.every((v) => v !== null);
-      const candles = ohlc
-        ? { type: "candlestick", x: c.ts.map(utc), open: c.open, high: c.high, low: c.low, close: c.close,
-            meta: "candles", name: "candles", showlegend: false }
-        : { type: "scatter", mode: "lines", x: c.ts.map(utc), y: c.close, meta: "candles", name: "close",
-            line: { color: "#374151" } };
+      const s = model ? data.series[model + "|" + timeframe] : null;
+      const candlesOnly = s ? null : data.no_forecast[timeframe];
+      const c = s ? s.candles : candlesOnly.candles;
+      const realised = s ? s.realised : null;
+      const unit = unitOf(data);
+      const traces = [candleTrace(c, "candles", "candles")];
+      if (s) {
+        const anchor = c.ts.length ? c.ts[c.ts.length - 1] : null;
+        traces.push(...fanTraces(s, { anchor, legend: true, unit: data.quote_currency }));
+        if (realised.ts.length) traces.push(candleTrace(realised, "realised", "realised after as_of", REALISED));
+      }
+      const volumeTs = [...c.ts, ...(realised ? realised.ts : [])];
+      const volume = [...c.volume, ...(realised ? realised.volume : [])];
+      const hasVolume = volume.some((v) => v !== null && v > 0);
+      if (hasVolume) {
+        traces.push({ type: "bar", x: volumeTs.map(utc), y: volume, meta: "volume", name: "volume", yaxis: "y2",
+          marker: { color: "rgba(107, 114, 128, 0.45)" }, showlegend: false,
+          hovertemplate: "volume %{y:,.4~s}<extra></extra>" });
+      }
+      const shown = [...c.ts, ...(s ? s.target_timestamps : []), ...(realised ? realised.ts : [])];
       const layout = {
-        margin: { l: 48, r: 12, t: 8, b: 36 }, height: 420, hovermode: "x unified",
-        xaxis: { rangeslider: { visible: false }, title: { text: "UTC" } },
-        yaxis: { title: { text: data.symbol } },
-        legend: { orientation: "h", y: 1.08 },
-        shapes: [{ type: "line", xref: "x", yref: "paper", x0: utc(s.as_of), x1: utc(s.as_of), y0: 0, y1: 1,
-          line: { dash: "dot", color: "#9ca3af", width: 1 } }],
+        hovermode: "x unified",
+        xaxis: { rangeslider: { visible: false }, title: { text: "UTC (candle open time)" },
+          anchor: hasVolume ? "y2" : "y",  // ticks and title under the volume pane, not across it
+          rangebreaks: data.calendar === "24/7" ? [] : rangeBreaks(shown, timeframe) },
+        yaxis: { title: { text: `${data.symbol} (${unit})` }, domain: hasVolume ? [0.25, 1] : [0, 1] },
+        ...legendLayout(),
+        shapes: s ? [{ type: "line", xref: "x", yref: "paper", x0: utc(s.as_of), x1: utc(s.as_of), y0: 0, y1: 1,
+          line: { dash: "dot", color: "#9ca3af", width: 1 } }] : [],
       };
-      Plotly.react("fan", [candles, ...fanTraces(s, true)], layout, PLOT_CONFIG);
+      if (hasVolume) layout.yaxis2 = { domain: [0, 0.18], title: { text: "volume" }, showgrid: false };
+      Plotly.react("fan", traces, layout, PLOT_CONFIG);
 
       const status = document.getElementById("status");
-      const replay = isReplay(s.as_of)
-        ? `Historical replay: this forecast was made as of ${utcText(s.as_of)} from stored market data, not live prices. `
-        : `Forecast as of ${utcText(s.as_of)}. `;
-      status.textContent = replay + `Model ${s.model_name}${s.model_version ? " " + s.model_version : ""}, ` +
-        `generated ${utcText(s.generated_at)} (${ago(s.generated_at)}); last close ${fmt(s.last_close)}.` +
-        (config.stale ? " Stale: the database is unreachable, so a newer forecast may exist." : "");
-      status.dataset.generatedAt = s.generated_at;
-
-      const rows = s.target_timestamps.map((t, i) =>
-        `<tr><td>${utcText(t)}</td><td>${fmt(s.p10[i])}</td><td>${fmt(s.p50[i])}</td><td>${fmt(s.p90[i])}</td></tr>`);
-      document.querySelector("#values tbody").innerHTML = rows.join("");
+      if (s) {
+        const last = s.target_timestamps[s.target_timestamps.length - 1];
+        const mode = isReplay(s)
+          ? `Historical replay: this forecast was made as of ${utcText(s.as_of)} from stored market data, not live prices. `
+          : `Forecast as of ${utcText(s.as_of)}. `;
+        const horizon = `Horizon: ${s.target_timestamps.length} × ${timeframe} candles, to the one opening ` +
+          `${utcText(last, timeframe)}. `;
+        const seen = realised.ts.length
+          ? `Realised candles after as_of: ${realised.ts.length} of ${s.target_timestamps.length}, drawn in orange. `
+          : "";
+        status.textContent = mode + horizon + seen + `Model ${s.model_name}` +
+          `${s.model_version ? " " + s.model_version : ""}, generated ${utcText(s.generated_at)} ` +
+          `(${ago(s.generated_at)}); last close ${fmt(s.last_close, decimalsFor(s.last_close))} ${unit}.` +
+          (config.stale ? " Stale: the database is unreachable, so a newer forecast may exist." : "");
+        status.dataset.generatedAt = s.generated_at;
+        const d = decimalsFor(s.last_close);
+        const realisedAt = {};
+        realised.ts.forEach((t, i) => { realisedAt[t] = realised.close[i]; });
+        const rows = s.target_timestamps.map((t, i) =>
+          `<tr><td>${utcText(t, timeframe)}</td><td>${fmt(s.p10[i], d)}</td><td>${fmt(s.p50[i], d)}</td>` +
+          `<td>${fmt(s.p90[i], d)}</td><td>${t in realisedAt ? fmt(realisedAt[t], d) : "–"}</td></tr>`);
+        document.querySelector("#values tbody").innerHTML = rows.join("");
+        document.getElementById("values-box").hidden = false;
+      } else {
+        status.textContent = `No ${timeframe} forecast of ${data.symbol}: ${candlesOnly.reason}. ` +
+          `Its ${timeframe} candles run ${utcText(candlesOnly.first, timeframe)} → ${utcText(candlesOnly.last, timeframe)}` +
+          ` (the newest ${c.ts.length} are drawn).`;
+        status.dataset.generatedAt = "";
+        document.getElementById("values-box").hidden = true;
+      }
 
       for (const b of modelButtons) {
         b.classList.toggle("active", b.dataset.model === model);
-        b.disabled = !data.series[b.dataset.model + "|" + timeframe] &&
-          !data.timeframes.some((tf) => data.series[b.dataset.model + "|" + tf]);
       }
       for (const b of tfButtons) {
         b.classList.toggle("active", b.dataset.timeframe === timeframe);
-        b.disabled = !data.series[model + "|" + b.dataset.timeframe];
+        const tf = b.dataset.timeframe;  // the model's own timeframes, and candles without a forecast
+        b.disabled = !data.no_forecast[tf] && !(model ? data.series[model + "|" + tf] : modelsAt(tf).length);
       }
       const url = new URL(window.location.href);
-      url.searchParams.set("model_name", model);
+      if (model) url.searchParams.set("model_name", model);
+      else url.searchParams.delete("model_name");
       url.searchParams.set("timeframe", timeframe);
       window.history.replaceState(null, "", url);
     }
@@ -130,50 +251,59 @@
     for (const b of tfButtons) {
       b.addEventListener("click", () => {
         timeframe = b.dataset.timeframe;
+        if (!(model && data.series[model + "|" + timeframe])) {
+          const others = modelsAt(timeframe);
+          model = others.length ? others[0] : null;
+        }
         draw();
       });
     }
     draw();
-  }
-
-  function fmt(v) {
-    if (v === null || v === undefined) return "–";
-    return Math.abs(v) >= 1000 ? v.toFixed(2) : v.toPrecision(6);
+    onResize(draw);
   }
 
   // -- evaluation: coverage per instrument and model, calibration per model ----------------------------------
   function evaluation() {
+    const wrap = document.getElementById("scores-wrap");
+    const cue = document.getElementById("scores-cue");
+    const updateCue = () => {
+      if (wrap && cue) cue.hidden = wrap.scrollWidth <= wrap.clientWidth + 1;
+    };
     if (!data.rows.length) return;
-    const groups = {};
-    for (const r of data.rows) {
-      const name = r.model_name + " " + r.timeframe;
-      (groups[name] = groups[name] || { x: [], y: [] }).x.push(r.symbol);
-      groups[name].y.push(r.coverage);
-    }
-    const coverage = Object.entries(groups).map(([name, g]) =>
-      ({ type: "bar", name, meta: "coverage:" + name, x: g.x, y: g.y, hovertemplate: "%{x}: %{y:.1%}" }));
-    Plotly.newPlot("coverage", coverage, {
-      margin: { l: 48, r: 12, t: 8, b: 60 }, height: 320, barmode: "group",
-      yaxis: { range: [0, 1], tickformat: ".0%", title: { text: "inside p10–p90" } },
-      legend: { orientation: "h", y: 1.12 },
-      shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: data.nominal_coverage, y1: data.nominal_coverage,
-        line: { dash: "dash", color: "#dc2626" } }],
-      annotations: [{ xref: "paper", x: 1, y: data.nominal_coverage, text: "nominal 80%", showarrow: false,
-        xanchor: "right", yanchor: "bottom", font: { color: "#dc2626" } }],
-    }, PLOT_CONFIG);
+    function draw() {
+      const groups = {};
+      for (const r of data.rows) {
+        const name = r.model_name + " " + r.timeframe;
+        (groups[name] = groups[name] || { x: [], y: [] }).x.push(r.symbol);
+        groups[name].y.push(r.coverage);
+      }
+      const coverage = Object.entries(groups).map(([name, g]) =>
+        ({ type: "bar", name, meta: "coverage:" + name, x: g.x, y: g.y, hovertemplate: "%{x}: %{y:.1%}" }));
+      Plotly.react("coverage", coverage, {
+        ...legendLayout(), barmode: "group",
+        yaxis: { range: [0, 1], tickformat: ".0%", title: { text: "inside p10–p90" } },
+        shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: data.nominal_coverage, y1: data.nominal_coverage,
+          line: { dash: "dash", color: "#dc2626" } }],
+        annotations: [{ xref: "paper", x: 1, y: data.nominal_coverage, text: "nominal 80%", showarrow: false,
+          xanchor: "right", yanchor: "bottom", font: { color: "#dc2626" } }],
+      }, PLOT_CONFIG);
 
-    const calibration = data.calibration.map((c) => ({
-      type: "scatter", mode: "lines+markers", name: c.model_name + " " + c.timeframe + ` (n=${c.n_steps})`,
-      meta: "calibration:" + c.model_name + " " + c.timeframe, x: c.nominal, y: c.observed,
-    }));
-    calibration.push({ type: "scatter", mode: "lines", name: "calibrated", meta: "diagonal", x: [0, 1], y: [0, 1],
-      line: { dash: "dot", color: "#9ca3af" } });
-    Plotly.newPlot("calibration", calibration, {
-      margin: { l: 48, r: 12, t: 8, b: 44 }, height: 340,
-      xaxis: { range: [0, 1], tickformat: ".0%", title: { text: "forecast quantile (nominal)" } },
-      yaxis: { range: [0, 1], tickformat: ".0%", title: { text: "realised below it" } },
-      legend: { orientation: "h", y: 1.12 },
-    }, PLOT_CONFIG);
+      const calibration = data.calibration.map((c) => ({
+        type: "scatter", mode: "lines+markers", name: c.model_name + " " + c.timeframe + ` (n=${c.n_steps})`,
+        meta: "calibration:" + c.model_name + " " + c.timeframe, x: c.nominal, y: c.observed,
+      }));
+      calibration.push({ type: "scatter", mode: "lines", name: "calibrated", meta: "diagonal", x: [0, 1], y: [0, 1],
+        line: { dash: "dot", color: "#9ca3af" } });
+      Plotly.react("calibration", calibration, {
+        ...legendLayout(),
+        xaxis: { range: [0, 1], tickformat: ".0%", title: { text: "forecast quantile (nominal)" } },
+        yaxis: { range: [0, 1], tickformat: ".0%", title: { text: "realised below it" } },
+      }, PLOT_CONFIG);
+      updateCue();
+    }
+    draw();
+    onResize(draw);
+    window.addEventListener("resize", updateCue);
   }
 
   const pages = { home, symbol: symbolPage, evaluation };

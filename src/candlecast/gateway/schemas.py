@@ -1,0 +1,243 @@
+"""The shapes of the gateway's answers, as pydantic models: the OpenAPI schema (``/openapi.json``, ``/docs``) and
+the MCP tools' output schemas are built from them. The payload builders (``payloads/``) produce plain dicts in
+these shapes; the tests validate real answers against these models, so the two cannot drift apart.
+
+Conventions every answer follows:
+
+- timestamps are ISO 8601 in UTC with a ``Z`` suffix; a candle's timestamp (``target_timestamps``, candle ``ts``,
+  ``first``/``last``) is the candle's **open** time: the 1h candle stamped 10:00Z covers 10:00-11:00 and its close
+  is the price at 11:00Z;
+- prices are rounded to the instrument's precision: six significant digits at the level of its last close, never
+  fewer than two decimals;
+- ``data_mode`` says whether the data is ``live`` or a historical ``replay`` (its ``data_as_of`` is more than
+  ``gateway.replay_after_h`` hours, 96 by default, before the answer was read from the store); ``data_as_of`` is
+  the market time the data reflects, so its age is the response's ``Date`` minus ``data_as_of`` (MCP answers
+  carry it as ``data_age_s``);
+- ``stale`` is true when the database could not confirm that the answer is still the newest (served from cache).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "API_VERSION",
+    "Candles",
+    "ErrorBody",
+    "Forecast",
+    "ForecastWithAge",
+    "Health",
+    "Instruments",
+    "InstrumentsWithAge",
+    "Jobs",
+    "Performance",
+    "PerformanceWithAge",
+    "PredictionDetail",
+    "error_responses",
+    "ok",
+]
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("candlecast")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+API_VERSION = _package_version()
+
+TIMESTAMP = "ISO 8601, UTC, with Z"
+OPEN_TIME = TIMESTAMP + "; a candle's timestamp is its open time"
+_TS: dict[str, Any] = {"format": "date-time"}
+
+
+def _ts(description: str) -> Any:
+    return Field(description=description, json_schema_extra=_TS)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Strict):
+    """Every error answer (4xx, 5xx) has this shape."""
+
+    detail: str = Field(description="What went wrong, in one line.")
+    field: str | None = Field(None, description="422: the request field at fault (query or path parameter name).")
+    available: list[Any] | None = Field(
+        None,
+        description="404: what exists instead: symbols, {model_name, timeframe} pairs of the symbol's forecasts, "
+        "or model names.",
+    )
+
+
+class DataStatus(_Strict):
+    data_mode: Literal["live", "replay"] | None = Field(
+        description="'replay': the data is historical (its data_as_of was more than gateway.replay_after_h hours "
+        "before the answer was read from the store); 'live' otherwise; null when the answer holds no data."
+    )
+    data_as_of: str | None = _ts("The market time the data reflects (newest forecast's as_of). " + TIMESTAMP)
+
+
+class Label(_Strict):
+    name: str | None = Field(description="What the series really is, e.g. 'S&P 500 index level (^GSPC), proxy "
+                             "for SPY'.")  # fmt: skip
+    quote_currency: str | None = Field(description="Currency prices are quoted in; null for index points.")
+
+
+class Forecast(DataStatus, Label):
+    """The newest stored forecast of one (symbol, model, timeframe)."""
+
+    symbol: str
+    model_name: str
+    timeframe: Literal["1h", "1d"]
+    generated_at: str = _ts("When the forecast was written to the store. " + TIMESTAMP)
+    as_of: str = _ts("The market time the forecast was made as of: it saw only candles closed by then. " + TIMESTAMP)
+    target_timestamps: list[str] = Field(description="The forecast candles, one per step. " + OPEN_TIME)
+    p10: list[float | None] = Field(description="10th percentile of the close of each target candle.")
+    p50: list[float | None] = Field(description="Median close of each target candle.")
+    p90: list[float | None] = Field(description="90th percentile of the close of each target candle.")
+    last_close: float | None = Field(description="Close of the last candle the forecast saw.")
+    stale: bool = Field(description="True when served from cache while the database was unreachable.")
+
+
+class ForecastWithAge(Forecast):
+    data_age_s: float | None = Field(description="Seconds between data_as_of and this answer.")
+
+
+class Candles(_Strict):
+    """Candles column by column (oldest first)."""
+
+    ts: list[str] = Field(description=OPEN_TIME)
+    open: list[float | None]
+    high: list[float | None]
+    low: list[float | None]
+    close: list[float | None]
+    volume: list[float | None]
+
+
+class PredictionDetail(Forecast):
+    model_version: str
+    pred_len: int = Field(description="Number of forecast steps (the horizon).")
+    event_context: dict[str, Any] | None = Field(description="What the model was given besides candles.")
+    samples: list[list[float | None]] | None = Field(None, description="Sampled paths (samples=true).")
+    history: Candles | None = Field(None, description="Candles closed by as_of (history=N).")
+
+
+class CandleRange(_Strict):
+    rows: int
+    first: str | None = _ts(OPEN_TIME)
+    last: str | None = _ts(OPEN_TIME)
+
+
+class ForecastSlot(_Strict):
+    model_name: str
+    timeframe: Literal["1h", "1d"]
+    as_of: str = _ts(TIMESTAMP)
+    generated_at: str = _ts(TIMESTAMP)
+
+
+class Instrument(Label):
+    symbol: str
+    asset_class: str
+    bar_kind: Literal["ohlc", "close"] = Field(description="'close' where the source publishes only a close.")
+    active: bool
+    candles: dict[str, CandleRange] = Field(description="Per timeframe ('1h', '1d').")
+    forecasts: list[ForecastSlot] = Field(description="The newest forecast of each (model, timeframe).")
+
+
+class Instruments(DataStatus):
+    """Every instrument with its candle ranges and the forecasts it has."""
+
+    instruments: list[Instrument]
+    stale: bool
+
+
+class InstrumentsWithAge(Instruments):
+    data_age_s: float | None = Field(description="Seconds between data_as_of and this answer.")
+
+
+class PerformanceRow(BaseModel):
+    """One (symbol, timeframe, model) of the signal_performance view; more score columns may follow."""
+
+    model_config = ConfigDict(extra="allow")
+    symbol: str
+    name: str | None = Field(None, description="The instrument's label.")
+    timeframe: str
+    model_name: str
+
+
+class CalibrationRow(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model_name: str
+    timeframe: str
+    nominal: list[float] = Field(description="The forecast quantiles: 0.1, 0.5, 0.9.")
+    observed: list[float | None] = Field(description="Share of realised closes below each of them.")
+
+
+class Performance(DataStatus):
+    """How past forecasts scored."""
+
+    symbol: str | None = Field(description="The symbol asked for; null for every symbol.")
+    model_name: str | None = Field(description="The model asked for; null for every model.")
+    timeframe: str | None = Field(description="The timeframe asked for; null for both.")
+    window: str
+    nominal_coverage: float = Field(description="0.8: the share of closes a calibrated p10-p90 band holds.")
+    rows: list[PerformanceRow]
+    calibration: list[CalibrationRow]
+    stale: bool
+
+
+class PerformanceWithAge(Performance):
+    data_age_s: float | None = Field(description="Seconds between data_as_of and this answer.")
+
+
+class Jobs(DataStatus):
+    """Recent job runs, the last run of each job, and how fresh candles and forecasts are."""
+
+    model_config = ConfigDict(extra="allow")
+    runs: list[dict[str, Any]]
+    last_runs: dict[str, dict[str, Any]]
+    freshness: dict[str, dict[str, Any]] = Field(description="Per timeframe. " + TIMESTAMP)
+    stale: bool
+
+
+class Health(BaseModel):
+    """Database and LISTEN state, cache size, last job runs, newest forecast age per timeframe."""
+
+    model_config = ConfigDict(extra="allow")
+    status: Literal["ok", "degraded"]
+    database: dict[str, Any]
+    cache: dict[str, int]
+    jobs: dict[str, Any] | None
+    forecasts: dict[str, Any] | None
+    checked_at: str = _ts(TIMESTAMP)
+
+
+_ERRORS: dict[int, str] = {
+    401: "No API key sent: put it in the X-API-Key header.",
+    403: "A wrong API key, or no key is configured on this gateway (the detail says how to set one).",
+    404: "An unknown symbol or model, or no such forecast: `available` lists what exists.",
+    422: "A malformed or out-of-range parameter: `field` names it.",
+    429: "Over the rate limit: the Retry-After header says in how many seconds to retry.",
+    503: "The database is unreachable and this answer was never cached: retry (Retry-After: 1).",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these error statuses, all in the one ``ErrorBody`` shape."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {"model": ErrorBody, "description": _ERRORS[status]}
+        if status in (429, 503):
+            out[status]["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+    return out
+
+
+def ok(model: type[BaseModel], description: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entry of a 200 whose body is ``model`` (routes answer pre-serialised JSON)."""
+    return {200: {"model": model, "description": description}}
