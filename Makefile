@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/candlecast demo
+	$(VENV)/bin/candlecast demo $(ARGS)
 
 test: install lint
 	$(VENV)/bin/python -m pytest -q
