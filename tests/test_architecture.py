@@ -21,13 +21,14 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors"},
     "errors": set(),
     "scores": set(),
+    "paths": {"errors"},
     "store": {"config", "errors"},
     "events": {"config", "errors"},
     "models": {"config", "errors", "events", "scores"},
     "ingest": {"config", "errors", "store"},
     "inference": {"config", "errors", "models", "events"},
-    "jobs": {"config", "errors", "scores", "store", "events", "models", "inference", "cli_options"},
-    "gateway": {"config", "errors", "store"},
+    "jobs": {"config", "errors", "scores", "paths", "store", "events", "models", "inference", "cli_options"},
+    "gateway": {"config", "errors", "store", "paths"},
     "cli_options": set(),
 }
 
