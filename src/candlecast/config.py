@@ -123,6 +123,10 @@ class InferenceSettings(BaseModel):
     max_context_candles: int = 4096
     max_pred_len: int = 512
     max_sample_count: int = 256
+    # series × pred_len × sample_count (× 5 with OHLC paths) per request: bounds the work and the response size
+    # (each limit alone let one request ask 64 × 512 × 256 values, a 156 MB answer). The default is the largest
+    # request at the default sample count (64 × 512 × 32); a batch job's request (8 × 120 × 32) is 3% of it.
+    max_request_values: int = 1_048_576
     request_timeout_s: float = 120.0
     default_sample_count: int = 32
     default_quantile_levels: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
