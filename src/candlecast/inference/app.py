@@ -2,7 +2,8 @@
 
 Routes: ``POST /predict`` (one series, the original shape), ``POST /v1/forecast`` (many series),
 ``GET /health``, ``GET /models`` and ``GET /metrics`` (Prometheus). Models are loaded once at start-up by the
-registry; requests go through each model's micro-batching queue (``batching.py``).
+registry; validated requests go to an ``Engine``: by default each model's micro-batching queue
+(``batching.QueueEngine``), under Ray Serve its ``@serve.batch`` queue (``ray_engine.py``, the same app).
 
 Errors are JSON ``{"error": code, "detail": message, "errors": [{"field", "message"}]}``:
 401/403 for a missing/wrong bearer token (when ``settings.inference.token`` is set; ``/health`` stays open),
@@ -25,8 +26,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -38,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from candlecast.config import Settings, get_settings
 from candlecast.errors import CandlecastError, InputError, ModelUnavailableError, OverloadedError, http_status
-from candlecast.inference.batching import ModelBatcher
+from candlecast.inference.batching import QueueEngine
 from candlecast.inference.metrics import ServiceMetrics
 from candlecast.inference.schemas import (
     ErrorBody,
@@ -57,10 +58,10 @@ from candlecast.inference.schemas import (
     to_series_inputs,
 )
 from candlecast.models import calendars
-from candlecast.models.base import Forecast, series_seeds
+from candlecast.models.base import Forecast, SeriesInput, series_seeds
 from candlecast.models.registry import Registry, UnknownModelError
 
-__all__ = ["check_exposure", "create_app", "serve"]
+__all__ = ["Engine", "check_exposure", "create_app", "serve"]
 
 log = logging.getLogger("candlecast.inference")
 
@@ -77,42 +78,54 @@ class _Timeout(CandlecastError):
     """The forecast did not finish within ``request_timeout_s`` (504)."""
 
 
+class Engine(Protocol):
+    """Where validated forecast requests run: the plain engine's queues or Ray Serve's batching."""
+
+    async def start(self, registry: Registry, metrics: ServiceMetrics) -> None:
+        """Called once the registry is loaded, in the app's event loop."""
+        ...
+
+    def submit(
+        self,
+        model: str,
+        series: list[SeriesInput],
+        *,
+        pred_len: int,
+        sample_count: int,
+        levels: tuple[float, ...],
+        seeds: list[int | None],
+    ) -> asyncio.Future[list[Forecast]]:
+        """Queue one request's series for a loaded model; cancelling the future drops the work if not begun.
+        May raise ``OverloadedError`` (503)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class _Service:
     settings: Settings
     metrics: ServiceMetrics
+    engine: Engine
     registry: Registry | None = None
-    batchers: dict[str, ModelBatcher] = field(default_factory=dict)
 
 
-def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
-    """The inference app. Models are loaded at start-up from ``settings`` unless a loaded ``registry`` is given."""
-    service = _Service(settings=settings, metrics=ServiceMetrics(), registry=registry)
+def create_app(settings: Settings, registry: Registry | None = None, engine: Engine | None = None) -> FastAPI:
+    """The inference app. Models are loaded at start-up from ``settings`` unless a loaded ``registry`` is given;
+    requests run on ``engine`` (default: the plain engine, a micro-batching queue per model)."""
     cfg = settings.inference
+    service = _Service(settings, ServiceMetrics(), engine or QueueEngine(cfg), registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.registry is None:
             service.registry = await asyncio.to_thread(Registry.from_settings, settings)
         await asyncio.to_thread(calendars.warm_up)
-        for entry in service.registry.entries():
-            if entry.forecaster is not None:
-                batcher = ModelBatcher(
-                    entry.forecaster,
-                    window_s=cfg.batch_window_ms / 1000.0,
-                    max_batch_series=cfg.max_batch_series,
-                    max_queued_series=cfg.max_queued_series,
-                    workers=cfg.workers_per_model,
-                    metrics=service.metrics,
-                )
-                batcher.start()
-                service.batchers[entry.name] = batcher
+        await service.engine.start(service.registry, service.metrics)
         try:
             yield
         finally:
-            for batcher in service.batchers.values():
-                await batcher.stop()
-            service.batchers.clear()
+            await service.engine.stop()
 
     app = FastAPI(
         title="candlecast inference",
@@ -344,8 +357,8 @@ async def _forecast(
     if errors:
         raise RequestInvalid(errors)
     registry.get(name)  # ModelUnavailableError -> 503
-    future = service.batchers[name].submit(
-        series, pred_len=pred_len, sample_count=count, levels=levels, seeds=series_seeds(seed, len(series))
+    future = service.engine.submit(
+        name, series, pred_len=pred_len, sample_count=count, levels=levels, seeds=series_seeds(seed, len(series))
     )
     try:
         forecasts = await _await_job(request, future, settings.inference.request_timeout_s)
