@@ -139,6 +139,15 @@ class InferenceSettings(BaseModel):
     # Models that take adapters (Kronos) load the promoted fine-tune adapter of each asset class at start-up,
     # from the manifest the fine-tune job writes (<finetune.adapters_dir>/promoted.json); never the database.
     load_adapters: bool = True
+    # `serve-inference --engine ray` (extra "ray"; docs/scale.md): replicas behind Ray Serve's HTTP proxy.
+    engine: Literal["plain", "ray"] = "plain"
+    ray_address: str | None = None  # a running cluster ("auto", "ray://head:10001"); None = start a local one
+    ray_replicas: int = Field(1, ge=1)
+    ray_max_replicas: int | None = None  # above ray_replicas: autoscale between the two
+    ray_target_ongoing_requests: float = 8.0  # autoscaling: requests in flight per replica it aims at
+    ray_replica_cpus: float = 1.0  # CPUs reserved per replica (one replica per CPU group)
+    ray_replica_gpus: float = 0.0  # GPUs per replica: 1 = one replica per GPU (with device = "cuda")
+    ray_max_ongoing_requests: int = 64  # requests one replica takes at once; its @serve.batch merges them
 
 
 class GatewaySettings(BaseModel):
