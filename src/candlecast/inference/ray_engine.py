@@ -12,8 +12,8 @@ as in the plain engine, so the answers for the same seeds are the same (each ser
 
 Ray's HTTP proxy listens on ``inference.host:port`` and spreads requests over the replicas. Each replica reserves
 ``ray_replica_cpus`` CPUs and ``ray_replica_gpus`` GPUs (``ray_actor_options``): ``ray_replica_gpus = 1`` is one
-replica per GPU, ``ray_replica_cpus = k`` one replica per group of k cores. With ``ray_max_replicas`` set, Serve
-autoscales between ``ray_replicas`` and it.
+replica per GPU, ``ray_replica_cpus = k`` one replica per group of k cores (its torch threads default to k). With
+``ray_max_replicas`` set, Serve autoscales between ``ray_replicas`` and it.
 
 Differences from the plain engine: ``/metrics`` is the answering replica's own (Ray exports cluster metrics);
 the overload bound (``max_queued_series``, 503) counts a replica's series in flight, waiting or running; requests
@@ -144,6 +144,10 @@ class InferenceReplica:
     """One replica: the registry loaded once, the plain engine's app, requests batched by ``@serve.batch``."""
 
     def __init__(self, settings: Settings) -> None:
+        cfg = settings.inference
+        if cfg.torch_threads is None:  # a CPU group's torch uses its own cores, not every core of the node
+            threads = max(1, int(cfg.ray_replica_cpus))
+            settings = settings.model_copy(update={"inference": cfg.model_copy(update={"torch_threads": threads})})
         self.settings = settings
         if not logging.getLogger().handlers:  # a Ray worker: the request log lines go to the replica's log file
             logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
