@@ -277,15 +277,33 @@ def instruments_cmd() -> None:
 def serve_inference_cmd(
     port: Annotated[int | None, typer.Option(help="Port (default from settings: 8200).")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="plain (one process) or ray (Ray Serve replicas; extra 'ray'; docs/scale.md).")
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(min=1, help="Ray Serve replicas (default 1).")] = None,
 ) -> None:
-    """Run the inference service: loads the configured models once, answers POST /predict."""
-    from candlecast.inference.app import serve
+    """Run the inference service: loads the configured models once, answers POST /predict and /v1/forecast.
 
+    Refuses a non-loopback --host without CANDLECAST_INFERENCE__TOKEN."""
     settings = get_settings()
-    changes = {k: v for k, v in {"port": port, "host": host}.items() if v is not None}
+    changes = {k: v for k, v in {"port": port, "host": host, "engine": engine}.items() if v is not None}
     settings = settings.model_copy(update={"inference": settings.inference.model_copy(update=changes)})
+    chosen = settings.inference.engine
+    if chosen not in ("plain", "ray"):
+        raise InputError("engine", f"expected plain or ray, found {chosen!r}")
+    if replicas is not None and chosen != "ray":
+        raise InputError("replicas", "replicas are Ray Serve's: add --engine ray")
     require_free_port(settings.inference.host, settings.inference.port, "CANDLECAST_INFERENCE__PORT")
-    serve(settings)
+    if chosen == "ray":
+        try:
+            from candlecast.inference import ray_engine
+        except ImportError as exc:
+            raise InputError("engine", f"Ray Serve is not installed ({exc}): pip install 'candlecast[ray]'") from None
+        ray_engine.serve(settings, replicas)
+    else:
+        from candlecast.inference.app import serve
+
+        serve(settings)
 
 
 @app.command("serve-gateway")

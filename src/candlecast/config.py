@@ -123,6 +123,10 @@ class InferenceSettings(BaseModel):
     max_context_candles: int = 4096
     max_pred_len: int = 512
     max_sample_count: int = 256
+    # series × pred_len × sample_count (× 5 with OHLC paths) per request: bounds the work and the response size
+    # (each limit alone let one request ask 64 × 512 × 256 values, a 156 MB answer). The default is the largest
+    # request at the default sample count (64 × 512 × 32); a batch job's request (8 × 120 × 32) is 3% of it.
+    max_request_values: int = 1_048_576
     request_timeout_s: float = 120.0
     default_sample_count: int = 32
     default_quantile_levels: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])
@@ -135,6 +139,15 @@ class InferenceSettings(BaseModel):
     # Models that take adapters (Kronos) load the promoted fine-tune adapter of each asset class at start-up,
     # from the manifest the fine-tune job writes (<finetune.adapters_dir>/promoted.json); never the database.
     load_adapters: bool = True
+    # `serve-inference --engine ray` (extra "ray"; docs/scale.md): replicas behind Ray Serve's HTTP proxy.
+    engine: Literal["plain", "ray"] = "plain"
+    ray_address: str | None = None  # a running cluster ("auto", "ray://head:10001"); None = start a local one
+    ray_replicas: int = Field(1, ge=1)
+    ray_max_replicas: int | None = None  # above ray_replicas: autoscale between the two
+    ray_target_ongoing_requests: float = 8.0  # autoscaling: requests in flight per replica it aims at
+    ray_replica_cpus: float = 1.0  # CPUs reserved per replica (one replica per CPU group)
+    ray_replica_gpus: float = 0.0  # GPUs per replica: 1 = one replica per GPU (with device = "cuda")
+    ray_max_ongoing_requests: int = 64  # requests one replica takes at once; its @serve.batch merges them
 
 
 class GatewaySettings(BaseModel):

@@ -2,26 +2,32 @@
 
 Routes: ``POST /predict`` (one series, the original shape), ``POST /v1/forecast`` (many series),
 ``GET /health``, ``GET /models`` and ``GET /metrics`` (Prometheus). Models are loaded once at start-up by the
-registry; requests go through each model's micro-batching queue (``batching.py``).
+registry; validated requests go to an ``Engine``: by default each model's micro-batching queue
+(``batching.QueueEngine``), under Ray Serve its ``@serve.batch`` queue (``ray_engine.py``, the same app).
 
 Errors are JSON ``{"error": code, "detail": message, "errors": [{"field", "message"}]}``:
 401/403 for a missing/wrong bearer token (when ``settings.inference.token`` is set; ``/health`` stays open),
-413 for a body over ``max_body_bytes``, 422 for bad input (each error names its field), 503 for an
-unavailable model or a full queue, 504 when a request exceeds ``request_timeout_s``. A client that
-disconnects has its queued work dropped. Each request is logged as one JSON line.
+413 for a body over ``max_body_bytes``, 422 for bad input (each error names its field; a request whose
+series × pred_len × sample_count is over ``max_request_values`` is bad input), 503 for an unavailable model or a
+full queue, 504 when a request exceeds ``request_timeout_s``. A client that disconnects has its queued work
+dropped. Each request is logged as one JSON line.
+
+``serve`` refuses to listen on a non-loopback address without ``inference.token`` and warns when it runs open
+on loopback (``check_exposure``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -33,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from candlecast.config import Settings, get_settings
 from candlecast.errors import CandlecastError, InputError, ModelUnavailableError, OverloadedError, http_status
-from candlecast.inference.batching import ModelBatcher
+from candlecast.inference.batching import QueueEngine
 from candlecast.inference.metrics import ServiceMetrics
 from candlecast.inference.schemas import (
     ErrorBody,
@@ -52,10 +58,10 @@ from candlecast.inference.schemas import (
     to_series_inputs,
 )
 from candlecast.models import calendars
-from candlecast.models.base import Forecast, series_seeds
+from candlecast.models.base import Forecast, SeriesInput, series_seeds
 from candlecast.models.registry import Registry, UnknownModelError
 
-__all__ = ["create_app", "serve"]
+__all__ = ["Engine", "check_exposure", "create_app", "serve"]
 
 log = logging.getLogger("candlecast.inference")
 
@@ -72,51 +78,63 @@ class _Timeout(CandlecastError):
     """The forecast did not finish within ``request_timeout_s`` (504)."""
 
 
+class Engine(Protocol):
+    """Where validated forecast requests run: the plain engine's queues or Ray Serve's batching."""
+
+    async def start(self, registry: Registry, metrics: ServiceMetrics) -> None:
+        """Called once the registry is loaded, in the app's event loop."""
+        ...
+
+    def submit(
+        self,
+        model: str,
+        series: list[SeriesInput],
+        *,
+        pred_len: int,
+        sample_count: int,
+        levels: tuple[float, ...],
+        seeds: list[int | None],
+    ) -> asyncio.Future[list[Forecast]]:
+        """Queue one request's series for a loaded model; cancelling the future drops the work if not begun.
+        May raise ``OverloadedError`` (503)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class _Service:
     settings: Settings
     metrics: ServiceMetrics
+    engine: Engine
     registry: Registry | None = None
-    batchers: dict[str, ModelBatcher] = field(default_factory=dict)
 
 
-def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
-    """The inference app. Models are loaded at start-up from ``settings`` unless a loaded ``registry`` is given."""
-    service = _Service(settings=settings, metrics=ServiceMetrics(), registry=registry)
+def create_app(settings: Settings, registry: Registry | None = None, engine: Engine | None = None) -> FastAPI:
+    """The inference app. Models are loaded at start-up from ``settings`` unless a loaded ``registry`` is given;
+    requests run on ``engine`` (default: the plain engine, a micro-batching queue per model)."""
     cfg = settings.inference
+    service = _Service(settings, ServiceMetrics(), engine or QueueEngine(cfg), registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.registry is None:
             service.registry = await asyncio.to_thread(Registry.from_settings, settings)
         await asyncio.to_thread(calendars.warm_up)
-        for entry in service.registry.entries():
-            if entry.forecaster is not None:
-                batcher = ModelBatcher(
-                    entry.forecaster,
-                    window_s=cfg.batch_window_ms / 1000.0,
-                    max_batch_series=cfg.max_batch_series,
-                    max_queued_series=cfg.max_queued_series,
-                    workers=cfg.workers_per_model,
-                    metrics=service.metrics,
-                )
-                batcher.start()
-                service.batchers[entry.name] = batcher
+        await service.engine.start(service.registry, service.metrics)
         try:
             yield
         finally:
-            for batcher in service.batchers.values():
-                await batcher.stop()
-            service.batchers.clear()
+            await service.engine.stop()
 
     app = FastAPI(
         title="candlecast inference",
         summary="Probabilistic forecasts of market candles: quantiles and sample paths.",
         lifespan=lifespan,
-        max_body_size=cfg.max_body_bytes,
     )
     app.state.service = service
-    app.add_middleware(_Guard, token=cfg.token, metrics=service.metrics)
+    # The body limit is the guard's (not FastAPI's max_body_size, whose 413 is plain text): JSON like every error.
+    app.add_middleware(_Guard, token=cfg.token, metrics=service.metrics, max_body_bytes=cfg.max_body_bytes)
     _add_error_handlers(app)
 
     @app.post("/predict", response_model=PredictResponse, responses=_ERROR_RESPONSES)
@@ -158,6 +176,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             sample_count=body.sample_count,
             quantile_levels=body.quantile_levels,
             seed=body.seed,
+            include_ohlc=body.include_ohlc,
         )
         levels = body.quantile_levels or settings.inference.default_quantile_levels
         return ForecastResponse(
@@ -166,7 +185,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             forecasts=[series_forecast(f, levels, body.include_samples, body.include_ohlc) for f in forecasts],
         )
 
-    @app.get("/health", response_model=HealthResponse)
+    @app.get("/health", response_model=HealthResponse, responses=_HEALTH_RESPONSES)
     async def health() -> JSONResponse:
         """Per model: loaded or unavailable (with the reason) and device."""
         registry = _registry(service)
@@ -184,7 +203,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         body = HealthResponse(status=status, models=models)
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if loaded else 503)
 
-    @app.get("/models", response_model=ModelsResponse)
+    @app.get("/models", response_model=ModelsResponse, responses=_responses(401, 403))
     async def models() -> ModelsResponse:
         """Name, version, context length and parameter count of each configured model."""
         registry = _registry(service)
@@ -213,7 +232,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
             )
         return ModelsResponse(default=registry.default_name(), models=out)
 
-    @app.post("/admin/reload-adapters", response_model=ModelsResponse)
+    @app.post("/admin/reload-adapters", response_model=ModelsResponse, responses=_responses(401, 403, 413, 422))
     async def reload_adapters(request: Request) -> ModelsResponse:
         """Load the promoted fine-tune adapters again without a restart: from the manifest sent as the JSON body
         (the content of ``promoted.json``), else from the manifest file; answers as /models. Never reads the
@@ -230,7 +249,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> FastAPI:
         await asyncio.to_thread(_registry(service).attach_adapters, settings, manifest)
         return await models()
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={**_METRICS_RESPONSE, **_responses(401, 403)})
     async def metrics() -> Response:
         """Prometheus metrics: requests, latency, batch sizes, queue depth."""
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -245,6 +264,7 @@ def serve(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    check_exposure(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.inference.host,
@@ -252,6 +272,40 @@ def serve(settings: Settings | None = None) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,  # the app logs one structured line per request
     )
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve on a non-loopback address without a bearer token; warn when serving open on loopback.
+
+    Raises ``InputError`` (field ``inference.token``) for an open non-loopback bind, which would let anyone who
+    reaches the host run models and reload adapters.
+    """
+    cfg = settings.inference
+    if cfg.token:
+        return
+    if not is_loopback(cfg.host):
+        raise InputError(
+            "inference.token",
+            f"refusing to listen on {cfg.host}:{cfg.port} without a token: anyone reaching it could run models and "
+            "reload adapters; set CANDLECAST_INFERENCE__TOKEN (clients send it as a bearer token) or bind to "
+            "127.0.0.1",
+        )
+    log.warning(
+        "the inference service runs without a token on %s:%s: every local process may use it, admin route "
+        "included (set CANDLECAST_INFERENCE__TOKEN to require one)",
+        cfg.host,
+        cfg.port,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and ``localhost``; False for wildcards (``0.0.0.0``, ``::``) and other names."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to anything
 
 
 def _registry(service: _Service) -> Registry:
@@ -270,6 +324,7 @@ async def _forecast(
     sample_count: int | None,
     quantile_levels: Sequence[float] | None,
     seed: int | Sequence[int] | None,
+    include_ohlc: bool = False,
 ) -> tuple[str, list[Forecast]]:
     """Validate, queue and await one request; returns the model name and one forecast per series."""
     registry = _registry(service)
@@ -291,6 +346,7 @@ async def _forecast(
             quantile_levels=quantile_levels,
             seed=seed,
             n_series=len(payloads),
+            include_ohlc=include_ohlc,
         )
     except RequestInvalid as exc:
         errors.extend(exc.errors)
@@ -301,8 +357,8 @@ async def _forecast(
     if errors:
         raise RequestInvalid(errors)
     registry.get(name)  # ModelUnavailableError -> 503
-    future = service.batchers[name].submit(
-        series, pred_len=pred_len, sample_count=count, levels=levels, seeds=series_seeds(seed, len(series))
+    future = service.engine.submit(
+        name, series, pred_len=pred_len, sample_count=count, levels=levels, seeds=series_seeds(seed, len(series))
     )
     try:
         forecasts = await _await_job(request, future, settings.inference.request_timeout_s)
@@ -341,16 +397,27 @@ async def _client_disconnect(request: Request) -> None:
             return
 
 
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in (
-        (401, "missing bearer token"),
-        (403, "wrong bearer token"),
-        (413, "body too large"),
-        (422, "invalid input; each error names its field"),
-        (503, "model unavailable or queue full"),
-        (504, "request timed out"),
-    )
+_ERROR_TEXT: dict[int, str] = {
+    401: "missing bearer token (when the service has one)",
+    403: "wrong bearer token",
+    413: "body over max_body_bytes",
+    422: "invalid input, or more work than max_request_values; each error names its field",
+    503: "model unavailable or queue full",
+    504: "request timed out",
+}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI descriptions of the error answers a route gives: each one an ``ErrorBody``."""
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+_ERROR_RESPONSES = _responses(401, 403, 413, 422, 503, 504)
+_HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {"model": HealthResponse, "description": "no model is loaded (status down)"}
+}
+_METRICS_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}
 }
 
 
@@ -409,7 +476,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail), headers=dict(exc.headers or {}))
+        code = "body_too_large" if exc.status_code == 413 else "http_error"
+        return _error(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
@@ -417,13 +485,20 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "internal error (logged by the service)")
 
 
-class _Guard:
-    """Pure ASGI middleware: bearer-token check before the body is read, metrics, one log line per request."""
+def _too_large(limit: int) -> str:
+    return f"the request body is over the limit of {limit} bytes (inference.max_body_bytes)"
 
-    def __init__(self, app: ASGIApp, token: str | None, metrics: ServiceMetrics) -> None:
+
+class _Guard:
+    """Pure ASGI middleware: bearer-token check before the body is read, the body limit (a Content-Length over it
+    is refused before reading; a longer chunked body when reading reaches it), metrics, one log line per
+    request."""
+
+    def __init__(self, app: ASGIApp, token: str | None, metrics: ServiceMetrics, max_body_bytes: int) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -439,12 +514,25 @@ class _Guard:
                 status = message["status"]
             await send(message)
 
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:  # answered as JSON by the app's HTTPException handler
+                    raise StarletteHTTPException(413, _too_large(self.max_body_bytes))
+            return message
+
         try:
             denied = self._deny(scope) if self.token and path not in _OPEN_PATHS else None
+            if denied is None:
+                denied = self._too_long(scope)
             if denied is not None:
                 await denied(scope, receive, send_and_record)
             else:
-                await self.app(scope, receive, send_and_record)
+                await self.app(scope, receive_within_limit, send_and_record)
         except StarletteHTTPException as exc:  # e.g. the body limit, answered by an outer middleware
             status = exc.status_code
             raise
@@ -466,6 +554,12 @@ class _Guard:
                     }
                 )
             )
+
+    def _too_long(self, scope: Scope) -> JSONResponse | None:
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            return _error(413, "body_too_large", _too_large(self.max_body_bytes))
+        return None
 
     def _deny(self, scope: Scope) -> JSONResponse | None:
         assert self.token is not None

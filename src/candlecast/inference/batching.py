@@ -13,6 +13,10 @@ group and each job reads back its own levels.
 A job whose future is already done when its batch starts (the client left, or the request timed out) is
 skipped, so nothing waits for a client that is gone. No lock spans models: each model has its own worker(s)
 and thread pool.
+
+``run_group`` (one model call for jobs that share ``pred_len`` and ``sample_count``, each job getting its own
+forecasts or its own error) is shared with the Ray Serve engine (``ray_engine.py``), whose queue is
+``@serve.batch`` instead of this one.
 """
 
 from __future__ import annotations
@@ -21,27 +25,41 @@ import asyncio
 import collections
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
+from candlecast.config import InferenceSettings
 from candlecast.errors import InputError, OverloadedError
 from candlecast.inference.metrics import ServiceMetrics
 from candlecast.models.base import Forecast, Forecaster, SeriesInput
+from candlecast.models.registry import Registry
 
-__all__ = ["ModelBatcher"]
+__all__ = ["Job", "ModelBatcher", "QueueEngine", "group_jobs", "run_group"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class _Job:
+class Job:
+    """One request's series, as queued for a model."""
+
     series: list[SeriesInput]
     seeds: list[int | None]
     pred_len: int
     sample_count: int
     levels: tuple[float, ...]
-    future: asyncio.Future[list[Forecast]]
+
+
+@dataclass(eq=False)
+class _Job(Job):
+    future: asyncio.Future[list[Forecast]] = field(kw_only=True)
+
+
+Outcome = list[Forecast] | BaseException  # a job's forecasts, or the error that failed it
+J = TypeVar("J", bound=Job)
 
 
 class ModelBatcher:
@@ -100,7 +118,7 @@ class ModelBatcher:
         if self._queued_series + len(series) > self.max_queued_series:
             raise OverloadedError(f"{self._queued_series} series already queued for model {self.forecaster.name!r}")
         future: asyncio.Future[list[Forecast]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(series, seeds, pred_len, sample_count, levels, future))
+        self._pending.append(_Job(series, seeds, pred_len, sample_count, levels, future=future))
         self._set_queued(self._queued_series + len(series))
         self._wakeup.set()
         return future
@@ -115,11 +133,10 @@ class ModelBatcher:
             live = [job for job in batch if not job.future.done()]
             if dropped := len(batch) - len(live):
                 self.metrics.dropped.labels(self.forecaster.name).inc(dropped)
-            groups: dict[tuple[int, int], list[_Job]] = {}
-            for job in live:
-                groups.setdefault((job.pred_len, job.sample_count), []).append(job)
-            for jobs in groups.values():
-                await self._run(jobs)
+            for jobs in group_jobs(live):
+                outcomes = await run_group(self.forecaster, jobs, self._executor, self.metrics)
+                for job, outcome in zip(jobs, outcomes, strict=True):
+                    _deliver(job.future, outcome)
 
     async def _collect(self) -> list[_Job]:
         """The next batch: the first waiting job plus those arriving within the window, up to the bound."""
@@ -148,40 +165,94 @@ class ModelBatcher:
         self._set_queued(max(0, self._queued_series - n))
         return batch
 
-    async def _run(self, jobs: list[_Job]) -> None:
-        """One model call for ``jobs`` (same pred_len and sample_count); results go to their futures."""
-        series = [s for job in jobs for s in job.series]
-        seeds = [sd for job in jobs for sd in job.seeds]
-        levels = tuple(sorted({q for job in jobs for q in job.levels}))
-        name = self.forecaster.name
-        self.metrics.batch_series.labels(name).observe(len(series))
-        self.metrics.batch_requests.labels(name).observe(len(jobs))
-        call = partial(self.forecaster.forecast, series, jobs[0].pred_len, jobs[0].sample_count, levels, seeds)
-        started = time.perf_counter()
-        try:
-            forecasts = await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        except InputError as exc:
-            if len(jobs) > 1:  # find the culprit: run the jobs one by one, so each gets its own answer
-                for job in jobs:
-                    await self._run([job])
-                return
-            _fail(jobs, exc)
-            return
-        except Exception as exc:  # a model failure fails this call's requests, never the worker
-            log.exception("model %s failed on %d series", name, len(series))
-            _fail(jobs, exc)
-            return
-        finally:
-            self.metrics.model_seconds.labels(name).observe(time.perf_counter() - started)
-        offset = 0
-        for job in jobs:
-            part = forecasts[offset : offset + len(job.series)]
-            offset += len(job.series)
-            if not job.future.done():
-                job.future.set_result(part)
+
+class QueueEngine:
+    """The plain engine: one ``ModelBatcher`` (queue and workers) per loaded model, in the service's process."""
+
+    def __init__(self, cfg: InferenceSettings) -> None:
+        self.cfg = cfg
+        self.batchers: dict[str, ModelBatcher] = {}
+
+    async def start(self, registry: Registry, metrics: ServiceMetrics) -> None:
+        for entry in registry.entries():
+            if entry.forecaster is not None:
+                batcher = ModelBatcher(
+                    entry.forecaster,
+                    window_s=self.cfg.batch_window_ms / 1000.0,
+                    max_batch_series=self.cfg.max_batch_series,
+                    max_queued_series=self.cfg.max_queued_series,
+                    workers=self.cfg.workers_per_model,
+                    metrics=metrics,
+                )
+                batcher.start()
+                self.batchers[entry.name] = batcher
+
+    def submit(
+        self,
+        model: str,
+        series: list[SeriesInput],
+        *,
+        pred_len: int,
+        sample_count: int,
+        levels: tuple[float, ...],
+        seeds: list[int | None],
+    ) -> asyncio.Future[list[Forecast]]:
+        return self.batchers[model].submit(series, pred_len=pred_len, sample_count=sample_count, levels=levels,
+                                           seeds=seeds)  # fmt: skip
+
+    async def stop(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.stop()
+        self.batchers.clear()
 
 
-def _fail(jobs: list[_Job], exc: BaseException) -> None:
+def group_jobs(jobs: list[J]) -> list[list[J]]:
+    """``jobs`` grouped by (pred_len, sample_count), in order of first appearance: one model call per group."""
+    groups: dict[tuple[int, int], list[J]] = {}
     for job in jobs:
-        if not job.future.done():
-            job.future.set_exception(exc)
+        groups.setdefault((job.pred_len, job.sample_count), []).append(job)
+    return list(groups.values())
+
+
+async def run_group(
+    forecaster: Forecaster, jobs: Sequence[Job], executor: Executor | None, metrics: ServiceMetrics
+) -> list[Outcome]:
+    """One model call (in ``executor``) for ``jobs``, which share pred_len and sample_count; one outcome per job.
+
+    If the call fails on bad input and several jobs took part, the jobs are run one by one, so that only the
+    culprit gets the error. Any other failure fails every job of the call, never the caller.
+    """
+    series = [s for job in jobs for s in job.series]
+    seeds = [sd for job in jobs for sd in job.seeds]
+    levels = tuple(sorted({q for job in jobs for q in job.levels}))
+    name = forecaster.name
+    metrics.batch_series.labels(name).observe(len(series))
+    metrics.batch_requests.labels(name).observe(len(jobs))
+    call = partial(forecaster.forecast, series, jobs[0].pred_len, jobs[0].sample_count, levels, seeds)
+    started = time.perf_counter()
+    try:
+        forecasts = await asyncio.get_running_loop().run_in_executor(executor, call)
+    except InputError as exc:
+        if len(jobs) > 1:  # find the culprit: run the jobs one by one, so each gets its own answer
+            return [(await run_group(forecaster, [job], executor, metrics))[0] for job in jobs]
+        return [exc]
+    except Exception as exc:  # a model failure fails this call's requests, never the worker
+        log.exception("model %s failed on %d series", name, len(series))
+        return [exc] * len(jobs)
+    finally:
+        metrics.model_seconds.labels(name).observe(time.perf_counter() - started)
+    outcomes: list[Outcome] = []
+    offset = 0
+    for job in jobs:
+        outcomes.append(forecasts[offset : offset + len(job.series)])
+        offset += len(job.series)
+    return outcomes
+
+
+def _deliver(future: asyncio.Future[list[Forecast]], outcome: Outcome) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

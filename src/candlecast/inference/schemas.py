@@ -1,6 +1,7 @@
 """Request and response bodies of the inference service (pydantic), and their conversion to model inputs.
 
-The JSON types are checked here (numbers finite, ``null`` marking a missing open/high/low/volume/amount);
+The JSON types are checked here, strictly: a whole number is a JSON integer (not ``true``, not ``"8"``), a
+price a JSON number, a flag a JSON boolean; numbers finite, ``null`` marking a missing open/high/low/volume/amount;
 everything that depends on settings or on the meaning of the numbers (context length, OHLC consistency,
 increasing timestamps, event shape) is checked by ``to_series_inputs`` and ``SeriesInput`` so that every
 failure names its field.
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 
 from candlecast.config import Settings
 from candlecast.errors import InputError
@@ -42,7 +43,8 @@ __all__ = [
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 # One candle: [open, high, low, close(, volume(, amount))], null for a missing value; or an object with
 # those keys.
-Row = list[float | None]
+Row = list[StrictFloat | None]
+EventRows = list[list[StrictFloat]]
 
 
 def _rows_from_objects(value: Any) -> Any:
@@ -75,8 +77,8 @@ class SeriesPayload(BaseModel):
     )
     timestamps: list[AwareDatetime] = Field(description="candle open times, timezone-aware, increasing")
     ohlcv: list[Row] = Field(description="rows [open, high, low, close, volume?, amount?]; null = missing")
-    events: list[list[float]] | None = Field(None, description="event tensor, one row of 20 per candle")
-    future_events: list[list[float]] | None = Field(
+    events: EventRows | None = Field(None, description="event tensor, one row of 20 per candle")
+    future_events: EventRows | None = Field(
         None, description="event rows known in advance for the forecast candles (at least pred_len rows of 20)"
     )
 
@@ -90,11 +92,11 @@ class PredictRequest(BaseModel):
 
     ohlcv: list[Row]
     timestamps: list[AwareDatetime]
-    events: list[list[float]] | None = None
-    pred_len: int
+    events: EventRows | None = None
+    pred_len: StrictInt
     model: str | None = None
-    sample_count: int | None = None
-    seed: int | None = None
+    sample_count: StrictInt | None = None
+    seed: StrictInt | None = None
     symbol: str = Field("series", min_length=1, max_length=64)
     timeframe: str = "1h"
     calendar: str | None = None
@@ -129,17 +131,17 @@ class ForecastRequest(BaseModel):
     model_config = _STRICT
 
     series: list[SeriesPayload] = Field(min_length=1)
-    pred_len: int
+    pred_len: StrictInt
     model: str | None = Field(None, description="a configured model; default: the first one loaded")
-    sample_count: int | None = None
-    quantile_levels: list[float] | None = Field(None, description="levels in (0, 1); default 0.1, 0.5, 0.9")
-    seed: int | list[int] | None = Field(
+    sample_count: StrictInt | None = None
+    quantile_levels: list[StrictFloat] | None = Field(None, description="levels in (0, 1); default 0.1, 0.5, 0.9")
+    seed: StrictInt | list[StrictInt] | None = Field(
         None,
         description="one int: series i is seeded with derive_seed(seed, i); a list: one seed per series, so a "
         "series draws the same paths however requests are grouped",
     )
-    include_samples: bool = True
-    include_ohlc: bool = False
+    include_samples: StrictBool = True
+    include_ohlc: StrictBool = Field(False, description="also (sample_count, pred_len, 4) OHLC paths: 5x the values")
 
 
 class SeriesForecast(BaseModel):
@@ -241,8 +243,11 @@ def check_request(
     quantile_levels: Sequence[float] | None,
     seed: int | Sequence[int] | None,
     n_series: int,
+    include_ohlc: bool = False,
 ) -> tuple[int, tuple[float, ...]]:
-    """Range checks of the scalar parameters; returns (sample_count, quantile levels) with defaults applied."""
+    """Range checks of the scalar parameters, and of the work they ask together (series × pred_len ×
+    sample_count, × 5 with OHLC paths, at most ``max_request_values``); returns (sample_count, quantile levels)
+    with defaults applied."""
     cfg = settings.inference
     errors: list[tuple[str, str]] = []
     if not 1 <= pred_len <= cfg.max_pred_len:
@@ -264,6 +269,19 @@ def check_request(
         errors.append(("seed", f"seeds must be between 0 and 2**63 - 1, found {seed}"))
     if n_series > cfg.max_batch_series:
         errors.append(("series", f"at most {cfg.max_batch_series} series per request, found {n_series}"))
+    if not errors:  # each limit holds alone; now their product, which sizes the work and the response
+        factor = 5 if include_ohlc else 1
+        values = n_series * pred_len * count * factor
+        if values > cfg.max_request_values:
+            product = f"{n_series} series × {pred_len} steps × {count} samples" + (" × 5 (OHLC)" if factor > 1 else "")
+            errors.append(
+                (
+                    "body",
+                    f"too much work for one request: {product} = {values:,} values, over the limit of "
+                    f"{cfg.max_request_values:,} (inference.max_request_values); send fewer series, steps or samples "
+                    "per request",
+                )
+            )
     if errors:
         raise RequestInvalid(errors)
     return count, levels
