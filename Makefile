@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: the local CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,connectors]'
+	$(PIP) install -q -e '.[test,connectors,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
