@@ -171,6 +171,12 @@ class GatewaySettings(BaseModel):
     notify_backoff_max_s: float = 5.0  # LISTEN reconnect backoff cap
     notify_ping_s: float = 5.0  # idle LISTEN connection is checked this often
     mcp_requires_key: bool = False  # MCP tools read public data (like the showcase) unless set
+    # The track record every forecast answer carries (docs/gateway.md, "Track record"): the all-steps row of this
+    # signal_performance window; fewer scored forecasts than track_record_min_scored say "too few scores", and a
+    # Diebold-Mariano p-value below track_record_alpha makes the skill's sign a verdict.
+    track_record_window: Literal["all", "trailing_30d"] = "trailing_30d"
+    track_record_min_scored: int = Field(30, ge=1)
+    track_record_alpha: float = Field(0.05, gt=0.0, lt=1.0)
 
 
 class JobSettings(BaseModel):
