@@ -83,13 +83,14 @@ def ensemble_row(engine: Engine, symbol: str, as_of: datetime) -> Prediction:
 
 
 def expected_weights(engine: Engine, symbol: str, slot: datetime, power: float = 2.0) -> dict[str, float]:
-    """The weights recomputed from the stored scores: mean CRPS on the steps both members were scored on, of
-    candles closed by the slot; weight ~ mean ** -power."""
+    """The weights recomputed from the stored scores: mean CRPS over the steps of candles closed by the slot, of
+    the origins where both members have a forecast with the same steps scored; weight ~ mean ** -power."""
     scores = evaluations_frame(engine)
     scores = scores[(scores.symbol == symbol) & scores.model_name.isin(MEMBERS) & scores.crps.notna()]
     scores = scores[scores.target_ts + H <= pd.Timestamp(slot)]
-    common = scores.pivot_table(index=["as_of", "step"], columns="model_name", values="crps").dropna()
-    raw = common.mean() ** -power
+    steps = scores.pivot_table(index="as_of", columns="model_name", values="step", aggfunc=tuple).dropna()
+    common = steps.index[steps.apply(lambda row: len(set(row)) == 1, axis=1)]
+    raw = scores[scores.as_of.isin(common)].groupby("model_name").crps.mean() ** -power
     return (raw / raw.sum()).to_dict()
 
 
@@ -127,6 +128,23 @@ def test_equal_weights_while_the_history_is_short(engine: Engine) -> None:
     assert "history short: 10 forecasts" in ensemble["history"]["reason"]
     run_ensemble(settings(min_history=10), engine, "1h", as_of=T, gives_samples=dict.fromkeys(MEMBERS, True))
     assert ensemble_row(engine, "BTCUSDT", T).event_context["ensemble"]["history"]["rule"] == "crps"  # type: ignore[index]
+
+
+def test_members_are_compared_only_on_forecasts_they_all_have_with_the_same_steps_scored(engine: Engine) -> None:
+    write_history(engine, START + 90 * H, T, score_as_of=T)  # 10 forecasts with a step closed by T
+    with engine.begin() as conn:  # vague lacks one origin; sharp has one step less scored at another
+        conn.execute(sa.text("DELETE FROM ml_predictions WHERE model_name = 'vague' AND as_of = :t"), {"t": T - 5 * H})
+        conn.execute(
+            sa.text("DELETE FROM signal_evaluations WHERE model_name = 'sharp' AND as_of = :t AND step = 1"),
+            {"t": T - 7 * H},
+        )
+    run_ensemble(settings(min_history=1), engine, "1h", as_of=T, gives_samples=dict.fromkeys(MEMBERS, True))
+    history = ensemble_row(engine, "BTCUSDT", T).event_context["ensemble"]["history"]  # type: ignore[index]
+    assert history["forecasts"] == 8 and history["rule"] == "crps"
+    assert history["steps"] == 8 * 4 - (1 + 2 + 3)  # the forecasts of T-3..T-1 h have 3, 2, 1 steps closed by T
+    assert ensemble_row(engine, "BTCUSDT", T).event_context["ensemble"]["weights"] == pytest.approx(  # type: ignore[index]
+        expected_weights(engine, "BTCUSDT", T), abs=1e-6
+    )
 
 
 def test_the_weights_use_no_outcome_realised_after_the_slot(engine: Engine) -> None:

@@ -2,10 +2,17 @@
 
 ``trailing_crps`` reads ``signal_evaluations`` directly, never ``signal_performance`` (which a replay may have
 filled with outcomes after the slot). It keeps only steps whose candle had closed by the slot
-(``target_ts + timeframe <= slot``) of forecasts made in ``[since, slot)``, and of those only the steps every
-member of the symbol was scored on (same origin, same step), so the members are compared on the same outcomes:
-a member that started later, or skipped a slot, does not get a calmer or wilder stretch to be judged on. The
-mean is summed in a fixed order, so the same scores always give the same bits.
+(``target_ts + timeframe <= slot``) of forecasts made in ``[since, slot)``, and of those only the forecasts every
+member of the symbol has, with as many such steps scored, so the members are compared on the same outcomes: a
+member that started later, skipped a slot, or was rewritten and not yet rescored, does not get a calmer or wilder
+stretch to be judged on. Equal counts mean equal steps: the members' forecasts of one origin share their target
+candles, and the scored steps of a forecast are those whose candle exists and had closed by the time scoring
+reached, a prefix in time.
+
+It works per forecast (one aggregate row per member forecast, then the common origins): one pass over the scores,
+4.7-6.0 s for 23 symbols x 3 members x 14 days of hourly forecasts x 120 steps (2.3M scores) on a 2-core machine
+at load average 5, where matching step by step took 8-15 s. Sums are exact (numeric), so the same scores always
+give the same weights, to the bit.
 """
 
 from __future__ import annotations
@@ -98,23 +105,24 @@ def trailing_crps(
             SELECT * FROM unnest(%(symbols)s::text[], %(models)s::text[]) AS w(symbol, model_name)
         ), sizes AS (
             SELECT symbol, count(*) AS k FROM wanted GROUP BY symbol
-        ), scored AS MATERIALIZED (
-            SELECT e.symbol, e.model_name, e.as_of, e.step, e.crps
+        ), per_forecast AS MATERIALIZED (
+            SELECT e.symbol, e.model_name, e.as_of, count(*) AS n, sum(e.crps::numeric) AS total
             FROM wanted w
             JOIN signal_evaluations e
               ON e.symbol = w.symbol AND e.model_name = w.model_name AND e.timeframe = %(tf)s
             WHERE e.as_of >= %(since)s AND e.as_of < %(slot)s AND e.target_ts + %(candle)s <= %(slot)s
               AND e.crps IS NOT NULL
+            GROUP BY e.symbol, e.model_name, e.as_of
         ), common AS (
-            SELECT s.symbol, s.as_of, s.step
-            FROM scored s JOIN sizes z ON z.symbol = s.symbol
-            GROUP BY s.symbol, s.as_of, s.step, z.k
-            HAVING count(*) = z.k
+            SELECT p.symbol, p.as_of
+            FROM per_forecast p JOIN sizes z ON z.symbol = p.symbol
+            GROUP BY p.symbol, p.as_of, z.k
+            HAVING count(*) = z.k AND min(p.n) = max(p.n)
         )
-        SELECT s.symbol, s.model_name, count(DISTINCT s.as_of) AS forecasts, count(*) AS steps,
-            avg(s.crps ORDER BY s.as_of, s.step) AS mean_crps, min(s.as_of) AS first_as_of, max(s.as_of) AS last_as_of
-        FROM scored s JOIN common c ON c.symbol = s.symbol AND c.as_of = s.as_of AND c.step = s.step
-        GROUP BY s.symbol, s.model_name"""
+        SELECT p.symbol, p.model_name, count(*) AS forecasts, sum(p.n)::int8 AS steps,
+            (sum(p.total) / sum(p.n))::float8 AS mean_crps, min(p.as_of) AS first_as_of, max(p.as_of) AS last_as_of
+        FROM per_forecast p JOIN common c ON c.symbol = p.symbol AND c.as_of = p.as_of
+        GROUP BY p.symbol, p.model_name"""
     params = {
         "symbols": [p[0] for p in pairs], "models": [p[1] for p in pairs], "tf": timeframe, "since": since,
         "slot": slot, "candle": timeframe_delta(timeframe),
