@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_CRON",
     "DEFAULT_MARKET_CALENDARS",
     "DEFAULT_UNIVERSE",
+    "EnsembleSettings",
     "EventSettings",
     "FinetuneSettings",
     "GarchSettings",
@@ -67,6 +68,10 @@ DEFAULT_CRON: dict[str, str] = {
     "baseline-batch-1d": "45 5 * * *",
     "garch-batch-1h": "55 * * * *",  # GARCH(1,1)-t, the classical anchor (docs/garch.md)
     "garch-batch-1d": "45 5 * * *",
+    # the CRPS-weighted ensemble of the models above (docs/jobs.md, "Ensemble"): a few minutes after their batch,
+    # within the same slot (1h: the hour's batches run at :55; 1d: at 05:45)
+    "ensemble-batch-1h": "59 * * * *",
+    "ensemble-batch-1d": "55 5 * * *",
     "score-signals-1h": "5 * * * *",
     "score-signals-1d": "30 6 * * *",
     "kronos-rolling-finetune": "0 6 1 * *",
@@ -179,6 +184,12 @@ class GatewaySettings(BaseModel):
     notify_backoff_max_s: float = 5.0  # LISTEN reconnect backoff cap
     notify_ping_s: float = 5.0  # idle LISTEN connection is checked this often
     mcp_requires_key: bool = False  # MCP tools read public data (like the showcase) unless set
+    # The track record every forecast answer carries (docs/gateway.md, "Track record"): the all-steps row of this
+    # signal_performance window; fewer scored forecasts than track_record_min_scored say "too few scores", and a
+    # Diebold-Mariano p-value below track_record_alpha makes the skill's sign a verdict.
+    track_record_window: Literal["all", "trailing_30d"] = "trailing_30d"
+    track_record_min_scored: int = Field(30, ge=1)
+    track_record_alpha: float = Field(0.05, gt=0.0, lt=1.0)
 
 
 class JobSettings(BaseModel):
@@ -281,6 +292,25 @@ class GarchSettings(BaseModel):
         return self
 
 
+class EnsembleSettings(BaseModel):
+    """The CRPS-weighted ensemble (docs/jobs.md, "Ensemble"), e.g. ``CANDLECAST_ENSEMBLE__MIN_HISTORY=40``."""
+
+    members: list[str] | None = None  # the models combined; None = every configured model (CANDLECAST_MODELS)
+    min_members: int = Field(2, ge=2)  # fewer member forecasts of a slot: the symbol is skipped
+    # Fewer forecasts scored on outcomes common to all members (realised before the slot): equal weights.
+    min_history: int = Field(20, ge=1)
+    # Forecasts made this many days before the slot count towards the trailing CRPS.
+    lookback_days_1h: float = Field(14.0, gt=0)
+    lookback_days_1d: float = Field(365.0, gt=0)
+    # weight of a member ~ mean CRPS ** -power: 2 is the CRPS analogue of Bates-Granger inverse-MSE weights
+    # (CRPS is in price units, like an absolute error); 0 = equal weights always.
+    power: float = Field(2.0, ge=0.0)
+    sample_count: int | None = Field(None, ge=1)  # paths of an ensemble forecast; None = jobs.sample_count
+
+    def lookback_days(self, timeframe: str) -> float:
+        return self.lookback_days_1h if timeframe == "1h" else self.lookback_days_1d
+
+
 class Settings(BaseSettings):
     """Everything configurable in candlecast."""
 
@@ -311,6 +341,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     garch: GarchSettings = Field(default_factory=GarchSettings)
+    ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -9,4 +9,7 @@ from tests.gateway.support import (  # noqa: F401 - fixtures re-exported
     own_seeded_url,
     seeded_url,
     store,
+    tracked_gateway,
+    tracked_store,
+    tracked_url,
 )

@@ -10,6 +10,10 @@
   gateway ``extended_gateway``): QQQ, an index level standing in for an equity, with business-day candles, volume
   and a daily forecast made before its last candles (so realised candles follow it), and AAPL, whose candles end
   years before any forecast.
+- ``seed_track_records``: enough scored history for a verdict, added to the seeded replay (fixture ``tracked_url``,
+  gateway ``tracked_gateway``): two more 1h models on BTCUSDT with 45 scored forecasts each, ``sharp`` (paths
+  within 0.1% of what happened: an edge over the random walk) and ``wild`` (5% off: worse than it), and two scored
+  daily baseline forecasts of SPY six weeks apart, so the trailing 30-day window holds one of them.
 - ``TcpProxy``: a TCP relay to Postgres that a test can cut, to take the database away from one gateway only.
 """
 
@@ -154,6 +158,48 @@ def seed_extras(engine: Engine) -> None:
             event_context={"last_candle": last_ts.isoformat(), "context_candles": 97},
         ),
     )  # fmt: skip
+
+
+TRACKED_SLOTS = 45  # scored forecasts of each tracked model: above gateway.track_record_min_scored (30)
+OLD_DAILY = (datetime(2024, 1, 5, tzinfo=UTC), datetime(2024, 2, 15, tzinfo=UTC))  # SPY baseline 1d, both scored
+
+
+def _tracked(symbol: str, model: str, timeframe: str, as_of: datetime, closes: pd.Series, seed: int) -> Prediction:
+    """A forecast whose 32 paths sit within 0.1% of what happened (``sharp``), 5% above the last close
+    (``wild``), or around the last close with a random walk's spread (anything else)."""
+    n, step = PRED_LEN[timeframe], STEP[timeframe]
+    rng = np.random.default_rng(seed)
+    last = float(closes[closes.index < as_of].iloc[-1])
+    targets = [as_of + step * h for h in range(n)]
+    realised = closes.reindex(pd.DatetimeIndex(targets)).fillna(last).to_numpy()
+    noise = rng.normal(0, 0.001, (32, n))
+    if model == "sharp":
+        samples = realised * np.exp(noise)
+    elif model == "wild":
+        samples = last * 1.05 * np.exp(noise)
+    else:
+        samples = last * np.exp(np.cumsum(rng.normal(0, 0.01, (32, n)), axis=1))
+    return Prediction(
+        symbol=symbol, timeframe=timeframe, model_name=model, as_of=as_of, target_ts=targets,
+        p10=np.quantile(samples, 0.1, axis=0), p50=np.quantile(samples, 0.5, axis=0),
+        p90=np.quantile(samples, 0.9, axis=0), last_close=last, samples=samples, model_version="test-1",
+    )  # fmt: skip
+
+
+def seed_track_records(engine: Engine) -> None:
+    hourly = latest_candles(engine, "BTCUSDT", "1h", 200, AS_OF).set_index("ts")["close"]
+    seed = 1000
+    for k in range(TRACKED_SLOTS):
+        as_of = AS_OF - timedelta(hours=80 - k)  # the last at AS_OF - 36 h: every step closed by AS_OF
+        for model in ("sharp", "wild"):
+            seed += 1
+            insert(engine, _tracked("BTCUSDT", model, "1h", as_of, hourly, seed))
+    daily = latest_candles(engine, "SPY", "1d", 60, AS_OF).set_index("ts")["close"]
+    for as_of in OLD_DAILY:
+        seed += 1
+        insert(engine, _tracked("SPY", "baseline", "1d", as_of, daily, seed))
+    run_scoring(Settings(), engine, "1h", as_of=AS_OF)
+    run_scoring(Settings(), engine, "1d", as_of=AS_OF)
 
 
 def last_close_at(engine: Engine, symbol: str, as_of: datetime) -> float:
@@ -313,6 +359,29 @@ def extended_url(new_database: Callable[[], str]) -> str:
     seed_extras(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def tracked_url(new_database: Callable[[], str]) -> str:
+    """The seeded replay plus ``seed_track_records``, read only."""
+    url = _seeded_database(new_database)
+    engine = create_engine_for(url)
+    seed_track_records(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def tracked_gateway(tracked_url: str) -> Iterator[GatewayServer]:
+    with GatewayServer(settings_for(tracked_url)) as server:
+        yield server
+
+
+@pytest.fixture
+def tracked_store(tracked_url: str) -> Iterator[Engine]:
+    engine = create_engine_for(tracked_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from tests.gateway import support
 
+from candlecast.store.performance import performance
 from candlecast.store.predictions import latest_prediction
 
 SHOWCASE_FIELDS = {
     "symbol", "name", "quote_currency", "model_name", "timeframe", "generated_at", "as_of", "target_timestamps",
-    "p10", "p50", "p90", "last_close", "data_mode", "data_as_of", "stale",
+    "p10", "p50", "p90", "last_close", "track_record", "data_mode", "data_as_of", "stale",
 }  # fmt: skip
 
 
@@ -38,6 +39,9 @@ def assert_matches_store(body: dict[str, Any], store: Engine, symbol: str, model
     assert (body["name"], body["quote_currency"]) == support.LABELS[symbol]
     assert (body["data_mode"], body["data_as_of"]) == ("replay", body["as_of"])  # the seeded store is from 2024
     assert body["stale"] is False
+    record = body["track_record"]  # how this series' past forecasts did (test_track_record.py)
+    rows = performance(store, symbol=symbol, model_name=model, timeframe=timeframe, window="trailing_30d")
+    assert record["scored_forecasts"] == (rows[0].n_predictions if rows else 0)
 
 
 def test_showcase_serves_the_newest_stored_forecast_without_a_key(gateway: Any, store: Engine) -> None:

@@ -47,7 +47,8 @@ __all__ = ["build_mcp", "mcp_route"]
 INSTRUCTIONS = (
     "candlecast serves stored probabilistic forecasts of market candles (p10/p50/p90 of the close per future "
     "candle) made by scheduled batch jobs. Call list_instruments to see symbols and which (model, timeframe) "
-    "forecasts exist, get_forecast for the newest forecast, get_performance for how past forecasts scored. "
+    "forecasts exist, get_forecast for the newest forecast (with its track record and verdict: whether the model "
+    "beats a random walk), get_performance for how past forecasts scored. "
     "Timestamps are UTC; a candle's timestamp is its open time. Check data_mode: 'replay' means historical data "
     "replayed as of a past date (data_as_of, data_age_s), not live prices."
 )
@@ -189,7 +190,25 @@ def _forecast_summary(v: dict[str, Any]) -> str:
         f"{steps} steps, candles opening {v['target_timestamps'][0] if steps else '-'} to "
         f"{v['target_timestamps'][last] if steps else '-'}; last close {_fmt(v['last_close'])}{unit}; "
         f"last step p10/p50/p90 {_fmt(v['p10'][last] if steps else None)} / {_fmt(v['p50'][last] if steps else None)}"
-        f" / {_fmt(v['p90'][last] if steps else None)}{unit}. Every value is in the structured content."
+        f" / {_fmt(v['p90'][last] if steps else None)}{unit}. {_track_text(v['track_record'])} "
+        "Every value is in the structured content."
+    )
+
+
+def _percent(v: float | None, signed: bool = False) -> str:
+    return "n/a" if v is None else f"{v * 100:{'+' if signed else ''}.1f}%"
+
+
+def _track_text(t: dict[str, Any]) -> str:
+    """The track record in one sentence, verdict first."""
+    head = f"Track record ({t['window']}): {t['verdict'].upper()}"
+    if t["scored_forecasts"] == 0:
+        return f"{head}: no forecast of this series scored yet (a verdict needs {t['min_scored']})."
+    p = "n/a" if t["dm_pvalue"] is None else f"{t['dm_pvalue']:.3g}"
+    return (
+        f"{head}: {t['scored_forecasts']} scored forecasts, p10-p90 coverage {_percent(t['coverage'])} (nominal "
+        f"{_percent(t['nominal_coverage'])}), CRPS skill vs random walk {_percent(t['crps_skill'], signed=True)} "
+        f"(Diebold-Mariano p = {p})."
     )
 
 
@@ -208,9 +227,13 @@ def build_mcp(data: GatewayData) -> MCPServer:
     ) -> Annotated[CallToolResult, ForecastWithAge]:
         """The newest stored forecast of `symbol`: p10/p50/p90 of the close of each future candle
         (target_timestamps, candle open times, UTC), last_close, generated_at, as_of, the instrument's name and
-        quote currency, data_mode ('replay' or 'live'), data_as_of, data_age_s, and `stale` (true when the
-        database could not confirm it is the newest). Defaults: model baseline, the newest timeframe that has a
-        forecast. An unknown symbol or a missing forecast is an error listing what is available."""
+        quote currency, data_mode ('replay' or 'live'), data_as_of, data_age_s, `stale` (true when the
+        database could not confirm it is the newest), and `track_record`: how this model's past forecasts of the
+        series did over the trailing window (coverage of the p10-p90 band against the nominal 0.8, scored
+        forecasts, CRPS skill vs a random walk, Diebold-Mariano p-value) with a plain verdict: 'edge' (skill > 0,
+        p < alpha, 0.05 by default), 'no edge', 'worse than random walk' (skill < 0, p < alpha) or 'too few scores'
+        (fewer than min_scored, 30 by default, scored forecasts). Defaults: model baseline, the newest timeframe
+        that has a forecast. An unknown symbol or a missing forecast is an error listing what is available."""
         value = await _read(data.showcase(symbol, model_name, timeframe))
         return value if isinstance(value, CallToolResult) else _result(value, _forecast_summary(value))
 
@@ -248,9 +271,11 @@ def build_mcp(data: GatewayData) -> MCPServer:
         ] = None,
     ) -> Annotated[CallToolResult, PerformanceWithAge]:
         """How past forecasts scored, per (symbol, timeframe, model): forecasts and steps scored, hit rate
-        (direction of the p50), p10-p90 coverage against the nominal 0.8, mean CRPS and pinball loss, Sharpe;
-        plus calibration (share of realised closes below p10/p50/p90, nominal 0.1/0.5/0.9). An unknown symbol or
-        model is an error listing what is available."""
+        (direction of the p50), p10-p90 coverage of the served band (coverage) and of the model's own band
+        (coverage_raw) against the nominal 0.8, mean fair CRPS (also in basis points of the last close), CRPS
+        skill vs a random walk with its Diebold-Mariano p-value and the verdict, pinball loss, Sharpe, and the
+        evaluation period; plus calibration over the same window (share of realised closes below p10/p50/p90,
+        nominal 0.1/0.5/0.9). An unknown symbol or model is an error listing what is available."""
         if not symbol.strip():
             return _error(InputError("symbol", f"is blank: give a symbol, or {EVERY_SYMBOL!r} for every symbol"))
         value = await _read(data.performance(symbol, model_name, timeframe, window))

@@ -36,6 +36,7 @@ __all__ = [
     "Performance",
     "PerformanceWithAge",
     "PredictionDetail",
+    "TrackRecord",
     "error_responses",
     "ok",
 ]
@@ -89,8 +90,45 @@ class Label(_Strict):
     quote_currency: str | None = Field(description="Currency prices are quoted in; null for index points.")
 
 
+VERDICT_RULE = (
+    "The verdict: 'too few scores' with fewer than min_scored scored forecasts (gateway.track_record_min_scored, "
+    "30 by default) or no skill or p-value to judge by; 'edge' when crps_skill > 0 and dm_pvalue < alpha "
+    "(gateway.track_record_alpha, 0.05): the model's CRPS is significantly lower than a random walk's; 'worse than "
+    "random walk' when crps_skill < 0 and dm_pvalue < alpha; 'no edge' otherwise."
+)
+
+
+class TrackRecord(_Strict):
+    __doc__ = (
+        "How the past forecasts of the same (symbol, timeframe, model) did: the all-steps row of signal_performance "
+        "in the window (trailing_30d by default: forecasts made in the 30 days before the newest scored one, so a "
+        "replay's window follows its data). " + VERDICT_RULE
+    )
+
+    window: Literal["all", "trailing_30d"] = Field(description="The signal_performance window it summarises.")
+    scored_forecasts: int = Field(description="Forecasts with at least one scored step in the window.")
+    scored_steps: int = Field(description="Scored forecast steps (a forecast has one per target candle).")
+    coverage: float | None = Field(
+        description="Share of realised closes inside the served p10-p90 band (nominal 0.8); null: none scored."
+    )
+    coverage_raw: float | None = Field(description="The same for the model's own (uncalibrated) band.")
+    nominal_coverage: float = Field(description="0.8: what a calibrated p10-p90 band holds.")
+    crps_skill: float | None = Field(
+        description="1 - CRPS / CRPS of a driftless log-normal random walk on the same steps: > 0 beats it."
+    )
+    dm_pvalue: float | None = Field(
+        description="Two-sided Diebold-Mariano p-value of the CRPS difference to the random walk (HAC variance)."
+    )
+    verdict: Literal["edge", "no edge", "worse than random walk", "too few scores"] = Field(description=VERDICT_RULE)
+    min_scored: int = Field(description="Scored forecasts needed for a verdict other than 'too few scores'.")
+    alpha: float = Field(description="Significance level of the verdict.")
+    first_as_of: str | None = _ts("Oldest forecast origin in the window. " + TIMESTAMP)
+    last_as_of: str | None = _ts("Newest forecast origin in the window. " + TIMESTAMP)
+    scored_through: str | None = _ts("The data time scoring had reached (in a replay, the replayed time). " + TIMESTAMP)
+
+
 class Forecast(DataStatus, Label):
-    """The newest stored forecast of one (symbol, model, timeframe)."""
+    """The newest stored forecast of one (symbol, model, timeframe), with its track record."""
 
     symbol: str
     model_name: str
@@ -102,6 +140,7 @@ class Forecast(DataStatus, Label):
     p50: list[float | None] = Field(description="Median close of each target candle.")
     p90: list[float | None] = Field(description="90th percentile of the close of each target candle.")
     last_close: float | None = Field(description="Close of the last candle the forecast saw.")
+    track_record: TrackRecord = Field(description="How this model's past forecasts of this series did.")
     stale: bool = Field(description="True when served from cache while the database was unreachable.")
 
 
@@ -162,13 +201,17 @@ class InstrumentsWithAge(Instruments):
 
 
 class PerformanceRow(BaseModel):
-    """One (symbol, timeframe, model) of the signal_performance view; more score columns may follow."""
+    """One (symbol, timeframe, model) of the signal_performance table, all horizon steps together; more score
+    columns may follow (coverage, coverage_raw, crps_skill, crps_bp, dm_pvalue, ...)."""
 
     model_config = ConfigDict(extra="allow")
     symbol: str
     name: str | None = Field(None, description="The instrument's label.")
     timeframe: str
     model_name: str
+    verdict: Literal["edge", "no edge", "worse than random walk", "too few scores"] = Field(
+        description="As in a forecast's track record. " + VERDICT_RULE
+    )
 
 
 class CalibrationRow(BaseModel):
@@ -179,6 +222,11 @@ class CalibrationRow(BaseModel):
     observed: list[float | None] = Field(description="Share of realised closes below each of them.")
 
 
+class Period(_Strict):
+    first_as_of: str | None = _ts(TIMESTAMP)
+    last_as_of: str | None = _ts(TIMESTAMP)
+
+
 class Performance(DataStatus):
     """How past forecasts scored."""
 
@@ -187,8 +235,9 @@ class Performance(DataStatus):
     timeframe: str | None = Field(description="The timeframe asked for; null for both.")
     window: str
     nominal_coverage: float = Field(description="0.8: the share of closes a calibrated p10-p90 band holds.")
+    period: Period = Field(description="The evaluation period: the oldest and newest forecast origin of the rows.")
     rows: list[PerformanceRow]
-    calibration: list[CalibrationRow]
+    calibration: list[CalibrationRow] = Field(description="Over the scored steps of the same window.")
     stale: bool
 
 

@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from candlecast.cli_options import console, parse_time
 from candlecast.config import get_settings
 from candlecast.jobs.batch import BatchResult, run_batch
+from candlecast.jobs.ensemble import ENSEMBLE_MODEL, run_ensemble
 from candlecast.jobs.finetune.cli import finetune_cmd
 from candlecast.jobs.replay import busiest_window, run_replay
 from candlecast.jobs.scheduler import list_jobs, run_job, run_scheduler
@@ -58,7 +59,15 @@ def _print_batch(result: BatchResult) -> None:
 
 def batch_cmd(
     timeframe: TimeframeOption,
-    model: Annotated[str, typer.Option("--model", "-m", help="A configured model (CANDLECAST_MODELS).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A configured model (CANDLECAST_MODELS), or 'ensemble': the CRPS-weighted "
+            "combination of the configured models' forecasts of the slot (run their batches first).",
+        ),
+    ],
     as_of: AsOfOption = None,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols; default all active.")] = None,
     local: Annotated[bool, typer.Option("--local", help="Run the model in-process instead of over HTTP.")] = False,
@@ -67,6 +76,13 @@ def batch_cmd(
     """Forecast every active instrument for one slot and store the forecasts."""
     settings = get_settings()
     with connect(settings, migrate=True) as engine:
+        if model == ENSEMBLE_MODEL:
+            result = run_ensemble(
+                settings, engine, timeframe.value, as_of=parse_time(as_of, "--as-of"), symbols=_symbols(symbols),
+                local=local or None,  # capabilities of the members: in-process, else settings.jobs.local
+            )  # fmt: skip
+            _print_batch(result)
+            raise typer.Exit(result.exit_code)
         result = run_batch(
             settings, engine, timeframe.value, model, as_of=parse_time(as_of, "--as-of"), symbols=_symbols(symbols),
             local=local, progress=progress,
@@ -105,7 +121,9 @@ def score_cmd(
 
 def replay_cmd(
     timeframe: TimeframeOption,
-    model: Annotated[str, typer.Option("--model", "-m", help="A configured model.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="A configured model, or 'ensemble' (replayed with its members).")
+    ],
     start: Annotated[
         str | None, typer.Option("--from", help="First slot (ISO time; naive = UTC); default: see --days.")
     ] = None,

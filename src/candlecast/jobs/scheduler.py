@@ -7,6 +7,9 @@ Job names say what a job does:
   ``kronos-*`` model, ``chronos2`` means ``chronos-2``; any other family is taken as a model name
   (``baseline-batch-1h``). A model that is not configured (``CANDLECAST_MODELS``) leaves the job skipped,
   with a log line.
+- ``ensemble-batch-<1h|1d>``: the CRPS-weighted ensemble of the configured models' forecasts of the slot
+  (``jobs/ensemble.py``); skipped while fewer than ``ensemble.min_members`` member models are configured. Its cron
+  line fires a few minutes after the base batches, within the same slot.
 - ``score-signals-<1h|1d>``: the scoring job.
 - ``<family>-rolling-finetune``: the monthly fine-tune of the family's first configured model,
   ``jobs.finetune.run.run_rolling_finetune`` (imported when it runs: torch and peft load only then).
@@ -42,6 +45,7 @@ from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
 from candlecast.jobs.batch import run_batch
+from candlecast.jobs.ensemble import ENSEMBLE_MODEL, member_models, run_ensemble
 from candlecast.jobs.records import recorded_run
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store.jobs import JobRun, job_lock, last_job_runs, start_job_run
@@ -74,7 +78,7 @@ class JobSpec:
 
     name: str
     cron: str
-    kind: str  # 'batch' | 'score' | 'finetune'
+    kind: str  # 'batch' | 'ensemble' | 'score' | 'finetune'
     timeframe: str | None
     model: str | None
     skip_reason: str | None = None  # set when the job cannot run with these settings
@@ -133,12 +137,22 @@ def _resolve_model(settings: Settings, family: str) -> tuple[str | None, str | N
     return model, None
 
 
+def _ensemble_skip_reason(settings: Settings) -> str | None:
+    members = member_models(settings)
+    needed = settings.ensemble.min_members
+    if len(members) >= needed:
+        return None
+    return f"the ensemble needs at least {needed} member models, found {members or 'none'} (CANDLECAST_MODELS)"
+
+
 def job_specs(settings: Settings) -> list[JobSpec]:
     """The cron table resolved: kind, timeframe and model of each job, or why it is skipped."""
     specs = []
     for name, cron in settings.jobs.cron.items():
         parse_cron(cron)  # fail early on a bad expression
-        if m := _BATCH.match(name):
+        if (m := _BATCH.match(name)) and m["family"] == ENSEMBLE_MODEL:
+            specs.append(JobSpec(name, cron, "ensemble", m["tf"], ENSEMBLE_MODEL, _ensemble_skip_reason(settings)))
+        elif m := _BATCH.match(name):
             model, why = _resolve_model(settings, m["family"])
             specs.append(JobSpec(name, cron, "batch", m["tf"], model, why))
         elif m := _SCORE.match(name):
@@ -201,6 +215,11 @@ def _dispatch(
             settings, engine, spec.timeframe, spec.model, as_of=as_of, local=settings.jobs.local,
             progress=progress, job_name=spec.name, run_id=run_id,
         )  # fmt: skip
+    if spec.kind == "ensemble":
+        assert spec.timeframe is not None
+        return run_ensemble(
+            settings, engine, spec.timeframe, as_of=as_of, local=settings.jobs.local, job_name=spec.name, run_id=run_id
+        )
     if spec.kind == "score":
         assert spec.timeframe is not None
         return run_scoring(settings, engine, spec.timeframe, as_of=as_of, job_name=spec.name, run_id=run_id)

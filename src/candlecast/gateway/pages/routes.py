@@ -181,7 +181,9 @@ async def evaluation(data: DataDep, settings: SettingsDep, window: str | None = 
         windows = " and ".join(PERFORMANCE_WINDOWS)
         notice = f"You asked for window {window!r}; there are {windows}. Showing all."
         served = await data.evaluation_page(None)
-    return _page(settings, "evaluation.html", served, title="Evaluation", page="evaluation", notice=notice)
+    return _page(
+        settings, "evaluation.html", served, title="Evaluation", page="evaluation", notice=notice, gw=settings.gateway
+    )
 
 
 @router.get("/static/{name:path}")

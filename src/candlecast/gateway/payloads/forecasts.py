@@ -1,5 +1,6 @@
 """The newest stored forecast of a series: the public showcase payload and the keyed ``/api/v1/predictions``
 one (the showcase fields plus model version, horizon, event context, optionally sample paths and recent candles).
+Both carry the series' track record (``payloads.track``).
 
 Without a timeframe the newest timeframe that has a forecast of the symbol by the model is served
 (``resolve_timeframe``): the timeframe whose newest forecast has the latest ``as_of``, the gateway's
@@ -31,6 +32,7 @@ from candlecast.gateway.payloads.fields import (
     showcase_fields,
     zulu,
 )
+from candlecast.gateway.payloads.track import read_track_record
 from candlecast.store.candles import Instrument, get_instruments, latest_candles, timeframe_delta
 from candlecast.store.predictions import Prediction, latest_prediction
 from candlecast.store.schema import TIMEFRAMES
@@ -131,7 +133,8 @@ def forecast_payload(p: Prediction, instrument: Instrument | None, replay_after_
 
 def showcase_payload(engine: Engine, params: ForecastParams, gw: GatewaySettings) -> Payload:
     p, instrument = _newest(engine, params, gw)
-    return {**forecast_payload(p, instrument, gw.replay_after_h), "stale": False}
+    track = read_track_record(engine, p.symbol, p.model_name, p.timeframe, gw)
+    return {**forecast_payload(p, instrument, gw.replay_after_h), "track_record": track, "stale": False}
 
 
 def prediction_payload(engine: Engine, params: PredictionParams, gw: GatewaySettings) -> Payload:
@@ -142,6 +145,7 @@ def prediction_payload(engine: Engine, params: PredictionParams, gw: GatewaySett
         "model_version": p.model_version,
         "pred_len": p.pred_len,
         "event_context": zulu(p.event_context),
+        "track_record": read_track_record(engine, p.symbol, p.model_name, p.timeframe, gw),
     }
     if params.samples:
         payload["samples"] = None if p.samples is None else [prices(path, decimals) for path in p.samples]

@@ -1,7 +1,7 @@
 """The data of the web pages: the home grid (one card per active instrument: label, last price and change, a small
 fan chart, or why there is no forecast) and the symbol page (every stored forecast series of one symbol with the
-candles before it and the realised candles after it, and the candles of a timeframe without a forecast with the
-reason). The evaluation page shows the ``performance`` payload.
+candles before it, the realised candles after it and its track record, and the candles of a timeframe without a
+forecast with the reason). The evaluation page shows the ``performance`` payload.
 
 Why an instrument has no forecast of a timeframe is ``forecasts.no_forecast_reason``.
 """
@@ -25,6 +25,7 @@ from candlecast.gateway.payloads.fields import (
     showcase_fields,
 )
 from candlecast.gateway.payloads.forecasts import no_forecast_reason, resolve_timeframe, unknown_symbol
+from candlecast.gateway.payloads.track import read_track_record
 from candlecast.store.candles import get_instruments, latest_candles, latest_candles_many, realised_candles
 from candlecast.store.predictions import Prediction, latest_prediction, latest_predictions
 from candlecast.store.schema import TIMEFRAMES
@@ -99,9 +100,9 @@ def home_payload(engine: Engine, timeframe: str, gw: GatewaySettings) -> Payload
     return {"timeframe": timeframe, "cards": cards, **data_status(newest, gw.replay_after_h), "stale": False}
 
 
-def _series(engine: Engine, p: Prediction, n_candles: int) -> dict[str, Any]:
+def _series(engine: Engine, p: Prediction, gw: GatewaySettings) -> dict[str, Any]:
     decimals = price_decimals(p.last_close)
-    frame = latest_candles(engine, p.symbol, p.timeframe, n_candles, as_of=p.as_of)
+    frame = latest_candles(engine, p.symbol, p.timeframe, gw.history_candles, as_of=p.as_of)
     until = p.target_ts[-1] if p.target_ts else p.as_of
     realised = realised_candles(engine, p.symbol, p.timeframe, p.as_of, until)
     return {
@@ -110,6 +111,7 @@ def _series(engine: Engine, p: Prediction, n_candles: int) -> dict[str, Any]:
         "pred_len": p.pred_len,
         "candles": candles_payload(frame, _OHLC, decimals, volume=True),
         "realised": candles_payload(realised, _OHLC, decimals, volume=True),
+        "track_record": read_track_record(engine, p.symbol, p.model_name, p.timeframe, gw),
     }
 
 
@@ -129,7 +131,7 @@ def symbol_page_payload(engine: Engine, symbol: str, gw: GatewaySettings, calend
     for slot in slots:
         p = latest_prediction(engine, symbol, slot.model_name, slot.timeframe)
         if p is not None:  # None: replaced between the two reads
-            series[f"{p.model_name}|{p.timeframe}"] = _series(engine, p, gw.history_candles)
+            series[f"{p.model_name}|{p.timeframe}"] = _series(engine, p, gw)
     models = sorted({key.split("|")[0] for key in series})
     forecast_tfs = {key.split("|")[1] for key in series}
     missing = [tf for tf in TIMEFRAMES if tf not in forecast_tfs]

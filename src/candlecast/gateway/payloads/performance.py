@@ -2,7 +2,9 @@
 the ``get_performance`` MCP tool and the evaluation page).
 
 A symbol or model that is not stored is a ``NotFoundError`` listing those that are (an empty answer would read as
-"not scored yet"). Rows carry the instrument's ``name``; the data status is that of the newest scored forecast.
+"not scored yet"). Rows (the all-steps rows of the window) carry the instrument's ``name`` and the track-record
+``verdict`` (``payloads.track``); the calibration summary covers the same window; ``period`` is the evaluation
+period, the oldest and newest forecast origin of the rows. The data status is that of the newest scored forecast.
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ from candlecast.errors import NotFoundError
 from candlecast.gateway.params import PerformanceParams
 from candlecast.gateway.payloads import Payload
 from candlecast.gateway.payloads.fields import data_status, floats, iso
+from candlecast.gateway.payloads.track import NOMINAL_COVERAGE, verdict
 from candlecast.store.candles import get_instruments
 from candlecast.store.performance import CalibrationRow, PerformanceRow, calibration, performance
 from candlecast.store.status import forecast_slots
 
 __all__ = ["NOMINAL_COVERAGE", "performance_payload"]
-
-NOMINAL_COVERAGE = 0.8  # p10..p90
 
 
 def _json_value(value: Any) -> Any:
@@ -35,9 +36,12 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _row(row: PerformanceRow, names: dict[str, str | None]) -> dict[str, Any]:
+def _row(row: PerformanceRow, names: dict[str, str | None], gw: GatewaySettings) -> dict[str, Any]:
     out = {name: _json_value(value) for name, value in row.__dict__.items()}
     out["name"] = names.get(row.symbol)
+    out["verdict"] = verdict(
+        row.n_predictions, out["crps_skill"], out["dm_pvalue"], gw.track_record_min_scored, gw.track_record_alpha
+    )
     return out
 
 
@@ -57,15 +61,17 @@ def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySe
         if model not in models:
             raise NotFoundError("model_name", f"no forecast by model {model!r} is stored", models)
     rows = performance(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
-    calib = calibration(engine, symbol=symbol, model_name=model, timeframe=timeframe)
-    newest = max((t for r in rows if (t := getattr(r, "last_as_of", None)) is not None), default=None)
+    calib = calibration(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
+    newest = max((t for r in rows if (t := r.last_as_of) is not None), default=None)
+    oldest = min((t for r in rows if (t := r.first_as_of) is not None), default=None)
     return {
         "symbol": symbol,
         "model_name": model,
         "timeframe": timeframe,
         "window": window,
         "nominal_coverage": NOMINAL_COVERAGE,
-        "rows": [_row(r, names) for r in rows],
+        "period": {"first_as_of": iso(oldest), "last_as_of": iso(newest)},
+        "rows": [_row(r, names, gw) for r in rows],
         "calibration": [_calibration(c) for c in calib],
         **data_status(newest, gw.replay_after_h),
         "stale": False,

@@ -41,7 +41,8 @@ async def prediction(
     samples: Annotated[bool, Query(description="Include the sampled paths (sample_count x pred_len).")] = False,
     history: Annotated[int, Query(description="Include this many candles that had closed by as_of (0-2000).")] = 0,
 ) -> Response:
-    """The newest forecast with model version, horizon and event context; optionally sample paths and candles."""
+    """The newest forecast with its track record, model version, horizon and event context; optionally sample
+    paths and candles."""
     served = await data.prediction(symbol, model_name, timeframe, samples, history)
     return served_response(request, served, private=True)
 
@@ -63,8 +64,10 @@ async def performance(
     timeframe: Annotated[str | None, Query(description="1h or 1d; leave it out for both.")] = None,
     window: Annotated[str, Query(description="all (every scored forecast) or trailing_30d.")] = "all",
 ) -> Response:
-    """Scores per (symbol, timeframe, model): hit rate, p10-p90 coverage, CRPS, Sharpe; and calibration. An
-    unknown symbol or model is a 404 listing the available ones."""
+    """Scores per (symbol, timeframe, model), all horizon steps together: hit rate, p10-p90 coverage of the served
+    and of the raw band, fair CRPS (also in bp), skill vs a random walk with its Diebold-Mariano p-value and the
+    verdict, Sharpe; the evaluation period; and calibration over the same window. An unknown symbol or model is a
+    404 listing the available ones."""
     served = await data.performance(symbol, model_name, timeframe, window)
     return served_response(request, served, private=True)
 

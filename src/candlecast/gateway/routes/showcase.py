@@ -35,7 +35,9 @@ async def showcase(
     model_name: Annotated[str | None, Query(description=MODEL_QUERY)] = None,
     timeframe: Annotated[str | None, Query(description=TIMEFRAME_QUERY)] = None,
 ) -> Response:
-    """The newest stored forecast of a symbol: p10/p50/p90 of the close per target candle (public, no key).
-    Target timestamps are candle open times in UTC; ``data_mode`` says whether it is live or a historical
-    replay. 429 only when ``gateway.public_rate_limit_per_minute`` is set."""
+    """The newest stored forecast of a symbol: p10/p50/p90 of the close per target candle (public, no key), with
+    its track record: trailing coverage of the band, scored forecasts, CRPS skill vs a random walk, the
+    Diebold-Mariano p-value and a verdict (edge, no edge, worse than random walk, too few scores; the rule is in
+    the TrackRecord schema). Target timestamps are candle open times in UTC; ``data_mode`` says whether it is live
+    or a historical replay. 429 only when ``gateway.public_rate_limit_per_minute`` is set."""
     return served_response(request, await data.showcase(symbol, model_name, timeframe))

@@ -149,6 +149,32 @@
     }
   }
 
+  const pct = (v, signed) => (v === null || v === undefined ? "–" : (signed && v > 0 ? "+" : "") + (v * 100).toFixed(1) + "%");
+  const WINDOWS = { trailing_30d: "trailing 30 days", all: "every scored forecast" };
+
+  // The track record of the series shown: how this model's past forecasts of it did, and the verdict.
+  function trackRecord(t, timeframe) {
+    const el = document.getElementById("track-record");
+    if (!el) return;
+    el.hidden = !t;
+    el.dataset.verdict = t ? t.verdict : "";
+    if (!t) return;
+    const verdict = `<span class="verdict ${t.verdict.replaceAll(" ", "-")}">${t.verdict}</span>`;
+    const head = `Track record (${WINDOWS[t.window] || t.window}): ${verdict}. `;
+    if (!t.scored_forecasts) {
+      el.innerHTML = head + `No forecast of this series by this model has been scored yet (a verdict needs ` +
+        `${t.min_scored}).`;
+      return;
+    }
+    const period = `forecasts made ${utcText(t.first_as_of, timeframe)} → ${utcText(t.last_as_of, timeframe)}`;
+    const p = t.dm_pvalue === null ? "–" : t.dm_pvalue.toPrecision(2);
+    el.innerHTML = head + `${t.scored_forecasts} scored forecasts (${period}); ` +
+      `${pct(t.coverage)} of realised closes inside the p10–p90 band (nominal ${pct(t.nominal_coverage)}` +
+      (t.coverage_raw !== null && t.coverage_raw !== t.coverage ? `; the model's raw band ${pct(t.coverage_raw)}` : "") +
+      `); CRPS skill vs a random walk ${pct(t.crps_skill, true)} (Diebold–Mariano p = ${p}).` +
+      (t.verdict === "too few scores" ? ` A verdict needs ${t.min_scored} scored forecasts.` : "");
+  }
+
   // -- symbol: candles + fan + realised candles + volume, with model and timeframe toggles ----------------------
   function symbolPage() {
     if (!config.selected) return;
@@ -216,7 +242,9 @@
           `<td>${fmt(s.p90[i], d)}</td><td>${t in realisedAt ? fmt(realisedAt[t], d) : "–"}</td></tr>`);
         document.querySelector("#values tbody").innerHTML = rows.join("");
         document.getElementById("values-box").hidden = false;
+        trackRecord(s.track_record, timeframe);
       } else {
+        trackRecord(null, timeframe);
         status.textContent = `No ${timeframe} forecast of ${data.symbol}: ${candlesOnly.reason}. ` +
           `Its ${timeframe} candles run ${utcText(candlesOnly.first, timeframe)} → ${utcText(candlesOnly.last, timeframe)}` +
           ` (the newest ${c.ts.length} are drawn).`;
@@ -274,13 +302,21 @@
       const groups = {};
       for (const r of data.rows) {
         const name = r.model_name + " " + r.timeframe;
-        (groups[name] = groups[name] || { x: [], y: [] }).x.push(r.symbol);
-        groups[name].y.push(r.coverage);
+        const g = (groups[name] = groups[name] || { x: [], y: [], raw: [] });
+        g.x.push(r.symbol);
+        g.y.push(r.coverage);
+        g.raw.push(r.coverage_raw);
       }
-      const coverage = Object.entries(groups).map(([name, g]) =>
-        ({ type: "bar", name, meta: "coverage:" + name, x: g.x, y: g.y, hovertemplate: "%{x}: %{y:.1%}" }));
+      // served (calibrated) band as bars; the model's raw band as a marker on the same bar
+      const coverage = Object.entries(groups).map(([name, g], i) =>
+        ({ type: "bar", name: name + " served", meta: "coverage:" + name, x: g.x, y: g.y, offsetgroup: String(i),
+           legendgroup: name, hovertemplate: "%{x} served: %{y:.1%}<extra>" + name + "</extra>" }));
+      coverage.push(...Object.entries(groups).map(([name, g], i) =>
+        ({ type: "scatter", mode: "markers", name: name + " raw", meta: "coverage_raw:" + name, x: g.x, y: g.raw,
+           offsetgroup: String(i), legendgroup: name, marker: { symbol: "diamond", size: 9, color: "#111827" },
+           hovertemplate: "%{x} raw: %{y:.1%}<extra>" + name + "</extra>" })));
       Plotly.react("coverage", coverage, {
-        ...legendLayout(), barmode: "group",
+        ...legendLayout(), barmode: "group", scattermode: "group",
         yaxis: { range: [0, 1], tickformat: ".0%", title: { text: "inside p10–p90" } },
         shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: data.nominal_coverage, y1: data.nominal_coverage,
           line: { dash: "dash", color: "#dc2626" } }],

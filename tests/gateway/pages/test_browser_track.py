@@ -1,0 +1,102 @@
+"""The track record on the symbol page and the evaluation page's served vs raw coverage, skill, verdicts, period and
+windowed calibration, in a real browser (on the seeded replay plus ``support.seed_track_records``).
+
+Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from tests.gateway.pages.helpers import PHONE, new_tab, open_page, traces
+
+from candlecast.store.performance import calibration, performance
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def tab(browser: Any, tracked_gateway: Any) -> Iterator[Any]:
+    page = new_tab(browser, tracked_gateway.url)
+    yield page
+    page.context.close()
+
+
+def percent(value: float, signed: bool = False) -> str:
+    return f"{value * 100:{'+' if signed else ''}.1f}%"
+
+
+def test_the_symbol_page_shows_the_track_record_of_the_series_shown(
+    tab: Any, tracked_store: Engine, artifacts: Path
+) -> None:
+    open_page(tab, "/symbol/BTCUSDT?model_name=sharp&timeframe=1h")
+    record = tab.locator("#track-record")
+    assert record.is_visible() and record.get_attribute("data-verdict") == "edge"
+    [row] = performance(tracked_store, symbol="BTCUSDT", model_name="sharp", timeframe="1h", window="trailing_30d")
+    shown = record.inner_text()
+    assert shown.startswith("Track record (trailing 30 days): edge.")
+    assert f"{row.n_predictions} scored forecasts" in shown and row.n_predictions == 45
+    assert f"{percent(row.coverage)} of realised closes inside the p10–p90 band (nominal 80.0%" in shown
+    assert f"CRPS skill vs a random walk {percent(row.crps_skill, signed=True)}" in shown
+    assert "forecasts made 2024-02-27 04:00 UTC → 2024-02-29 00:00 UTC" in shown
+    assert tab.locator("#track-record .verdict.edge").inner_text() == "edge"
+    tab.screenshot(path=str(artifacts / "symbol-track-record.png"), full_page=True)
+
+    tab.click("#model-toggle button[data-model='wild']")
+    assert record.get_attribute("data-verdict") == "worse than random walk"
+    assert "Track record (trailing 30 days): worse than random walk." in record.inner_text()
+    tab.click("#model-toggle button[data-model='baseline']")
+    assert record.get_attribute("data-verdict") == "too few scores"
+    assert "3 scored forecasts" in record.inner_text() and "A verdict needs 30 scored forecasts." in record.inner_text()
+    tab.click("#timeframe-toggle button[data-timeframe='1d']")  # BTCUSDT's daily forecast: nothing scored yet
+    assert "No forecast of this series by this model has been scored yet (a verdict needs 30)." in record.inner_text()
+    assert tab.errors == []
+
+
+def test_the_evaluation_page_shows_served_and_raw_coverage_skill_verdicts_the_period_and_a_windowed_calibration(
+    tab: Any, tracked_store: Engine, artifacts: Path
+) -> None:
+    for window in ("all", "trailing_30d"):
+        open_page(tab, f"/evaluation?window={window}")
+        rows = performance(tracked_store, window=window)
+        coverage = traces(tab, "coverage")
+        for row in rows:
+            group = f"{row.model_name} {row.timeframe}"
+            served, raw = coverage[f"coverage:{group}"], coverage[f"coverage_raw:{group}"]
+            assert served["y"][served["x"].index(row.symbol)] == pytest.approx(row.coverage, rel=1e-12)
+            assert raw["y"][raw["x"].index(row.symbol)] == pytest.approx(row.coverage_raw, rel=1e-12)
+            cells = tab.eval_on_selector_all(
+                f"#scores tr[data-symbol='{row.symbol}'][data-model='{row.model_name}']"
+                f"[data-timeframe='{row.timeframe}'] td",
+                "cells => cells.map(c => c.innerText.trim())",
+            )
+            assert cells[3] == str(row.n_predictions)
+            assert cells[5:8] == [percent(row.coverage), percent(row.coverage_raw), percent(row.crps_skill, True)]
+        drawn = traces(tab, "calibration")
+        for c in calibration(tracked_store, window=window):
+            trace = drawn[f"calibration:{c.model_name} {c.timeframe}"]
+            assert trace["y"] == pytest.approx([c.below_p10, c.below_p50, c.below_p90], rel=1e-12)
+            assert f"(n={c.n_steps})" in trace["name"]
+        daily = drawn["calibration:baseline 1d"]["name"]
+        assert daily == ("baseline 1d (n=20)" if window == "all" else "baseline 1d (n=10)")  # the window applies
+    period = tab.inner_text("#period")
+    assert period.startswith("Evaluation period: forecasts made 2024-02-15 00:00 UTC → 2024-02-29 12:00 UTC")
+    verdicts = tab.eval_on_selector_all(
+        "#scores tr[data-symbol='BTCUSDT'][data-timeframe='1h']",
+        "rs => rs.map(r => [r.dataset.model, r.dataset.verdict])",
+    )
+    assert dict(verdicts) == {
+        "baseline": "too few scores", "kronos-small": "too few scores", "sharp": "edge",
+        "wild": "worse than random walk",
+    }  # fmt: skip
+    headers = tab.eval_on_selector_all("#scores th", "hs => hs.map(h => h.innerText)")
+    assert headers[5:10] == ["coverage", "raw coverage", "CRPS skill", "DM p", "verdict"] and "CRPS" not in headers
+    tab.screenshot(path=str(artifacts / "evaluation-track.png"), full_page=True)
+    tab.set_viewport_size(PHONE)
+    open_page(tab, "/evaluation?window=trailing_30d")
+    assert tab.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    tab.screenshot(path=str(artifacts / "evaluation-track-phone.png"), full_page=True)
