@@ -16,6 +16,7 @@ the same (symbol, timeframe, model), so a replay of old data has a meaningful tr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -253,9 +254,13 @@ def replace_performance(
 ) -> int:
     """Replace the ``timeframe`` rows of ``signal_performance`` with ``rows`` (mappings with the
     ``PERFORMANCE_COLUMNS`` except ``timeframe`` and ``refreshed_from``; NaN is stored as NULL). Runs in the
-    caller's transaction (which should hold ``lock_performance``). Returns the number of rows written."""
+    caller's transaction (which should hold ``lock_performance``). Returns the number of rows written.
+
+    Listeners of ``ml_predictions`` (the gateway) are notified at commit, with no symbol: every cached
+    answer carries a track record read from this table, so all are stale now."""
     with cursor(conn) as cur:
         cur.execute("DELETE FROM signal_performance WHERE timeframe = %s", (timeframe,))
+        cur.execute("SELECT pg_notify('ml_predictions', %s)", (json.dumps({"performance": timeframe}),))
         with cur.copy(f"COPY signal_performance ({', '.join(PERFORMANCE_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 values = {**row, "timeframe": timeframe, "refreshed_from": refreshed_from}
