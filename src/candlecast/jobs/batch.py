@@ -93,8 +93,8 @@ class BatchResult:
     duration_s: float
     run_id: int
     status: str  # 'ok', 'partial', 'failed' or 'skipped'
-    # seconds: store_read_s, store_write_s (busy time of the reader and of the writer), requests_s (time with at
-    # least one request in flight), request_calls_s (the requests' durations added up)
+    # seconds: store_read_s, store_write_s (busy time of the reader and of the writer; *_cpu_s their CPU time),
+    # requests_s (time with at least one request in flight), request_calls_s (the requests' durations added up)
     timings: dict[str, float] = field(default_factory=dict)
     detail: str | None = None  # why nothing was done or written, when so
 
@@ -608,24 +608,30 @@ def _prediction(item: _Symbol, f: Forecast, timeframe: str, model: str, slot: da
 
 
 class _Timings:
-    """Where a run's time goes, from several threads: busy seconds per part, and the time with at least one
-    request in flight (requests overlap, so their durations added up are reported apart)."""
+    """Where a run's time goes, from several threads: busy seconds per part (``<part>_s``, wall clock, and
+    ``<part>_cpu_s``, the CPU time of the thread doing it: the difference is waiting, on the database or on
+    other threads of this process), and the time with at least one request in flight (requests overlap, so
+    their durations added up are reported apart)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.seconds: dict[str, float] = {"store_read_s": 0.0, "store_write_s": 0.0, "request_calls_s": 0.0}
+        self.seconds: dict[str, float] = dict.fromkeys(
+            ("store_read_s", "store_read_cpu_s", "store_write_s", "store_write_cpu_s", "request_calls_s"), 0.0
+        )
         self._in_flight = 0
         self._busy_since = 0.0
         self._requests_s = 0.0
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
             with self._lock:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                cpu_name = name.removesuffix("_s") + "_cpu_s"
+                self.seconds[cpu_name] = self.seconds.get(cpu_name, 0.0) + time.thread_time() - cpu
 
     @contextlib.contextmanager
     def request(self) -> Iterator[None]:
