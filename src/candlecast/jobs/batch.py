@@ -213,7 +213,7 @@ def _verdict(tally: _Tally) -> tuple[str, str | None]:
 def _slot_taken(engine: Engine, model: str, timeframe: str, slot: datetime, own_run: int) -> str:
     """Why a run found its slot locked, naming the runs that hold it when they can be told apart."""
     holders = [
-        f"job run {r.id} ({r.job_name} on {r.host}, started {r.started_at:%Y-%m-%d %H:%M:%S} UTC)"
+        f"job run {r.id} ({r.job_name} on {r.host}, started {r.started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
         for r in running_runs(engine, as_of=slot)
         if r.id != own_run and "batch" in r.job_name and r.job_name.endswith(timeframe)
     ]

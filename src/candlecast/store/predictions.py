@@ -109,21 +109,23 @@ def upsert_predictions(conn: Connection, predictions: Sequence[Prediction]) -> l
     names = ", ".join(_WRITE_COLUMNS)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _WRITE_COLUMNS if c not in _SLOT_COLUMNS)
     with cursor(conn) as cur:
+        # one round trip each: the staging table (created once per session, emptied), the rows, the move
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
-            f"SELECT {names} FROM ml_predictions WITH NO DATA"
+            f"SELECT {names} FROM ml_predictions WITH NO DATA; TRUNCATE {_STAGE}"
         )
-        cur.execute(f"TRUNCATE {_STAGE}")
         with cur.copy(f"COPY {_STAGE} ({names}) FROM STDIN WITH (FORMAT binary)") as copy:
             copy.write(_copy_stream(list(latest.values())))
+        # the scores of a replaced forecast go with it (they predate this statement, so its DELETE sees them)
         cur.execute(
-            f"INSERT INTO ml_predictions ({names}) SELECT {names} FROM {_STAGE} "
+            f"WITH written AS (INSERT INTO ml_predictions ({names}) SELECT {names} FROM {_STAGE} "
             "ON CONFLICT (symbol, timeframe, model_name, as_of) DO UPDATE SET "
             f"{updates}, generated_at = now() "
-            "RETURNING id, symbol, timeframe, model_name, as_of"
+            "RETURNING id, symbol, timeframe, model_name, as_of), "
+            "dropped AS (DELETE FROM signal_evaluations WHERE prediction_id IN (SELECT id FROM written)) "
+            "SELECT id, symbol, timeframe, model_name, as_of FROM written"
         )
         ids = {(row[1], row[2], row[3], row[4]): int(row[0]) for row in cur.fetchall()}
-        cur.execute("DELETE FROM signal_evaluations WHERE prediction_id = ANY(%s)", (list(ids.values()),))
     return [ids[_slot_key(p)] for p in predictions]
 
 
