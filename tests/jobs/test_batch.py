@@ -341,6 +341,21 @@ def test_chunked_reads_and_batched_writes_store_the_same_forecasts_as_one_read_a
     assert recent_job_runs(engine, "batch-baseline-1h")[0].counts["timings"] == again.timings
 
 
+def test_rewriting_a_slot_drops_the_scores_of_its_replaced_forecasts_only(engine: Engine) -> None:
+    load_market(engine, ["BTCUSDT", "ETHUSDT"], START, 120)
+    settings = job_settings()
+    slot = START + 100 * H
+    for as_of in (slot - H, slot):
+        assert run_batch(settings, engine, "1h", "baseline", as_of=as_of, local=True, progress=False).status == "ok"
+    assert run_scoring(settings, engine, "1h", as_of=slot + 4 * H).steps_scored > 0
+    before = evaluations_frame(engine)
+    again = job_settings(sample_count=8)  # a different forecast for the same slot
+    assert run_batch(again, engine, "1h", "baseline", as_of=slot, local=True, progress=False).status == "ok"
+    after = evaluations_frame(engine)
+    assert set(after.as_of) == {slot - H} and len(after) == len(before[before.as_of == slot - H])
+    assert len(slot_rows(engine)) == 4
+
+
 def test_a_row_the_database_refuses_fails_alone_and_every_written_forecast_notifies(
     engine: Engine, db_url: str
 ) -> None:

@@ -95,30 +95,21 @@ def test_many_forecasts_written_at_once_read_back_as_written(store: Engine) -> N
             np.testing.assert_array_equal(got.samples, written.samples)
 
 
-def test_writing_many_again_replaces_each_slot_keeps_its_id_and_drops_its_scores(store: Engine) -> None:
+def test_writing_many_again_replaces_each_slot_and_keeps_its_id(store: Engine) -> None:
     _symbols(store, "ETHUSDT")
     first = [forecast(AS_OF + timedelta(hours=h), level=100 + h) for h in range(3)]
     with store.begin() as conn:
         ids = upsert_predictions(conn, first)
-        conn.execute(
-            sa.text(
-                "INSERT INTO signal_evaluations (prediction_id, step, symbol, timeframe, model_name, as_of, target_ts,"
-                " last_close, realised_close, p10, p50, p90, direction_hit, in_band, pinball_10, pinball_50,"
-                " pinball_90, realised_return, strategy_return) SELECT id, 1, symbol, timeframe, model_name, as_of,"
-                " target_ts[1], 1, 1, 1, 1, 1, true, true, 0, 0, 0, 0, 0 FROM ml_predictions"
-            )
-        )
     again = [forecast(AS_OF + timedelta(hours=h), level=500 + h) for h in (1, 2)]
     eth = forecast(AS_OF, level=7)
     eth.symbol = "ETHUSDT"
     with store.begin() as conn:
         assert upsert_predictions(conn, [*again, eth])[:2] == ids[1:]
     assert len(_rows(store)) == 4  # three slots of BTCUSDT, one of ETHUSDT: nothing duplicated
-    with store.connect() as conn:
-        scored = conn.execute(sa.text("SELECT prediction_id FROM signal_evaluations")).scalars().all()
-    assert scored == [ids[0]]  # the untouched slot keeps its score; the replaced ones lost theirs
     newest = latest_prediction(store, "BTCUSDT", "baseline", "1h")
     assert newest is not None and newest.last_close == 502
+    untouched = latest_prediction(store, "BTCUSDT", "baseline", "1h", as_of=AS_OF)
+    assert untouched is not None and untouched.last_close == 100
 
 
 def test_the_same_slot_twice_in_one_write_keeps_the_later_forecast(store: Engine) -> None:
