@@ -203,6 +203,8 @@ class JobSettings(BaseModel):
     sample_count: int = 32
     request_series_per_call: int = 8
     concurrency: int = 2
+    read_chunk_symbols: int = 256  # batch: candles are read this many symbols at a time, while requests run
+    write_batch_rows: int = 256  # batch: most forecasts written per COPY (fewer when the requests are slower)
     http_timeout_s: float = 120.0
     http_retries: int = 3
     misfire_grace_s: int = 600

@@ -2,8 +2,7 @@
 PostgreSQL, asserting 0 forecast rows lost, 0 duplicated and 0 5xx for forecasts the gateway had served before.
 
 One site (private PostgreSQL, inference service, gateway) serves the whole module; each scenario has its own
-model, so its rows and job runs are its own. Scenarios that fail on the code of today are kept, marked
-``xfail(strict=True)`` with the reason, so that they turn red (XPASS) once the fix lands and the mark must go.
+model, so its rows and job runs are its own.
 """
 
 from __future__ import annotations
@@ -86,11 +85,6 @@ def test_a_scheduler_killed_mid_job_loses_nothing_once_restarted(site: Site, sch
     assert scheduler_killed.recover_s is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a kill -9'd scheduler leaves its job_runs row 'running' for ever: issue 14, fixed by the batch-scale "
-    "work (rows of dead processes marked 'abandoned')",
-)
 def test_the_run_of_a_killed_scheduler_is_closed_once_a_scheduler_is_back(scheduler_killed: Outcome) -> None:
     assert scheduler_killed.facts["killed_runs"] == 1
     assert scheduler_killed.facts["left_running"] == 0, scheduler_killed.facts["killed_run_status"]
@@ -103,11 +97,6 @@ def test_two_racing_schedulers_run_each_fire_once_and_never_at_the_same_time(sit
     assert outcome.facts["finished_runs"] >= 2, format_table([outcome])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two plain batches for one slot both do the full work: issue 14, fixed by the batch-scale work "
-    "(a per-slot lock)",
-)
 def test_two_batches_for_one_slot_at_once_write_each_forecast_once(site: Site) -> None:
     outcome = run_scenario(site, "batches-racing")
     _assert_nothing_lost(outcome)

@@ -59,7 +59,8 @@ def load_market(
 class InferenceProcess:
     """``candlecast.inference`` served by uvicorn in a child process on a free port."""
 
-    def __init__(self, models: str = "baseline") -> None:
+    def __init__(self, models: str = "baseline", **settings: str) -> None:
+        """``settings``: more environment variables, e.g. ``CANDLECAST_INFERENCE__MAX_CONTEXT_CANDLES="32"``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -67,6 +68,7 @@ class InferenceProcess:
             "CANDLECAST_MODELS": models,
             "CANDLECAST_INFERENCE__PORT": str(self.port),
             "CANDLECAST_LOG_LEVEL": "WARNING",
+            **settings,
         }
         code = "from candlecast.inference.app import serve; serve()"
         self.process = subprocess.Popen([sys.executable, "-c", code], env=env)

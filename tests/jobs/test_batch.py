@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -13,7 +19,7 @@ from sqlalchemy.engine import Engine
 from candlecast.jobs.batch import run_batch, slot_time
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store.evaluations import evaluations_frame
-from candlecast.store.jobs import recent_job_runs
+from candlecast.store.jobs import recent_job_runs, running_runs
 from candlecast.store.performance import performance
 from candlecast.store.predictions import latest_prediction
 
@@ -136,9 +142,10 @@ def test_killed_service_mid_batch_keeps_what_was_written_and_a_rerun_fills_the_r
     symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "EURUSD"]
     load_market(engine, symbols, START, 120)
     earlier, slot = datetime(2024, 3, 4, 9, tzinfo=UTC), datetime(2024, 3, 4, 10, tzinfo=UTC)
-    # one series per request, one request at a time, so the kill lands between symbols
+    # one series per request, one request at a time, one forecast per write, so the kill lands between symbols
+    # (requests never run more than two groups ahead of the writer)
     service = InferenceProcess()
-    settings = job_settings(service.url, request_series_per_call=1, concurrency=1)
+    settings = job_settings(service.url, request_series_per_call=1, concurrency=1, write_batch_rows=1)
     try:
         assert run_batch(settings, engine, "1h", "baseline", as_of=earlier, progress=False).status == "ok"
         written: list[str] = []
@@ -153,7 +160,7 @@ def test_killed_service_mid_batch_keeps_what_was_written_and_a_rerun_fills_the_r
     finally:
         service.kill()
 
-    assert broken.status == "partial" and broken.exit_code == 0
+    assert broken.status == "partial" and broken.exit_code == 4
     assert 2 <= len(broken.ok) < len(symbols) and set(broken.ok) | set(broken.failed) == set(symbols)
     assert all("unreachable" in message for message in broken.failed.values())
     run = recent_job_runs(engine, "batch-baseline-1h")[0]
@@ -230,6 +237,7 @@ def test_a_closed_market_keeps_its_previous_forecast(engine: Engine) -> None:
     assert (
         not weekend.ok and "no new candle" in weekend.skipped["EURUSD"] and "market closed" in weekend.skipped["EURUSD"]
     )
+    assert weekend.status == "skipped" and weekend.exit_code == 0  # nothing to do is not a failure
 
 
 def test_event_tensors_go_to_models_that_use_them(
@@ -311,3 +319,104 @@ def test_a_model_that_needs_more_candles_than_the_job_minimum_skips_short_series
     result = run_batch(settings, engine, "1d", "garch", as_of=start + timedelta(days=80), local=True, progress=False)
     assert result.ok == ("ETHUSDT",) and not result.failed, (result.failed, result.skipped)
     assert "need 100" in result.skipped["BTCUSDT"]
+
+
+def test_chunked_reads_and_batched_writes_store_the_same_forecasts_as_one_read_and_one_write(engine: Engine) -> None:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOTUSDT"]
+    load_market(engine, symbols, START, 120)
+    slot = START + 100 * H
+    whole = job_settings(request_series_per_call=8, read_chunk_symbols=100, write_batch_rows=100)
+    first = run_batch(whole, engine, "1h", "baseline", as_of=slot, local=True, progress=False)
+    assert first.ok == tuple(sorted(symbols))
+    before = {s: latest_prediction(engine, s, "baseline", "1h", with_samples=True) for s in symbols}
+    # 3 instruments per read, 2 series per request, at most 3 forecasts per write: every boundary is crossed
+    pieces = job_settings(request_series_per_call=2, read_chunk_symbols=3, write_batch_rows=3)
+    again = run_batch(pieces, engine, "1h", "baseline", as_of=slot, local=True, progress=False)
+    assert again.ok == first.ok and again.status == "ok" and not again.failed
+    assert len(slot_rows(engine)) == len(symbols)  # replaced, not duplicated
+    for symbol, earlier in before.items():
+        later = latest_prediction(engine, symbol, "baseline", "1h", with_samples=True)
+        assert earlier is not None and later is not None and later.id == earlier.id
+        np.testing.assert_array_equal(later.samples, earlier.samples)
+        assert later.event_context == earlier.event_context
+    assert set(again.timings) >= {"store_read_s", "store_write_s", "requests_s", "request_calls_s"}
+    assert recent_job_runs(engine, "batch-baseline-1h")[0].counts["timings"] == again.timings
+
+
+def test_rewriting_a_slot_drops_the_scores_of_its_replaced_forecasts_only(engine: Engine) -> None:
+    load_market(engine, ["BTCUSDT", "ETHUSDT"], START, 120)
+    settings = job_settings()
+    slot = START + 100 * H
+    for as_of in (slot - H, slot):
+        assert run_batch(settings, engine, "1h", "baseline", as_of=as_of, local=True, progress=False).status == "ok"
+    assert run_scoring(settings, engine, "1h", as_of=slot + 4 * H).steps_scored > 0
+    before = evaluations_frame(engine)
+    again = job_settings(sample_count=8)  # a different forecast for the same slot
+    assert run_batch(again, engine, "1h", "baseline", as_of=slot, local=True, progress=False).status == "ok"
+    after = evaluations_frame(engine)
+    assert set(after.as_of) == {slot - H} and len(after) == len(before[before.as_of == slot - H])
+    assert len(slot_rows(engine)) == 4
+
+
+def test_a_row_the_database_refuses_fails_alone_and_every_written_forecast_notifies(
+    engine: Engine, db_url: str
+) -> None:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
+    load_market(engine, symbols, START, 120)
+    settings = job_settings(request_series_per_call=4)  # one request, so one write of all four forecasts
+    conninfo = db_url.replace("postgresql+psycopg://", "postgresql://")
+    refuse_eth = "ALTER TABLE ml_predictions ADD CONSTRAINT test_no_eth CHECK (symbol <> 'ETHUSDT') NOT VALID"
+    with engine.begin() as conn:  # the database refuses ETHUSDT's row (and only it)
+        conn.exec_driver_sql(refuse_eth)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as listener:
+            listener.execute("LISTEN ml_predictions")
+            result = run_batch(settings, engine, "1h", "baseline", as_of=START + 100 * H, local=True, progress=False)
+            notified = [json.loads(n.payload)["symbol"] for n in listener.notifies(timeout=2, stop_after=4)]
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE ml_predictions DROP CONSTRAINT test_no_eth")
+    assert result.ok == ("BNBUSDT", "BTCUSDT", "SOLUSDT") and list(result.failed) == ["ETHUSDT"]
+    refused = result.failed["ETHUSDT"]
+    assert refused.startswith("write failed: CheckViolation") and "test_no_eth" in refused
+    assert result.status == "partial" and result.exit_code == 4
+    assert {s for s, _ in slot_rows(engine)} == set(result.ok)
+    assert sorted(notified) == sorted(result.ok)  # one NOTIFY per written forecast, none for the refused one
+
+
+def test_a_second_batch_for_a_slot_being_forecast_skips_it_and_says_which_run_has_it(
+    engine: Engine, db_url: str
+) -> None:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    load_market(engine, symbols, START, 120)
+    env = {
+        **os.environ, "DATABASE_URL": db_url, "CANDLECAST_MODELS": "baseline", "CANDLECAST_JOBS__CONTEXT_1H": "64",
+        "CANDLECAST_JOBS__MIN_CONTEXT_1H": "16", "CANDLECAST_JOBS__PRED_LEN_1H": "4", "COLUMNS": "200",
+    }  # fmt: skip
+    command = [sys.executable, "-c", "from candlecast.cli import run; run()", "batch", "-t", "1h", "-m", "baseline",
+               "--as-of", (START + 100 * H).isoformat(), "--local", "--no-progress"]  # fmt: skip
+    with engine.connect() as blocker:
+        # the first run forecasts, then waits to write while ml_predictions is locked against writes
+        blocker.exec_driver_sql("LOCK TABLE ml_predictions IN EXCLUSIVE MODE")
+        first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not (running := running_runs(engine)) and time.monotonic() < deadline:
+                assert first.poll() is None, first.communicate()[0]
+                time.sleep(0.1)
+            (holder,) = running
+            second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        finally:
+            blocker.rollback()  # let the first run write
+        output, _ = first.communicate(timeout=60)
+    assert first.returncode == 0 and "3 written, 0 failed" in output, output
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "0 written, 0 failed, 0 skipped" in second.stdout and f"job run {holder.id}" in second.stdout
+    runs = {r.id: r for r in recent_job_runs(engine, "batch-baseline-1h")}
+    assert runs[holder.id].status == "ok" and runs[holder.id].counts["ok"] == 3
+    (skipped,) = [r for r in runs.values() if r.id != holder.id]
+    assert skipped.status == "skipped" and skipped.counts["ok"] == 0 and f"job run {holder.id}" in (skipped.error or "")
+    assert len(slot_rows(engine)) == 3  # written once
+    # once the first has finished, running the slot again replaces it as usual
+    assert run_batch(job_settings(), engine, "1h", "baseline", as_of=START + 100 * H, local=True, progress=False).ok
+    assert len(slot_rows(engine)) == 3

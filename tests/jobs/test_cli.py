@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
@@ -14,9 +14,10 @@ from candlecast.config import get_settings
 from candlecast.jobs.cli import register
 from candlecast.store.jobs import recent_job_runs
 
-from .conftest import load_market
+from .conftest import InferenceProcess, load_market
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
+H = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[typer.Ty
     get_settings.cache_clear()
 
 
-def test_batch_exit_status_is_nonzero_only_when_nothing_was_written(cli, engine: Engine) -> None:
+def test_batch_exit_status_is_0_when_all_written_and_1_when_nothing_was_written(cli, engine: Engine) -> None:
     app, runner = cli
     load_market(engine, ["BTCUSDT"], START, 120)
     ok = runner.invoke(app, ["batch", "-t", "1h", "-m", "baseline", "--as-of", "2024-03-04T10:00", "--local",
@@ -43,6 +44,28 @@ def test_batch_exit_status_is_nonzero_only_when_nothing_was_written(cli, engine:
     stale = runner.invoke(app, ["batch", "-t", "1h", "-m", "baseline", "--as-of", "2025-01-01", "--local",
                                 "--no-progress"])  # fmt: skip
     assert stale.exit_code == 1 and "skipped BTCUSDT" in stale.output
+
+
+def test_batch_exit_status_is_4_when_some_symbols_failed(cli, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, runner = cli
+    long_ones = [f"SYM{i:02d}" for i in range(12)]
+    load_market(engine, long_ones, START, 120)  # 64 candles of context each
+    load_market(engine, ["SHORT1", "SHORT2"], START + 100 * H, 20)  # 20 each, ending at the same hour
+    # a service that refuses contexts over 32 candles: 12 of 14 symbols fail, each alone
+    service = InferenceProcess(CANDLECAST_INFERENCE__MAX_CONTEXT_CANDLES="32")
+    monkeypatch.setenv("CANDLECAST_INFERENCE__URL", service.url)
+    monkeypatch.setenv("CANDLECAST_JOBS__HTTP_RETRIES", "0")
+    get_settings.cache_clear()
+    try:
+        partial = runner.invoke(app, ["batch", "-t", "1h", "-m", "baseline", "--as-of", (START + 120 * H).isoformat(),
+                                      "--no-progress"])  # fmt: skip
+    finally:
+        service.kill()
+    assert partial.exit_code == 4, partial.output
+    assert "2 written, 12 failed, 0 skipped" in partial.output and "(partial)" in partial.output
+    assert "failed SYM03" in partial.output and "context too long" in partial.output
+    run = recent_job_runs(engine, "batch-baseline-1h")[0]
+    assert run.status == "partial" and (run.counts["ok"], run.counts["failed"]) == (2, 12)
 
 
 def test_jobs_run_and_list(cli, engine: Engine) -> None:

@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -17,11 +19,12 @@ from candlecast.config import ModelSpec
 from candlecast.jobs.batch import slot_time
 from candlecast.jobs.scheduler import build_scheduler, job_specs, list_jobs, parse_cron, run_job
 from candlecast.store import create_engine_for
-from candlecast.store.jobs import job_lock, recent_job_runs
+from candlecast.store.jobs import close_abandoned_job_runs, job_lock, recent_job_runs, running_runs
 
 from .conftest import job_settings, load_market
 
 FRIDAY = datetime(2024, 3, 1, tzinfo=UTC)
+T = TypeVar("T")
 
 
 def test_cron_lines_use_crontab_weekdays_and_an_optional_seconds_field() -> None:
@@ -166,3 +169,78 @@ def test_sigterm_stops_the_scheduler_after_the_running_job(db_url: str, engine: 
     assert "SIGTERM: stopping after the running jobs finish" in output and "scheduler stopped" in output
     runs = recent_job_runs(engine, "baseline-batch-1h")
     assert runs and all(r.status == "ok" and r.finished_at is not None for r in runs)  # none cut short
+
+
+def _scheduler_process(db_url: str) -> subprocess.Popen[str]:
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+        "from candlecast.config import Settings\n"
+        "from candlecast.jobs.scheduler import run_scheduler\n"
+        "from candlecast.store import create_engine_for\n"
+        "settings = Settings(models='baseline', jobs={'local': True, 'min_context_1h': 16,\n"
+        "                    'cron': {'baseline-batch-1h': '* * * * * *'}})\n"
+        f"run_scheduler(settings, create_engine_for({db_url!r}))\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(condition: Callable[[], T], what: str, timeout: float = 60) -> T:
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return found
+
+
+def test_a_scheduler_killed_mid_job_leaves_a_row_that_is_closed_as_abandoned_and_a_restart_runs_the_job(
+    db_url: str, engine: Engine
+) -> None:
+    now_slot = slot_time(None, "1h")
+    load_market(engine, ["BTCUSDT"], now_slot - timedelta(hours=100), 100)
+    killed = _scheduler_process(db_url)
+    try:
+        with engine.connect() as blocker:
+            # the job forecasts, then waits to write while ml_predictions is locked against writes: mid-job
+            blocker.exec_driver_sql("LOCK TABLE ml_predictions IN EXCLUSIVE MODE")
+            (stuck,) = _wait_for(lambda: running_runs(engine), "the scheduled run to start")
+            assert close_abandoned_job_runs(engine) == []  # alive: not abandoned
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(timeout=30)
+            blocker.rollback()
+    finally:
+        killed.kill()
+        killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = recent_job_runs(engine, "baseline-batch-1h")
+    assert left.id == stuck.id and left.status == "running"  # nobody could close it
+
+    # `jobs list` (list_jobs) finds it abandoned, as soon as Postgres has dropped the dead process's session
+    settings = job_settings()
+    settings.jobs.cron = {"baseline-batch-1h": "* * * * * *"}
+    rows = _wait_for(
+        lambda: [r for r in list_jobs(settings, engine) if r.last_run and r.last_run.status == "abandoned"],
+        "the killed run to be found abandoned",
+        timeout=30,
+    )
+    assert rows[0].last_run.id == stuck.id and "abandoned" in (rows[0].last_run.error or "")
+    assert rows[0].last_run.finished_at is not None
+    assert {s for (s,) in _slots(engine)} == set()  # the cut-off write left nothing half-written
+
+    # a restarted scheduler gets the job lock the dead one held and runs the job
+    restarted = _scheduler_process(db_url)
+    try:
+        _wait_for(lambda: [r for r in recent_job_runs(engine, "baseline-batch-1h") if r.status == "ok"], "a new run")
+        restarted.send_signal(signal.SIGTERM)
+        output, _ = restarted.communicate(timeout=30)
+    finally:
+        restarted.kill()
+    assert restarted.returncode == 0, output
+    runs = recent_job_runs(engine, "baseline-batch-1h", limit=100)
+    assert [r.status for r in runs if r.id == stuck.id] == ["abandoned"]
+    assert all(r.status == "ok" for r in runs if r.id != stuck.id)
+    assert {s for (s,) in _slots(engine)} == {"BTCUSDT"}
+
+
+def _slots(engine: Engine) -> list[tuple[str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql("SELECT symbol FROM ml_predictions").all()]

@@ -4,8 +4,16 @@
 Mounted on the main ``candlecast`` app with ``register(app)``. Each command is also safe to call from an
 external cron (Kubernetes CronJob, Railway cron, a systemd timer) instead of ``candlecast scheduler``:
 ``candlecast jobs run score-signals-1h`` takes the same advisory lock as the scheduler, so overlapping
-invocations never run the job twice at once. Exit status: 0 when something succeeded (or there was nothing
-to do), 1 when a batch wrote nothing or a job failed.
+invocations never run the job twice at once.
+
+Exit status of ``batch`` and ``jobs run`` (``jobs.records.EXIT_CODES``):
+
+- 0: the run is 'ok' (every symbol written, or skipped for a stated reason such as stale candles) or 'skipped'
+  (nothing to do: each symbol's forecast still stands; or the slot or job is being run elsewhere right now);
+- 1: 'failed': nothing was written (every symbol failed or had no usable candles), or the run itself failed;
+- 4: 'partial': some symbols were written and some failed (e.g. 12 of 14 requests failed).
+
+2 is a usage error (Typer). ``replay`` exits 0 when it wrote forecasts, 1 when it wrote none.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from candlecast.config import get_settings
 from candlecast.jobs.batch import BatchResult, run_batch
 from candlecast.jobs.ensemble import ENSEMBLE_MODEL, run_ensemble
 from candlecast.jobs.finetune.cli import finetune_cmd
+from candlecast.jobs.records import exit_code
 from candlecast.jobs.replay import busiest_window, run_replay
 from candlecast.jobs.scheduler import list_jobs, run_job, run_scheduler
 from candlecast.jobs.scoring import run_scoring
@@ -51,6 +60,8 @@ def _print_batch(result: BatchResult) -> None:
         f"[bold]{result.job_name}[/] slot {result.as_of:%Y-%m-%d %H:%M} UTC: {len(result.ok)} written, "
         f"{len(result.failed)} failed, {len(result.skipped)} skipped in {result.duration_s:.1f} s ({result.status})"
     )
+    if result.detail:
+        console.print(f"  {result.detail}", soft_wrap=True, highlight=False)
     for symbol, error in sorted(result.failed.items()):
         console.print(f"  [red]failed[/] {symbol}: {error}")
     for symbol, why in sorted(result.skipped.items()):
@@ -73,7 +84,11 @@ def batch_cmd(
     local: Annotated[bool, typer.Option("--local", help="Run the model in-process instead of over HTTP.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Forecast every active instrument for one slot and store the forecasts."""
+    """Forecast every active instrument for one slot and store the forecasts.
+
+    Exit status: 0 all written (or skipped for a stated reason, or nothing to do, or the slot is being forecast
+    by another run), 4 some symbols failed, 1 nothing written.
+    """
     settings = get_settings()
     with connect(settings, migrate=True) as engine:
         if model == ENSEMBLE_MODEL:
@@ -190,7 +205,10 @@ def jobs_list_cmd() -> None:
         if last is None:
             table.add_row(spec.name, spec.cron, does, next_run, "never", "", "", "")
             continue
-        took = f"{last.duration_s:.1f} s" if last.duration_s is not None else "running"
+        if last.status == "abandoned":  # its process ended at a time nobody recorded
+            took = "?"
+        else:
+            took = f"{last.duration_s:.1f} s" if last.duration_s is not None else "running"
         counts = {k: v for k, v in last.counts.items() if isinstance(v, int | float) and k != "duration_s"}
         summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or (last.error or "")
         table.add_row(
@@ -219,7 +237,7 @@ def jobs_run_cmd(
     if isinstance(outcome.result, BatchResult):
         _print_batch(outcome.result)
     console.print(f"{name}: {outcome.action} {outcome.status or ''} {outcome.detail}".rstrip())
-    raise typer.Exit(1 if outcome.status in ("failed",) else 0)
+    raise typer.Exit(exit_code(outcome.status))  # locked, claimed or skipped (status None): 0
 
 
 def register(app: typer.Typer) -> None:

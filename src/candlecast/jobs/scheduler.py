@@ -25,6 +25,10 @@ seconds field first. Each run is guarded twice:
 Misfired runs (the process was busy or down) still run within ``jobs.misfire_grace_s``; several missed
 fires coalesce into one. SIGTERM or SIGINT stops the scheduler after the running jobs finish.
 
+A scheduler killed mid-job (SIGKILL, a crash, a lost machine) cannot close its ``job_runs`` row; the row's
+liveness lock goes with its connection, and the row is marked 'abandoned' when the next scheduler starts, the
+next job starts anywhere, or ``jobs list`` runs (``store.jobs.close_abandoned_job_runs``).
+
 External cron: ``candlecast jobs run NAME`` runs one job now (same lock, no claim), so a Kubernetes CronJob,
 Railway cron or a systemd timer can replace this scheduler entirely.
 """
@@ -48,7 +52,7 @@ from candlecast.jobs.batch import run_batch
 from candlecast.jobs.ensemble import ENSEMBLE_MODEL, member_models, run_ensemble
 from candlecast.jobs.records import recorded_run
 from candlecast.jobs.scoring import run_scoring
-from candlecast.store.jobs import JobRun, job_lock, last_job_runs, start_job_run
+from candlecast.store.jobs import JobRun, close_abandoned_job_runs, job_lock, last_job_runs, running_job
 
 __all__ = [
     "JobOutcome",
@@ -196,14 +200,16 @@ def run_job(
         if not acquired:
             log.info("job %s is already running elsewhere; not starting it again", name)
             return JobOutcome(name, "locked", detail="already running elsewhere")
-        run_id = None
-        if scheduled_for is not None:
-            run_id = start_job_run(engine, name, scheduled_for=scheduled_for)
+        if scheduled_for is None:  # the job records its own run
+            result = _dispatch(settings, engine, spec, None, as_of, progress)
+            return JobOutcome(name, "ran", status=getattr(result, "status", "ok"), result=result)
+        close_abandoned_job_runs(engine)
+        with running_job(engine, name, scheduled_for=scheduled_for) as run_id:
             if run_id is None:
                 log.info("job %s for %s already claimed by another scheduler", name, scheduled_for.isoformat())
                 return JobOutcome(name, "claimed", detail=f"fire {scheduled_for.isoformat()} ran elsewhere")
-        result = _dispatch(settings, engine, spec, run_id, as_of or scheduled_for, progress)
-        return JobOutcome(name, "ran", status=getattr(result, "status", "ok"), result=result)
+            result = _dispatch(settings, engine, spec, run_id, as_of or scheduled_for, progress)
+            return JobOutcome(name, "ran", status=getattr(result, "status", "ok"), result=result)
 
 
 def _dispatch(
@@ -286,6 +292,7 @@ def run_scheduler(settings: Settings, engine: Engine, stop: threading.Event | No
         log.info("signal %s: stopping after the running jobs finish", signal.Signals(signum).name)
         stop.set()
 
+    close_abandoned_job_runs(engine)  # runs a killed scheduler left 'running'
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -303,8 +310,10 @@ def run_scheduler(settings: Settings, engine: Engine, stop: threading.Event | No
 
 
 def list_jobs(settings: Settings, engine: Engine, now: datetime | None = None) -> list[JobStatus]:
-    """Every job of the cron table with its next fire time (None when skipped) and its newest run."""
+    """Every job of the cron table with its next fire time (None when skipped) and its newest run (runs left
+    'running' by a process that ended are marked 'abandoned' first)."""
     now = now or datetime.now(UTC)
+    close_abandoned_job_runs(engine)
     last = last_job_runs(engine)
     out = []
     for spec in job_specs(settings):

@@ -1,12 +1,21 @@
 """Forecast rows (``ml_predictions``): one slot per (symbol, timeframe, model, as_of).
 
 Writing a slot again replaces it (and drops the scores of the replaced forecast), so batch jobs
-are idempotent. Every insert or update fires ``NOTIFY ml_predictions`` for gateway caches.
+are idempotent. Every inserted or updated row fires ``NOTIFY ml_predictions`` (the row trigger of the
+initial migration: ``{id, symbol, timeframe, model_name, as_of}``) for gateway caches, however it was
+written.
+
+``upsert_predictions`` writes many forecasts in one statement: the rows are streamed with binary COPY
+(arrays encoded with numpy) into a temporary staging table, then moved with one
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE``. The whole list succeeds or fails together, in the
+caller's transaction; a caller that must keep the good rows of a refused list writes them one by one.
 """
 
 from __future__ import annotations
 
 import json
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,9 +23,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Connection, Engine
 
+from candlecast.store._copy import COPY_SIGNATURE, pg_microseconds
 from candlecast.store._sql import cursor, read_rows
 
-__all__ = ["Prediction", "latest_prediction", "latest_predictions", "previous_slots", "upsert_prediction"]
+__all__ = [
+    "Prediction",
+    "latest_prediction",
+    "latest_predictions",
+    "previous_slots",
+    "upsert_prediction",
+    "upsert_predictions",
+]
 
 
 @dataclass
@@ -65,39 +82,99 @@ def upsert_prediction(conn: Connection, p: Prediction) -> int:
     Runs in the caller's transaction. A replaced forecast's scores are deleted with it, because
     they scored numbers that no longer exist.
     """
-    params = {
-        "symbol": p.symbol,
-        "timeframe": p.timeframe,
-        "model_name": p.model_name,
-        "model_version": p.model_version,
-        "as_of": p.as_of,
-        "pred_len": p.pred_len,
-        "target_ts": list(p.target_ts),
-        "p10": p.p10.tolist(),
-        "p50": p.p50.tolist(),
-        "p90": p.p90.tolist(),
-        "samples": None if p.samples is None else p.samples.astype(np.float64).tolist(),
-        "last_close": float(p.last_close),
-        "event_context": None if p.event_context is None else json.dumps(p.event_context),
-    }
-    sql = """
-        INSERT INTO ml_predictions (symbol, timeframe, model_name, model_version, as_of, pred_len,
-            target_ts, p10, p50, p90, samples, last_close, event_context)
-        VALUES (%(symbol)s, %(timeframe)s, %(model_name)s, %(model_version)s, %(as_of)s, %(pred_len)s,
-            %(target_ts)s, %(p10)s, %(p50)s, %(p90)s, %(samples)s, %(last_close)s, %(event_context)s::jsonb)
-        ON CONFLICT (symbol, timeframe, model_name, as_of) DO UPDATE SET
-            model_version = EXCLUDED.model_version, generated_at = now(), pred_len = EXCLUDED.pred_len,
-            target_ts = EXCLUDED.target_ts, p10 = EXCLUDED.p10, p50 = EXCLUDED.p50, p90 = EXCLUDED.p90,
-            samples = EXCLUDED.samples, last_close = EXCLUDED.last_close,
-            event_context = EXCLUDED.event_context
-        RETURNING id"""
+    return upsert_predictions(conn, [p])[0]
+
+
+# The columns a write sets, in the order of the staging table and of each binary COPY row.
+_WRITE_COLUMNS = (
+    "symbol", "timeframe", "model_name", "model_version", "as_of", "pred_len", "target_ts",
+    "p10", "p50", "p90", "samples", "last_close", "event_context",
+)  # fmt: skip
+_STAGE = "_stage_ml_predictions"
+# Element type OIDs of the array columns (binary array input checks them).
+_OID_TIMESTAMPTZ, _OID_FLOAT8, _OID_FLOAT4 = 1184, 701, 700
+_NULL = struct.pack(">i", -1)
+
+
+def upsert_predictions(conn: Connection, predictions: Sequence[Prediction]) -> list[int]:
+    """Write many forecasts at once, each replacing the previous forecast of its slot; returns their row
+    ids in the order given.
+
+    Runs in the caller's transaction and succeeds or fails as a whole (one statement). The scores of
+    replaced forecasts are deleted. When one slot appears twice, the later forecast wins.
+    """
+    if not predictions:
+        return []
+    latest = {_slot_key(p): p for p in predictions}  # one row per slot: ON CONFLICT may touch a row once
+    names = ", ".join(_WRITE_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _WRITE_COLUMNS if c not in _SLOT_COLUMNS)
     with cursor(conn) as cur:
-        cur.execute(sql, params)
-        row = cur.fetchone()
-        assert row is not None
-        prediction_id = int(row[0])
-        cur.execute("DELETE FROM signal_evaluations WHERE prediction_id = %s", (prediction_id,))
-    return prediction_id
+        # one round trip each: the staging table (created once per session, emptied), the rows, the move
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
+            f"SELECT {names} FROM ml_predictions WITH NO DATA; TRUNCATE {_STAGE}"
+        )
+        with cur.copy(f"COPY {_STAGE} ({names}) FROM STDIN WITH (FORMAT binary)") as copy:
+            copy.write(_copy_stream(list(latest.values())))
+        # the scores of a replaced forecast go with it (they predate this statement, so its DELETE sees them)
+        cur.execute(
+            f"WITH written AS (INSERT INTO ml_predictions ({names}) SELECT {names} FROM {_STAGE} "
+            "ON CONFLICT (symbol, timeframe, model_name, as_of) DO UPDATE SET "
+            f"{updates}, generated_at = now() "
+            "RETURNING id, symbol, timeframe, model_name, as_of), "
+            "dropped AS (DELETE FROM signal_evaluations WHERE prediction_id IN (SELECT id FROM written)) "
+            "SELECT id, symbol, timeframe, model_name, as_of FROM written"
+        )
+        ids = {(row[1], row[2], row[3], row[4]): int(row[0]) for row in cur.fetchall()}
+    return [ids[_slot_key(p)] for p in predictions]
+
+
+_SLOT_COLUMNS = ("symbol", "timeframe", "model_name", "as_of")
+
+
+def _slot_key(p: Prediction) -> tuple[str, str, str, datetime]:
+    return p.symbol, p.timeframe, p.model_name, p.as_of
+
+
+def _copy_stream(predictions: Sequence[Prediction]) -> bytes:
+    """The binary COPY stream of the predictions, in the column order of ``_WRITE_COLUMNS``."""
+    parts = [COPY_SIGNATURE, struct.pack(">ii", 0, 0)]
+    count = struct.pack(">h", len(_WRITE_COLUMNS))
+    for p in predictions:
+        context = None if p.event_context is None else b"\x01" + json.dumps(p.event_context).encode()  # jsonb v1
+        parts += [
+            count,
+            _value(p.symbol.encode()),
+            _value(p.timeframe.encode()),
+            _value(p.model_name.encode()),
+            _value(p.model_version.encode()),
+            _value(struct.pack(">q", int(pg_microseconds([p.as_of])[0]))),
+            _value(struct.pack(">i", p.pred_len)),
+            _value(_array(pg_microseconds(p.target_ts), _OID_TIMESTAMPTZ, ">i8")),
+            _value(_array(p.p10, _OID_FLOAT8, ">f8")),
+            _value(_array(p.p50, _OID_FLOAT8, ">f8")),
+            _value(_array(p.p90, _OID_FLOAT8, ">f8")),
+            _NULL if p.samples is None else _value(_array(p.samples, _OID_FLOAT4, ">f4")),
+            _value(struct.pack(">d", float(p.last_close))),
+            _NULL if context is None else _value(context),
+        ]
+    parts.append(struct.pack(">h", -1))
+    return b"".join(parts)
+
+
+def _value(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+def _array(values: np.ndarray, element_oid: int, dtype: str) -> bytes:
+    """A PostgreSQL binary array (any number of dimensions, no NULL elements) of fixed-width numbers."""
+    values = np.asarray(values)
+    dims = values.shape if values.size else ()
+    header = struct.pack(f">iii{2 * len(dims)}i", len(dims), 0, element_oid, *[x for d in dims for x in (d, 1)])
+    elements = np.empty(values.size, dtype=[("length", ">i4"), ("value", dtype)])
+    elements["length"] = np.dtype(dtype).itemsize
+    elements["value"] = values.ravel()
+    return header + elements.tobytes()
 
 
 def latest_prediction(
