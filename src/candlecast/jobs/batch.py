@@ -342,6 +342,9 @@ def _read_chunk(
             continue
         chunk.ready.append(item)
     _attach_events(settings, engine, timeframe, slot, chunk.ready, transport)
+    gives_samples = transport.capabilities().gives_samples  # the ensemble reads it from each stored row
+    for item in chunk.ready:
+        item.event_context["gives_samples"] = gives_samples
     return chunk
 
 
