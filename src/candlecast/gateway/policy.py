@@ -106,9 +106,15 @@ class ReadPolicy:
             log.warning("database not reachable at start; serving nothing until it is (%s)", self.listener.last_error)
 
     async def _save_periodically(self, path: Path) -> None:
+        """Save the cache every interval; a failed save is logged and the next one tried (the task never ends)."""
         while True:
             await asyncio.sleep(self.gw.cache_snapshot_interval_s)
-            await anyio.to_thread.run_sync(self.cache.save, path)
+            try:
+                await anyio.to_thread.run_sync(self.cache.save, path)
+            except Exception:
+                self.metrics.snapshot_failures.inc()
+                log.exception("saving the cache snapshot to %s failed; trying again in %g s", path,
+                              self.gw.cache_snapshot_interval_s)  # fmt: skip
 
     async def stop(self) -> None:
         tasks = [t for t in (self._listener_task, self._snapshot_task, *self._background) if t is not None]
@@ -116,7 +122,10 @@ class ReadPolicy:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.gw.cache_snapshot_path is not None:
-            self.cache.save(self.gw.cache_snapshot_path)
+            try:
+                self.cache.save(self.gw.cache_snapshot_path)
+            except OSError:
+                log.exception("saving the cache snapshot to %s at shutdown failed", self.gw.cache_snapshot_path)
         await anyio.to_thread.run_sync(self.engine.dispose)
 
     def _on_notify(self, message: dict[str, Any]) -> None:
