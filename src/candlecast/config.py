@@ -184,6 +184,14 @@ class GatewaySettings(BaseModel):
     notify_backoff_max_s: float = 5.0  # LISTEN reconnect backoff cap
     notify_ping_s: float = 5.0  # idle LISTEN connection is checked this often
     mcp_requires_key: bool = False  # MCP tools read public data (like the showcase) unless set
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks, "*" for any); with
+    # none (the default) the client address is the TCP peer, so a forged header cannot dodge the rate limits.
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
+    # /metrics: "loopback" (only from a loopback peer), "key" (an API key in X-API-Key) or "open".
+    metrics_access: Literal["loopback", "key", "open"] = "loopback"
+    # Origins allowed to read answers cross-origin (CORS): GET/HEAD only, never with credentials (cookies);
+    # [] sends no CORS headers at all (same-origin only).
+    cors_allow_origins: list[str] = Field(default_factory=lambda: ["*"])
     # The track record every forecast answer carries (docs/gateway.md, "Track record"): the all-steps row of this
     # signal_performance window; fewer scored forecasts than track_record_min_scored say "too few scores", and a
     # Diebold-Mariano p-value below track_record_alpha makes the skill's sign a verdict.

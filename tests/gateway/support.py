@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from candlecast.config import Settings
 from candlecast.gateway import create_app
+from candlecast.gateway.app import server_config
 from candlecast.gateway.payloads.fields import price_decimals
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store import create_engine_for
@@ -218,7 +219,7 @@ class GatewayServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = server_config(self.app, settings, port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         # one client for the test (creating an httpx client costs ~30 ms: it builds an SSL context)

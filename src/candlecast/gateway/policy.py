@@ -38,7 +38,7 @@ from candlecast.gateway.notify import NotifyListener
 from candlecast.gateway.payloads import Payload
 from candlecast.gateway.responses import error_payload
 
-__all__ = ["DB_ERRORS", "Loader", "ReadPolicy"]
+__all__ = ["DB_ERRORS", "Loader", "ReadPolicy", "public_error"]
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,8 @@ class ReadPolicy:
             existing = self.cache.get(key)
             if existing is None:
                 if isinstance(exc, DB_ERRORS):
-                    raise DatabaseUnavailable(f"database unreachable and nothing cached: {self.db_error}") from exc
+                    # the cause (host, port, driver text) goes to the log, never to the client
+                    raise DatabaseUnavailable("database unreachable and nothing cached yet; try again shortly") from exc
                 raise
             if not isinstance(exc, DB_ERRORS):
                 log.exception("loading %r failed; serving the cached entry", key)
@@ -198,6 +199,8 @@ class ReadPolicy:
         except NotFoundError as exc:  # the database answered: there is no such thing
             status, value = 404, error_payload(exc)
         except DB_ERRORS as exc:
+            if self.db_error is None:
+                log.warning("database read failed; serving cached answers stale: %s: %s", type(exc).__name__, exc)
             self.db_error = f"{type(exc).__name__}: {exc}".strip()[:500]
             self._retry_at = time.monotonic() + self.gw.db_retry_s
             self.metrics.db_up.set(0)
@@ -214,5 +217,11 @@ class ReadPolicy:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except DB_ERRORS as exc:
-            return False, f"{type(exc).__name__}: {exc}".strip()[:500]
+            log.info("database ping failed: %s: %s", type(exc).__name__, exc)
+            return False, public_error(type(exc).__name__)
         return True, None
+
+
+def public_error(error: str | None) -> str | None:
+    """What a client may see of a database error: its class name only (no host, port or driver links)."""
+    return None if error is None else error.split(":", 1)[0].strip()

@@ -33,7 +33,7 @@ from candlecast.gateway.payloads.instruments import instruments_payload
 from candlecast.gateway.payloads.pages import home_payload, symbol_page_payload
 from candlecast.gateway.payloads.performance import performance_payload
 from candlecast.gateway.payloads.status import jobs_payload, status_payload
-from candlecast.gateway.policy import DB_ERRORS, ReadPolicy
+from candlecast.gateway.policy import DB_ERRORS, ReadPolicy, public_error
 
 __all__ = ["SHOWCASE", "GatewayData", "cache_key"]
 
@@ -166,7 +166,7 @@ class GatewayData:
                 "up": database_up,
                 "error": error,
                 "listener": "connected" if self.cache.listening else "reconnecting",
-                "listener_error": listener.last_error,
+                "listener_error": public_error(listener.last_error),
                 "notifications": listener.notifications,
                 "last_notification_at": iso_from_epoch(listener.last_notify_at),
             },
