@@ -180,6 +180,7 @@ class GatewaySettings(BaseModel):
     replay_after_h: float = 96.0  # pages call a forecast a historical replay when its as_of is older than this
     max_history_candles: int = 2000  # cap of ?history= on /api/v1/predictions
     db_timeout_s: float = 3.0  # connect and statement timeout of the gateway's reads
+    db_read_bound_s: float = 4.0  # a read or ping with no answer by then (a frozen database) counts as a failure
     db_retry_s: float = 1.0  # after a failed read, serve cached entries this long before trying the database
     notify_backoff_max_s: float = 5.0  # LISTEN reconnect backoff cap
     notify_ping_s: float = 5.0  # idle LISTEN connection is checked this often

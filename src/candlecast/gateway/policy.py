@@ -5,6 +5,9 @@ with its cache key and a loader (a payload builder bound to its parameters, run 
 The rules, in order:
 
 1. a fresh entry is served as is;
+Every load and ping is given up after ``db_read_bound_s`` (a frozen database answers nothing, statement timeout
+included), which counts as the database being unreachable.
+
 2. when the database is believed unreachable (a read failed in the last ``db_retry_s``, or the LISTEN
    connection is down) an existing entry is served at once with ``stale: true`` and refreshed in the
    background;
@@ -195,7 +198,7 @@ class ReadPolicy:
     async def _load(self, key: Key, loader: Loader, scope: str | None, ttl_s: float) -> Served:
         token = self.cache.token(scope)
         try:
-            status, value = 200, await anyio.to_thread.run_sync(loader)
+            status, value = 200, await self._bounded(loader)
         except NotFoundError as exc:  # the database answered: there is no such thing
             status, value = 404, error_payload(exc)
         except DB_ERRORS as exc:
@@ -210,6 +213,21 @@ class ReadPolicy:
         self.metrics.db_up.set(1)
         self.metrics.cache_miss.inc()
         return Served(self.cache.put(key, status, value, ttl_s, scope, token), False)
+
+    async def _bounded(self, work: Callable[[], Any]) -> Any:
+        """``work`` in a worker thread, given up after ``db_read_bound_s`` with ``TimeoutError`` (an ``OSError``,
+        so a database error): a database that stops answering (frozen, connections open) ignores its own
+        statement timeout, and an abandoned thread (at most one per pooled connection) ends when it answers."""
+        with anyio.fail_after(self.gw.db_read_bound_s):
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+
+    async def ping_bounded(self) -> tuple[bool, str | None]:
+        """``ping`` within ``db_read_bound_s``."""
+        try:
+            return await self._bounded(self.ping)
+        except TimeoutError:
+            log.info("database ping got no answer within %g s", self.gw.db_read_bound_s)
+            return False, "TimeoutError"
 
     def ping(self) -> tuple[bool, str | None]:
         """(database answers, the error when it does not); blocking: run it in a worker thread."""

@@ -7,12 +7,12 @@ and read through the policy (``policy.py``) with the resource's payload builder 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio.to_thread
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
@@ -142,7 +142,7 @@ class GatewayData:
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, report). Healthy means the database answers and LISTEN is connected."""
-        database_up, error = await anyio.to_thread.run_sync(self.policy.ping)
+        ping = asyncio.ensure_future(self.policy.ping_bounded())  # the ping and the read wait side by side
         summary: dict[str, Any] | None = None
         try:
             loader = functools.partial(status_payload, self.engine)
@@ -150,6 +150,7 @@ class GatewayData:
             summary = (await read).value
         except _HEALTH_READ_ERRORS:
             summary = None
+        database_up, error = await ping
         now = datetime.now(UTC)
         forecast_ages: dict[str, Any] = {}
         for tf, row in ((summary or {}).get("freshness") or {}).items():
