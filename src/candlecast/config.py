@@ -180,10 +180,19 @@ class GatewaySettings(BaseModel):
     replay_after_h: float = 96.0  # pages call a forecast a historical replay when its as_of is older than this
     max_history_candles: int = 2000  # cap of ?history= on /api/v1/predictions
     db_timeout_s: float = 3.0  # connect and statement timeout of the gateway's reads
+    db_read_bound_s: float = 4.0  # a read or ping with no answer by then (a frozen database) counts as a failure
     db_retry_s: float = 1.0  # after a failed read, serve cached entries this long before trying the database
     notify_backoff_max_s: float = 5.0  # LISTEN reconnect backoff cap
     notify_ping_s: float = 5.0  # idle LISTEN connection is checked this often
     mcp_requires_key: bool = False  # MCP tools read public data (like the showcase) unless set
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks, "*" for any); with
+    # none (the default) the client address is the TCP peer, so a forged header cannot dodge the rate limits.
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
+    # /metrics: "loopback" (only from a loopback peer), "key" (an API key in X-API-Key) or "open".
+    metrics_access: Literal["loopback", "key", "open"] = "loopback"
+    # Origins allowed to read answers cross-origin (CORS): GET/HEAD only, never with credentials (cookies);
+    # [] sends no CORS headers at all (same-origin only).
+    cors_allow_origins: list[str] = Field(default_factory=lambda: ["*"])
     # The track record every forecast answer carries (docs/gateway.md, "Track record"): the all-steps row of this
     # signal_performance window; fewer scored forecasts than track_record_min_scored say "too few scores", and a
     # Diebold-Mariano p-value below track_record_alpha makes the skill's sign a verdict.

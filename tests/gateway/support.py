@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from candlecast.config import Settings
 from candlecast.gateway import create_app
+from candlecast.gateway.app import server_config
 from candlecast.gateway.payloads.fields import price_decimals
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store import create_engine_for
@@ -218,7 +219,7 @@ class GatewayServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = server_config(self.app, settings, port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         # one client for the test (creating an httpx client costs ~30 ms: it builds an SSL context)
@@ -257,7 +258,9 @@ class _Pipe:
 
 class TcpProxy:
     """Relays 127.0.0.1:<port> to a target; ``cut()`` closes the listener and every relayed connection (the
-    database "goes away" for whoever connects through it), ``restore()`` listens again on the same port."""
+    database "goes away" for whoever connects through it), ``restore()`` listens again on the same port.
+    ``freeze()`` keeps every connection open and accepts new ones but relays nothing, as a database process
+    stopped with SIGSTOP looks from the network (the kernel still accepts and acknowledges); ``thaw()`` resumes."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -265,6 +268,8 @@ class TcpProxy:
         self._pipes: list[_Pipe] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()  # cleared by freeze(): connections stay open, nothing gets through
+        self._flowing.set()
         self.restore()
 
     def url_for(self, db_url: str) -> str:
@@ -296,10 +301,16 @@ class TcpProxy:
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

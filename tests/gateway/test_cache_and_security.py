@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 from candlecast.gateway.cache import ALL_SYMBOLS, ResponseCache
 from candlecast.gateway.responses import etag_matches
 from candlecast.gateway.security import ApiKeys, RateLimiter
@@ -116,3 +119,46 @@ def test_if_none_match_uses_weak_comparison_and_lists() -> None:
     assert etag_matches(b'"x", "a"', b'"a"')
     assert etag_matches(b"*", b'"a"')
     assert not etag_matches(b'"b"', b'"a"')
+
+
+def test_unknown_symbol_answers_never_evict_a_served_forecast() -> None:
+    cache = ResponseCache("public", "public", clock=Clock(), max_bytes=4 * 1100)
+    cache.put(("showcase", "BTCUSDT"), 200, {"symbol": "BTCUSDT"}, 60.0, "BTCUSDT", cache.token("BTCUSDT"))
+    for i in range(1500):  # a flood of well-formed unknown symbols, each a cached 404
+        cache.put(("showcase", f"NOPE{i}"), 404, {"detail": f"unknown symbol 'NOPE{i}'"}, 60.0, None, (0, 0))
+    assert cache.get(("showcase", "BTCUSDT")) is not None
+    errors = [key for key, entry in cache.entries.items() if entry.status == 404]
+    assert 0 < len(errors) <= 1 and errors[-1] == ("showcase", "NOPE1499")  # the newest 404s, within their budget
+    assert cache.size_bytes == sum(len(e.body) + 1024 for e in cache.entries.values())
+
+
+def test_served_forecasts_push_out_older_forecasts_not_the_404s() -> None:
+    cache = ResponseCache("public", "public", clock=Clock(), max_bytes=2 * 1100, error_max_bytes=2 * 1100)
+    cache.put(("nope",), 404, {"detail": "unknown"}, 60.0, None, (0, 0))
+    for key in ("a", "b", "c"):
+        cache.put((key,), 200, {"pad": "x"}, 60.0, None, cache.token(None))
+    assert list(cache.entries) == [("nope",), ("b",), ("c",)]
+
+
+def test_saving_while_requests_add_entries_copies_them_first(tmp_path: Path) -> None:
+    cache = ResponseCache("public", "public", clock=Clock())
+    for i in range(20_000):
+        cache.put((f"k{i}",), 200, {"i": i}, 60.0, None, (0, 0))
+    stop = threading.Event()
+
+    def add() -> None:
+        i = 0
+        while not stop.is_set():
+            cache.put((f"new{i}",), 200, {"i": i}, 60.0, None, (0, 0))
+            i += 1
+
+    adder = threading.Thread(target=add)
+    adder.start()
+    try:
+        saved = [cache.save(tmp_path / "snapshot.json") for _ in range(5)]
+    finally:
+        stop.set()
+        adder.join()
+    assert all(n >= 20_000 for n in saved)
+    restored = ResponseCache("public", "public", clock=Clock())
+    assert restored.restore(tmp_path / "snapshot.json") == saved[-1]

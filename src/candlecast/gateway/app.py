@@ -1,6 +1,7 @@
 """Assembling the gateway: the FastAPI app, its middleware and lifespan, the one error handler, and ``serve``.
 
-Request path, outside in: ``PublicRateLimit`` (only when configured) -> ``ShowcaseFastPath`` (fresh
+Request path, outside in: ``SecurityHeaders`` -> ``CORSMiddleware`` (when ``gateway.cors_allow_origins`` is
+set) -> ``PublicRateLimit`` (only when configured) -> ``ShowcaseFastPath`` (fresh
 showcase hits answered here) -> ``MetricsMiddleware`` -> FastAPI routes (``routes.showcase``, ``routes.api``,
 ``routes.operations``, ``pages.routes``, ``/mcp``).
 
@@ -11,6 +12,9 @@ JSON (``responses.error_response``) or, for a page, the HTML error page, with th
 first, so every 422 has the one ``{detail, field}`` shape.
 
 ``/docs`` and ``/redoc`` are served from the package (``pages.docs``), not from a CDN.
+
+``serve`` refuses to listen on a non-loopback address without API keys (``check_exposure``), and believes
+``X-Forwarded-For`` only from ``gateway.forwarded_allow_ips`` (none by default: see ``server_config``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from sqlalchemy.engine import Engine
 
@@ -30,17 +35,17 @@ from candlecast.config import Settings
 from candlecast.errors import CandlecastError, InputError
 from candlecast.gateway.mcp_tools import build_mcp, mcp_route
 from candlecast.gateway.metrics import GatewayMetrics, MetricsMiddleware, route_family
-from candlecast.gateway.middleware import PublicRateLimit, ShowcaseFastPath
+from candlecast.gateway.middleware import PublicRateLimit, SecurityHeaders, ShowcaseFastPath
 from candlecast.gateway.pages import docs
 from candlecast.gateway.pages import routes as pages
 from candlecast.gateway.reads import GatewayData
 from candlecast.gateway.responses import error_response
 from candlecast.gateway.routes import api, operations, showcase
 from candlecast.gateway.schemas import API_VERSION
-from candlecast.gateway.security import ApiKeys, RateLimiter
+from candlecast.gateway.security import ApiKeys, RateLimiter, is_loopback
 from candlecast.store.db import create_engine_for, resolve_database_url
 
-__all__ = ["create_app", "gateway_engine", "input_error", "serve"]
+__all__ = ["check_exposure", "create_app", "gateway_engine", "input_error", "serve", "server_config"]
 
 log = logging.getLogger(__name__)
 
@@ -158,16 +163,57 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     if gw.public_rate_limit_per_minute > 0:
         app.add_middleware(PublicRateLimit, limiter=RateLimiter(gw.public_rate_limit_per_minute), metrics=metrics)
+    if gw.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=gw.cors_allow_origins,
+            allow_methods=["GET", "HEAD"],
+            allow_headers=["X-API-Key", "If-None-Match"],
+            allow_credentials=False,
+            expose_headers=["ETag", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
     return app
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve on a non-loopback address without API keys (``InputError``, field ``gateway.api_keys``):
+    bound there, the gateway is meant for other machines, and its keyed routes and /metrics must be closable."""
+    gw = settings.gateway
+    if any(gw.api_keys) or is_loopback(gw.host):
+        return
+    raise InputError(
+        "gateway.api_keys",
+        f"refusing to listen on {gw.host}:{gw.port} without API keys: set CANDLECAST_GATEWAY__API_KEYS='[\"key\"]' "
+        "or bind to 127.0.0.1",
+    )
+
+
+def server_config(
+    app: FastAPI, settings: Settings, port: int | None = None, log_level: str | None = None
+) -> uvicorn.Config:
+    """uvicorn's configuration of the gateway: proxy headers only from ``gateway.forwarded_allow_ips``."""
+    gw = settings.gateway
+    return uvicorn.Config(
+        app,
+        host=gw.host,
+        port=gw.port if port is None else port,
+        log_level=(log_level or settings.log_level).lower(),
+        access_log=False,
+        proxy_headers=bool(gw.forwarded_allow_ips),
+        forwarded_allow_ips=",".join(gw.forwarded_allow_ips) or None,
+    )
 
 
 def serve(settings: Settings) -> None:
     """Run the gateway with uvicorn on ``settings.gateway.host:port`` until interrupted."""
     gw = settings.gateway
+    check_exposure(settings)
     app = create_app(settings)
     # Everything alive now (modules, the app) lives as long as the process: take it out of the cyclic GC's
     # view. Otherwise each full collection rescans ~200k objects, a ~100 ms pause on the hot path.
     gc.collect()
     gc.freeze()
     log.info("candlecast gateway on http://%s:%d", gw.host, gw.port)
-    uvicorn.run(app, host=gw.host, port=gw.port, log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.Server(server_config(app, settings)).run()

@@ -12,7 +12,10 @@ marked invalid as soon as the database says something changed:
 An invalid or expired entry is kept: when the database is unreachable it is still served, marked stale.
 ``save``/``restore`` keep entries across restarts in a JSON file: restored entries are stale from the start,
 served only while the database cannot be reached, so a gateway restarted during an outage still answers.
-The cache is bounded by size: past ``max_bytes`` the oldest loaded entries are dropped.
+The cache is bounded by size: past ``max_bytes`` the oldest loaded successful entries are dropped. Other answers
+(cached 404s of unknown symbols) have their own budget (``error_max_bytes``, an eighth of ``max_bytes`` by default)
+and only ever push out each other, so a flood of unknown symbols cannot evict a served forecast.
+``save`` runs in a worker thread while requests add entries: it copies the entries under ``lock`` first.
 Loads race with notifications, so ``token`` is taken before a load and ``put`` stores the result as
 invalid when a notification for its scope arrived in the meantime.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -122,10 +126,15 @@ class ResponseCache:
         stale_cache_control: str,
         clock: Callable[[], float] = time.monotonic,
         max_bytes: int = 256 * 2**20,
+        error_max_bytes: int | None = None,
     ) -> None:
         self.entries: dict[Key, CacheEntry] = {}  # in load order: the first is the oldest
-        self.max_bytes = max_bytes
-        self.size_bytes = 0
+        self.max_bytes = max_bytes  # budget of the successful (200) entries
+        self.error_max_bytes = max_bytes // 8 if error_max_bytes is None else error_max_bytes
+        self.size_bytes = 0  # all entries
+        self._error_bytes = 0  # the non-200 entries among them
+        self._errors: dict[Key, None] = {}  # keys of the non-200 entries, oldest first
+        self.lock = threading.Lock()  # held while the dictionaries change and while ``save`` copies them
         self.listening = False  # set by the NOTIFY listener
         self.clock = clock
         self._cache_control = cache_control.encode()
@@ -171,15 +180,34 @@ class ResponseCache:
             stale_cache_control=self._stale_cache_control,
             valid=token == self.token(scope),
         )
-        previous = self.entries.pop(key, None)
-        if previous is not None:
-            self.size_bytes -= len(previous.body) + ENTRY_OVERHEAD_BYTES
-        self.entries[key] = entry
-        self.size_bytes += len(body) + ENTRY_OVERHEAD_BYTES
-        while self.size_bytes > self.max_bytes and len(self.entries) > 1:
-            oldest = next(iter(self.entries))
-            self.size_bytes -= len(self.entries.pop(oldest).body) + ENTRY_OVERHEAD_BYTES
+        with self.lock:
+            self._drop(key)
+            self.entries[key] = entry
+            self.size_bytes += len(body) + ENTRY_OVERHEAD_BYTES
+            if status == 200:
+                # only successful entries are evicted for a successful one (the errors have their own budget)
+                while self.size_bytes - self._error_bytes > self.max_bytes and len(self.entries) > 1:
+                    oldest = next(k for k in self.entries if k not in self._errors)
+                    if oldest == key:
+                        break
+                    self._drop(oldest)
+            else:
+                self._errors[key] = None
+                self._error_bytes += len(body) + ENTRY_OVERHEAD_BYTES
+                while self._error_bytes > self.error_max_bytes and len(self._errors) > 1:
+                    self._drop(next(iter(self._errors)))
         return entry
+
+    def _drop(self, key: Key) -> None:
+        """Remove ``key``'s entry, if any (the caller holds ``lock``)."""
+        previous = self.entries.pop(key, None)
+        if previous is None:
+            return
+        cost = len(previous.body) + ENTRY_OVERHEAD_BYTES
+        self.size_bytes -= cost
+        if key in self._errors:
+            del self._errors[key]
+            self._error_bytes -= cost
 
     def invalidate_symbol(self, symbol: str) -> None:
         """A forecast of ``symbol`` changed: drop trust in entries showing it or showing all symbols."""
@@ -200,9 +228,11 @@ class ResponseCache:
 
     def save(self, path: Path) -> int:
         """Write the successful entries to ``path`` (atomically: a temporary file, then a rename)."""
+        with self.lock:  # requests add entries meanwhile: iterate a copy
+            current = list(self.entries.values())
         entries = [
             {"key": list(e.key), "status": e.status, "scope": e.scope, "value": e.value}
-            for e in self.entries.values()
+            for e in current
             if e.status == 200
         ]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,10 +250,12 @@ class ResponseCache:
         for item in saved:
             body = dump_json(item["value"])
             key = tuple(item["key"])
-            self.entries[key] = CacheEntry(
-                key=key, status=item["status"], value=item["value"], body=body, etag=_etag(body),
-                expires_at=self.clock(), scope=item["scope"], cache_control=self._cache_control,
-                stale_cache_control=self._stale_cache_control, valid=False,
-            )  # fmt: skip
-            self.size_bytes += len(body) + ENTRY_OVERHEAD_BYTES
+            with self.lock:
+                self._drop(key)
+                self.entries[key] = CacheEntry(
+                    key=key, status=item["status"], value=item["value"], body=body, etag=_etag(body),
+                    expires_at=self.clock(), scope=item["scope"], cache_control=self._cache_control,
+                    stale_cache_control=self._stale_cache_control, valid=False,
+                )  # fmt: skip
+                self.size_bytes += len(body) + ENTRY_OVERHEAD_BYTES
         return len(saved)

@@ -54,6 +54,9 @@ class GatewayMetrics:
         self.notifications = Counter(
             "candlecast_gateway_notifications", "ml_predictions notifications received", registry=r
         )
+        self.snapshot_failures = Counter(
+            "candlecast_gateway_snapshot_failures", "Cache snapshots that could not be saved", registry=r
+        )
         self.db_up = Gauge("candlecast_gateway_database_up", "1 when the last database read succeeded", registry=r)
         self.listening = Gauge(
             "candlecast_gateway_listener_connected", "1 while LISTEN ml_predictions is connected", registry=r

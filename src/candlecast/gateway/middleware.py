@@ -8,6 +8,12 @@ the fast path only skips routing, dependency resolution and response objects for
 
 ``PublicRateLimit`` limits showcase and page requests per client address when
 ``gateway.public_rate_limit_per_minute`` is set.
+
+``SecurityHeaders`` (outermost) adds ``X-Content-Type-Options``, ``Referrer-Policy``, ``X-Frame-Options`` and a
+Content-Security-Policy to every answer: for HTML, scripts and styles from the gateway itself only (the pages
+carry no inline script; their data sits in ``application/json`` script elements, which are not run), inline
+script allowed only on ``/docs`` and ``/redoc`` (Swagger UI and ReDoc start from one); for anything else
+``default-src 'none'``. Every policy says ``frame-ancestors 'none'``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from candlecast.gateway.responses import error_response, etag_matches
 from candlecast.gateway.routes.showcase import SHOWCASE_PREFIX
 from candlecast.gateway.security import RateLimiter
 
-__all__ = ["PublicRateLimit", "ShowcaseFastPath"]
+__all__ = ["PublicRateLimit", "SecurityHeaders", "ShowcaseFastPath"]
 
 ASGIApp = Any
 
@@ -106,3 +112,42 @@ class PublicRateLimit:
                     await error_response(denied)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+_PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_COMMON: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    """Security headers on every HTTP answer (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"] in ("/docs", "/redoc")
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                html = any(name == b"content-type" and value.startswith(b"text/html") for name, value in headers)
+                csp = (_DOCS_CSP if docs else _PAGE_CSP) if html else _API_CSP
+                message = {**message, "headers": [*headers, *_COMMON, (b"content-security-policy", csp.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -4,7 +4,8 @@ The ``ml_predictions`` trigger sends ``pg_notify('ml_predictions', {id, symbol, 
 as_of})`` on every insert or update. One async psycopg connection per gateway process listens; when it
 breaks (the database restarts or goes away) it reconnects with exponential backoff. While it is down
 the cache no longer trusts its entries (a notification may be missed), and on every (re)connect it
-invalidates everything, because notifications sent while nobody listened are lost for good.
+invalidates everything, because notifications sent while nobody listened are lost for good. The idle ping has a
+deadline (``connect_timeout_s``): a database that stops answering with its connections open counts as gone.
 """
 
 from __future__ import annotations
@@ -84,7 +85,22 @@ class NotifyListener:
             while True:
                 async for notify in conn.notifies(timeout=self.ping_s):
                     self._dispatch(notify.payload)
-                await conn.execute("SELECT 1")  # idle: make sure the connection is still alive
+                await self._ping(conn)
+
+    async def _ping(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Idle: make sure the connection is still alive. A frozen server keeps the socket open and never answers,
+        so the ping has a deadline (the watchdog); past it the state turns to disconnected at once, before the
+        driver's own cancellation (which waits on the server too) runs its course in the background."""
+        ping = asyncio.ensure_future(conn.execute("SELECT 1"))
+        done, _ = await asyncio.wait({ping}, timeout=self.connect_timeout_s)
+        if done:
+            ping.result()
+            return
+        log.warning("LISTEN connection: no answer to a ping within %g s; reconnecting", self.connect_timeout_s)
+        self._set_state(False)
+        ping.cancel()
+        ping.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved: nothing to log
+        raise TimeoutError("no answer to a ping on the LISTEN connection")
 
     def _dispatch(self, payload: str) -> None:
         self.notifications += 1

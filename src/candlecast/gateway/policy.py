@@ -5,6 +5,9 @@ with its cache key and a loader (a payload builder bound to its parameters, run 
 The rules, in order:
 
 1. a fresh entry is served as is;
+Every load and ping is given up after ``db_read_bound_s`` (a frozen database answers nothing, statement timeout
+included), which counts as the database being unreachable.
+
 2. when the database is believed unreachable (a read failed in the last ``db_retry_s``, or the LISTEN
    connection is down) an existing entry is served at once with ``stale: true`` and refreshed in the
    background;
@@ -38,7 +41,7 @@ from candlecast.gateway.notify import NotifyListener
 from candlecast.gateway.payloads import Payload
 from candlecast.gateway.responses import error_payload
 
-__all__ = ["DB_ERRORS", "Loader", "ReadPolicy"]
+__all__ = ["DB_ERRORS", "Loader", "ReadPolicy", "public_error"]
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +109,15 @@ class ReadPolicy:
             log.warning("database not reachable at start; serving nothing until it is (%s)", self.listener.last_error)
 
     async def _save_periodically(self, path: Path) -> None:
+        """Save the cache every interval; a failed save is logged and the next one tried (the task never ends)."""
         while True:
             await asyncio.sleep(self.gw.cache_snapshot_interval_s)
-            await anyio.to_thread.run_sync(self.cache.save, path)
+            try:
+                await anyio.to_thread.run_sync(self.cache.save, path)
+            except Exception:
+                self.metrics.snapshot_failures.inc()
+                log.exception("saving the cache snapshot to %s failed; trying again in %g s", path,
+                              self.gw.cache_snapshot_interval_s)  # fmt: skip
 
     async def stop(self) -> None:
         tasks = [t for t in (self._listener_task, self._snapshot_task, *self._background) if t is not None]
@@ -116,7 +125,10 @@ class ReadPolicy:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.gw.cache_snapshot_path is not None:
-            self.cache.save(self.gw.cache_snapshot_path)
+            try:
+                self.cache.save(self.gw.cache_snapshot_path)
+            except OSError:
+                log.exception("saving the cache snapshot to %s at shutdown failed", self.gw.cache_snapshot_path)
         await anyio.to_thread.run_sync(self.engine.dispose)
 
     def _on_notify(self, message: dict[str, Any]) -> None:
@@ -162,7 +174,8 @@ class ReadPolicy:
             existing = self.cache.get(key)
             if existing is None:
                 if isinstance(exc, DB_ERRORS):
-                    raise DatabaseUnavailable(f"database unreachable and nothing cached: {self.db_error}") from exc
+                    # the cause (host, port, driver text) goes to the log, never to the client
+                    raise DatabaseUnavailable("database unreachable and nothing cached yet; try again shortly") from exc
                 raise
             if not isinstance(exc, DB_ERRORS):
                 log.exception("loading %r failed; serving the cached entry", key)
@@ -185,10 +198,12 @@ class ReadPolicy:
     async def _load(self, key: Key, loader: Loader, scope: str | None, ttl_s: float) -> Served:
         token = self.cache.token(scope)
         try:
-            status, value = 200, await anyio.to_thread.run_sync(loader)
+            status, value = 200, await self._bounded(loader)
         except NotFoundError as exc:  # the database answered: there is no such thing
             status, value = 404, error_payload(exc)
         except DB_ERRORS as exc:
+            if self.db_error is None:
+                log.warning("database read failed; serving cached answers stale: %s: %s", type(exc).__name__, exc)
             self.db_error = f"{type(exc).__name__}: {exc}".strip()[:500]
             self._retry_at = time.monotonic() + self.gw.db_retry_s
             self.metrics.db_up.set(0)
@@ -199,11 +214,32 @@ class ReadPolicy:
         self.metrics.cache_miss.inc()
         return Served(self.cache.put(key, status, value, ttl_s, scope, token), False)
 
+    async def _bounded(self, work: Callable[[], Any]) -> Any:
+        """``work`` in a worker thread, given up after ``db_read_bound_s`` with ``TimeoutError`` (an ``OSError``,
+        so a database error): a database that stops answering (frozen, connections open) ignores its own
+        statement timeout, and an abandoned thread (at most one per pooled connection) ends when it answers."""
+        with anyio.fail_after(self.gw.db_read_bound_s):
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+
+    async def ping_bounded(self) -> tuple[bool, str | None]:
+        """``ping`` within ``db_read_bound_s``."""
+        try:
+            return await self._bounded(self.ping)
+        except TimeoutError:
+            log.info("database ping got no answer within %g s", self.gw.db_read_bound_s)
+            return False, "TimeoutError"
+
     def ping(self) -> tuple[bool, str | None]:
         """(database answers, the error when it does not); blocking: run it in a worker thread."""
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except DB_ERRORS as exc:
-            return False, f"{type(exc).__name__}: {exc}".strip()[:500]
+            log.info("database ping failed: %s: %s", type(exc).__name__, exc)
+            return False, public_error(type(exc).__name__)
         return True, None
+
+
+def public_error(error: str | None) -> str | None:
+    """What a client may see of a database error: its class name only (no host, port or driver links)."""
+    return None if error is None else error.split(":", 1)[0].strip()

@@ -7,12 +7,12 @@ and read through the policy (``policy.py``) with the resource's payload builder 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio.to_thread
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
@@ -33,7 +33,7 @@ from candlecast.gateway.payloads.instruments import instruments_payload
 from candlecast.gateway.payloads.pages import home_payload, symbol_page_payload
 from candlecast.gateway.payloads.performance import performance_payload
 from candlecast.gateway.payloads.status import jobs_payload, status_payload
-from candlecast.gateway.policy import DB_ERRORS, ReadPolicy
+from candlecast.gateway.policy import DB_ERRORS, ReadPolicy, public_error
 
 __all__ = ["SHOWCASE", "GatewayData", "cache_key"]
 
@@ -142,7 +142,7 @@ class GatewayData:
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, report). Healthy means the database answers and LISTEN is connected."""
-        database_up, error = await anyio.to_thread.run_sync(self.policy.ping)
+        ping = asyncio.ensure_future(self.policy.ping_bounded())  # the ping and the read wait side by side
         summary: dict[str, Any] | None = None
         try:
             loader = functools.partial(status_payload, self.engine)
@@ -150,6 +150,7 @@ class GatewayData:
             summary = (await read).value
         except _HEALTH_READ_ERRORS:
             summary = None
+        database_up, error = await ping
         now = datetime.now(UTC)
         forecast_ages: dict[str, Any] = {}
         for tf, row in ((summary or {}).get("freshness") or {}).items():
@@ -166,7 +167,7 @@ class GatewayData:
                 "up": database_up,
                 "error": error,
                 "listener": "connected" if self.cache.listening else "reconnecting",
-                "listener_error": listener.last_error,
+                "listener_error": public_error(listener.last_error),
                 "notifications": listener.notifications,
                 "last_notification_at": iso_from_epoch(listener.last_notify_at),
             },

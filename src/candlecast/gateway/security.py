@@ -16,13 +16,14 @@ answers with ``responses.error_response``.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import time
 from collections.abc import Callable, Sequence
 
 from candlecast.errors import AccessDenied
 
-__all__ = ["NO_KEY_CONFIGURED", "ApiKeys", "RateLimiter"]
+__all__ = ["NO_KEY_CONFIGURED", "ApiKeys", "RateLimiter", "is_loopback"]
 
 
 NO_KEY_CONFIGURED = (
@@ -92,3 +93,14 @@ class RateLimiter:
         """Drop buckets that have refilled completely: forgetting them changes nothing."""
         refill_s = self.capacity / self.rate
         self._buckets = {n: (t, u) for n, (t, u) in self._buckets.items() if now - u < refill_s}
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and ``localhost``; False for wildcards (``0.0.0.0``, ``::``) and other names
+    (the gateway does not import the inference service, which has the same check)."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to anything

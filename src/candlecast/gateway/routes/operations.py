@@ -1,12 +1,18 @@
-"""``/health`` and ``/metrics``: for load balancers, monitoring and people on call."""
+"""``/health`` and ``/metrics``: for load balancers, monitoring and people on call.
+
+``/metrics`` answers as ``gateway.metrics_access`` says: only to loopback peers (the default), to API-key
+holders, or to anyone; refused, it is a 404 (loopback) or the API-key refusal (key).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from candlecast.gateway.routes.deps import DataDep, MetricsDep
+from candlecast.errors import NotFoundError
+from candlecast.gateway.routes.deps import DataDep, MetricsDep, SettingsDep, client_address
 from candlecast.gateway.schemas import Health, ok
+from candlecast.gateway.security import ApiKeys, is_loopback
 
 __all__ = ["router"]
 
@@ -29,6 +35,15 @@ async def health(data: DataDep) -> JSONResponse:
     response_class=PlainTextResponse,
     responses={200: {"description": "Prometheus text exposition format.", "content": {"text/plain": {}}}},
 )
-async def prometheus_metrics(metrics: MetricsDep) -> Response:
-    """Prometheus text format: requests and latency by route family, cache, database and listener state."""
+async def prometheus_metrics(request: Request, metrics: MetricsDep, settings: SettingsDep) -> Response:
+    """Prometheus text format: requests and latency by route family, cache, database and listener state.
+
+    Open only to loopback clients unless ``gateway.metrics_access`` says otherwise."""
+    access = settings.gateway.metrics_access
+    if access == "loopback" and not is_loopback(client_address(request)):
+        raise NotFoundError("path", "not found")
+    if access == "key":
+        keys: ApiKeys = request.app.state.api_keys
+        if denied := keys.check(request.headers.get("x-api-key")):
+            raise denied
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
