@@ -232,7 +232,9 @@ def build_mcp(data: GatewayData) -> MCPServer:
         series did over the trailing window (coverage of the p10-p90 band against the nominal 0.8, scored
         forecasts, CRPS skill vs a random walk, Diebold-Mariano p-value) with a plain verdict: 'edge' (skill > 0,
         p < alpha, 0.05 by default), 'no edge', 'worse than random walk' (skill < 0, p < alpha) or 'too few scores'
-        (fewer than min_scored, 30 by default, scored forecasts). Defaults: model baseline, the newest timeframe
+        (fewer than min_scored, 30 by default, scored forecasts), and `provenance`: model revision, checkpoint
+        hash, adapter, code version, configuration hash, data cutoffs, seed and `inputs_changed` (true: an input
+        candle was rewritten after the forecast was made). Defaults: model baseline, the newest timeframe
         that has a forecast. An unknown symbol or a missing forecast is an error listing what is available."""
         value = await _read(data.showcase(symbol, model_name, timeframe))
         return value if isinstance(value, CallToolResult) else _result(value, _forecast_summary(value))

@@ -141,6 +141,13 @@ class Forecast(DataStatus, Label):
     p90: list[float | None] = Field(description="90th percentile of the close of each target candle.")
     last_close: float | None = Field(description="Close of the last candle the forecast saw.")
     track_record: TrackRecord = Field(description="How this model's past forecasts of this series did.")
+    provenance: dict[str, Any] | None = Field(
+        description="Where the forecast came from (docs/provenance.md): model, revision, checkpoint_sha256, adapter, "
+        "code_version, config and config_sha256, data_cutoff (the last candle used per input: the instrument, each "
+        "leader, the calendar, rates), inputs (count and sha256 of the input candles), seed, and inputs_changed "
+        "(true when an input candle was rewritten after the forecast was made). Null for forecasts stored before "
+        "provenance was recorded."
+    )
     stale: bool = Field(description="True when served from cache while the database was unreachable.")
 
 

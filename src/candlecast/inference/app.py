@@ -228,6 +228,7 @@ def create_app(settings: Settings, registry: Registry | None = None, engine: Eng
                     min_context=info.min_context,
                     adapters=info.details.get("adapters"),
                     adapters_status=info.details.get("adapters_status"),
+                    provenance=info.provenance or None,
                 )
             )
         return ModelsResponse(default=registry.default_name(), models=out)

@@ -185,4 +185,5 @@ def _forecast(f: dict[str, Any], model_name: str, model_version: str) -> Forecas
         last_close=float(f["last_close"]),
         ohlc_samples=None if ohlc is None else np.asarray(ohlc, dtype=np.float64),
         seed=f.get("seed"),
+        provenance=f.get("provenance"),
     )

@@ -156,6 +156,11 @@ class SeriesForecast(BaseModel):
     )
     last_close: float
     seed: int | None = None
+    provenance: dict[str, Any] | None = Field(
+        None,
+        description="model, revision, checkpoint_sha256, config and config_sha256, code_version, the adapter that "
+        "served the series (or null) and its seed (docs/provenance.md)",
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -206,6 +211,9 @@ class ModelDescription(BaseModel):
     reason: str | None = None
     adapters: list[AdapterDescription] | None = Field(None, description="Kronos: promoted adapters by asset class")
     adapters_status: str | None = Field(None, description="why no adapter is in use, when none is")
+    provenance: dict[str, Any] | None = Field(
+        None, description="model-level provenance: revision, checkpoint_sha256, config, code_version"
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -350,4 +358,5 @@ def series_forecast(f: Forecast, levels: Sequence[float], include_samples: bool,
         ohlc_samples=f.ohlc_samples.tolist() if include_ohlc and f.ohlc_samples is not None else None,
         last_close=f.last_close,
         seed=f.seed,
+        provenance=f.provenance,
     )

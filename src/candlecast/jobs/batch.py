@@ -58,10 +58,11 @@ from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
 from candlecast.errors import InferenceRequestError, InputError, NotFoundError
-from candlecast.inference.transports import ForecastTransport, open_transport
+from candlecast.inference.transports import QUANTILE_LEVELS, ForecastTransport, open_transport
 from candlecast.jobs.records import exit_code, recorded_run
 from candlecast.models.base import OHLCV_COLUMNS, Forecast, SeriesInput
 from candlecast.models.calendars import next_timestamps
+from candlecast.models.provenance import CODE_VERSION, candles_sha256, plain, stable_hash
 from candlecast.store.candles import Instrument, get_instruments, latest_candles_many, timeframe_delta
 from candlecast.store.jobs import running_runs, slot_lock
 from candlecast.store.predictions import Prediction, previous_slots, upsert_predictions
@@ -114,6 +115,7 @@ class _Symbol:
     asset_class: str
     series: SeriesInput | None = None
     event_context: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)  # the job's part: configuration, cutoffs, inputs
 
 
 @dataclass
@@ -310,6 +312,7 @@ def _read_chunk(
     frames = latest_candles_many(engine, names, timeframe, context, slot)
     previous = previous_slots(engine, model, timeframe, slot, names) if cfg.skip_unchanged else {}
     chunk = _Chunk()
+    job_config = _job_config(settings, timeframe, transport)
     for symbol in names:
         calendar = settings.market_calendars.get(instruments[symbol].asset_class, "24/7")
         frame = frames.pop(symbol, None)
@@ -340,6 +343,7 @@ def _read_chunk(
         except InputError as exc:
             chunk.skipped[symbol] = f"unusable candles: {exc}"
             continue
+        item.provenance = _job_provenance(item.series, job_config)
         chunk.ready.append(item)
     _attach_events(settings, engine, timeframe, slot, chunk.ready, transport)
     gives_samples = transport.capabilities().gives_samples  # the ensemble reads it from each stored row
@@ -393,8 +397,10 @@ def _attach_events(
         return
     cfg = settings.jobs
     pred_len = cfg.pred_len_1h if timeframe == "1h" else cfg.pred_len_1d
+    cutoffs = inputs.cutoffs(slot)
     for item in todo:
         assert item.series is not None
+        item.provenance.setdefault("data_cutoff", {}).update(cutoffs)
         try:
             tensor, known_ahead = inputs.encode(item.series, horizon=pred_len)
         except Exception as exc:  # one instrument's events failing never stops its forecast
@@ -607,7 +613,57 @@ def _prediction(item: _Symbol, f: Forecast, timeframe: str, model: str, slot: da
         last_close=f.last_close,
         samples=f.samples if f.samples.size else None,
         event_context=context,
+        provenance=provenance_record(f, model, item.provenance),
     )
+
+
+def _job_config(settings: Settings, timeframe: str, transport: ForecastTransport) -> dict[str, Any]:
+    """The job settings that shape a forecast of ``timeframe`` (no URLs, no secrets, no throughput knobs)."""
+    cfg, uses_events = settings.jobs, settings.jobs.send_events and transport.capabilities().uses_events
+    return {
+        "timeframe": timeframe,
+        "pred_len": cfg.pred_len_1h if timeframe == "1h" else cfg.pred_len_1d,
+        "context": cfg.context_1h if timeframe == "1h" else cfg.context_1d,
+        "min_context": cfg.min_context_for(timeframe),
+        "sample_count": cfg.sample_count,
+        "quantile_levels": list(QUANTILE_LEVELS),
+        "market_calendars": dict(settings.market_calendars),
+        "events": plain(settings.events) if uses_events else None,
+        "leaders": list(settings.leaders) if uses_events else None,
+        "calibration": plain(getattr(settings, "calibration", None)),
+    }
+
+
+def _job_provenance(series: SeriesInput, job_config: dict[str, Any]) -> dict[str, Any]:
+    """The job's part of a forecast's provenance: its configuration, the instrument's cutoff and inputs hash."""
+    return {
+        "job_config": job_config,
+        "data_cutoff": {"instrument": series.timestamps[-1].isoformat()},
+        "inputs": {
+            "candles": len(series),
+            "first_candle": series.timestamps[0].isoformat(),
+            "sha256": candles_sha256(series.timestamps.asi8, series.ohlcv),  # type: ignore[attr-defined]
+        },
+    }
+
+
+def provenance_record(f: Forecast, model: str, job: dict[str, Any]) -> dict[str, Any]:
+    """A stored forecast's provenance (docs/provenance.md): the model's part as the model reported it, and
+    the job's; nothing in it depends on when or where the job ran, so a re-run of the slot writes it again."""
+    served = f.provenance or {}
+    model_config, job_config = served.get("config"), job.get("job_config")
+    return {
+        "model": served.get("model", model),
+        "revision": served.get("revision", f.model_version),
+        "checkpoint_sha256": served.get("checkpoint_sha256"),
+        "adapter": served.get("adapter"),
+        "code_version": {"job": CODE_VERSION, "model_server": served.get("code_version")},
+        "config": {"model": model_config, "job": job_config},
+        "config_sha256": stable_hash({"model": model_config, "job": job_config}),
+        "data_cutoff": job.get("data_cutoff", {}),
+        "inputs": job.get("inputs"),
+        "seed": f.seed,
+    }
 
 
 class _Timings:

@@ -60,6 +60,21 @@ class EventInputs:
             leader_timeframes.update(dict.fromkeys(daily, "1d"))
         return cls(EventEncoder(settings.events), timeframe, calendar, rates, leaders, leader_timeframes)
 
+    def cutoffs(self, slot: datetime) -> dict[str, object]:
+        """The newest data each part of the event tensor could use at ``slot`` (ISO times, None when there is
+        none): each leader's last candle (and its timeframe), the calendar's last event with its values known
+        (scheduled by the slot) and the last rate change."""
+        known = self.calendar["scheduled_at"][self.calendar["scheduled_at"] <= pd.Timestamp(slot)]
+        return {
+            "leaders": {
+                name: {"last_candle": _iso(frame["ts"].iloc[-1]) if len(frame) else None,
+                       "timeframe": self.leader_timeframes.get(name, self.timeframe)}
+                for name, frame in sorted(self.leaders.items())
+            },
+            "calendar": _iso(known.iloc[-1]) if len(known) else None,
+            "rates": _iso(self.rates["change_date"].iloc[-1]) if len(self.rates) else None,
+        }  # fmt: skip
+
     def encode(self, series: SeriesInput, horizon: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The event rows of one instrument's context (T, 20) and of its next ``horizon`` candles (H, 20).
 
@@ -81,3 +96,7 @@ class EventInputs:
             leader_timeframes=self.leader_timeframes,
         )
         return rows[: len(series)], rows[len(series) :]
+
+
+def _iso(value: object) -> str:
+    return pd.Timestamp(value).isoformat()  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
+from candlecast.jobs.provenance import check_inputs
 from candlecast.jobs.records import recorded_run
 from candlecast.scores import (
     RW_RETURNS,
@@ -211,6 +212,7 @@ def run_scoring(
                     reopened = reopen_forecasts(conn, timeframe, as_of, since)
                 since = None  # the reopened forecasts are in the backlog now
             ids = scoring_candidates(engine, timeframe, as_of, since)
+            inputs_changed = check_inputs(engine, ids)  # rewritten input candles are flagged (jobs/provenance.py)
             chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
 
             def read(part: np.ndarray) -> tuple[StepsToScore, dict[int, np.ndarray], np.ndarray]:
@@ -242,7 +244,7 @@ def run_scoring(
             refresh_performance(engine, timeframe)
         run.counts.update(
             steps_scored=n_steps, predictions_scored=n_predictions, forecasts_checked=len(ids),
-            forecasts_settled=n_settled, chunks=len(chunks),
+            forecasts_settled=n_settled, chunks=len(chunks), inputs_changed=len(inputs_changed),
         )  # fmt: skip
         if rescore:
             run.counts["scores_reopened"] = reopened

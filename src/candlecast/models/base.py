@@ -16,7 +16,7 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ import pandas as pd
 from candlecast.errors import InputError
 from candlecast.events.channels import N_CHANNELS as N_EVENT_CHANNELS
 from candlecast.models.calendars import CALENDARS, TIMEFRAMES, next_timestamps
+from candlecast.models.provenance import CODE_VERSION, plain, stable_hash
 
 __all__ = [
     "N_EVENT_CHANNELS",
@@ -226,6 +227,8 @@ class Forecast:
     last_close: float
     ohlc_samples: np.ndarray | None = None
     seed: int | None = None
+    # where it came from: the model's part (``Forecaster.provenance``) plus the adapter and seed of this series
+    provenance: dict[str, Any] | None = None
 
     @property
     def pred_len(self) -> int:
@@ -267,6 +270,7 @@ class ModelInfo:
     takes_adapters: bool = False
     min_context: int = 1  # the fewest candles it forecasts from
     details: dict[str, object] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)  # the model-level part (``Forecaster.provenance``)
 
 
 class SamplePaths(NamedTuple):
@@ -329,6 +333,37 @@ class Forecaster(ABC):
     gives_ohlc: bool = False
     uses_events: bool = False
     takes_adapters: bool = False
+    # sha256 of each weights file loaded (role -> hex digest), set by the loader; None: no weights (statistical)
+    checkpoint_sha256: dict[str, str] | None = None
+    # the attributes holding the settings that define a model's forecasts (dataclasses or pydantic models)
+    _CONFIG_ATTRIBUTES: tuple[str, ...] = ("config", "settings", "sampling")
+
+    def model_config(self) -> dict[str, Any]:
+        """The settings that define this model's forecasts (no paths, no secrets): context bounds plus its
+        configuration objects."""
+        out: dict[str, Any] = {"kind": self.kind, "max_context": self.max_context, "min_context": self.min_context}
+        for name in self._CONFIG_ATTRIBUTES:
+            value = getattr(self, name, None)
+            if value is not None:
+                out[name] = plain(value)
+        return out
+
+    def provenance(self) -> dict[str, Any]:
+        """The model-level provenance: name, revision, checkpoint hashes, configuration and its hash, and the
+        code version serving it."""
+        config = self.model_config()
+        return {
+            "model": self.name,
+            "revision": self.version,
+            "checkpoint_sha256": None if self.checkpoint_sha256 is None else dict(self.checkpoint_sha256),
+            "config": config,
+            "config_sha256": stable_hash(config),
+            "code_version": CODE_VERSION,
+        }
+
+    def adapter_for(self, series: SeriesInput) -> dict[str, Any] | None:
+        """The fine-tune adapter that serves ``series`` (None: the base model); models with adapters say."""
+        return None
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -343,6 +378,7 @@ class Forecaster(ABC):
             uses_events=self.uses_events,
             takes_adapters=self.takes_adapters,
             min_context=self.min_context,
+            provenance=self.provenance(),
         )
 
     def forecast(
@@ -403,6 +439,7 @@ class Forecaster(ABC):
             except InputError as exc:
                 raise InputError(f"series[{i}].{exc.field}", exc.message) from None
         paths = self._sample(contexts, targets, sample_count, seeds, levels)
+        model_provenance = self.provenance()
         forecasts = []
         for s, target, p, sd in zip(contexts, targets, paths, seeds, strict=True):
             assert p.close.shape == (sample_count, pred_len), p.close.shape
@@ -420,6 +457,7 @@ class Forecaster(ABC):
                     last_close=s.last_close,
                     ohlc_samples=p.ohlc,
                     seed=sd,
+                    provenance={**model_provenance, "adapter": self.adapter_for(s), "seed": sd},
                 )
             )
         return forecasts

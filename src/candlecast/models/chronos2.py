@@ -37,6 +37,7 @@ from candlecast.errors import WeightsNotAvailableError
 from candlecast.events import channels as ch
 from candlecast.models.base import N_EVENT_CHANNELS, Forecaster, ModelInfo, SamplePaths, SeriesInput
 from candlecast.models.kronos_forecaster import weights_version
+from candlecast.models.provenance import file_sha256
 
 if TYPE_CHECKING:
     from chronos import Chronos2Pipeline
@@ -128,7 +129,7 @@ class Chronos2Forecaster(Forecaster):
         except Exception as exc:
             raise RuntimeError(f"cannot load Chronos-2 from {source!r} onto {device!r}: {exc}") from exc
         pipeline.model.eval()
-        return cls(
+        forecaster = cls(
             spec.name,
             pipeline,
             version=spec.revision or version,
@@ -136,6 +137,8 @@ class Chronos2Forecaster(Forecaster):
             parameters=sum(p.numel() for p in pipeline.model.parameters()),
             device=device,
         )
+        forecaster.checkpoint_sha256 = {"model": file_sha256(folder / WEIGHTS_FILE)}  # once, at load
+        return forecaster
 
     def info(self) -> ModelInfo:
         info = super().info()

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from candlecast.errors import WeightsNotAvailableError
 from candlecast.events.channels import N_CHANNELS as N_EVENT_CHANNELS
+from candlecast.models.provenance import file_sha256
 
 __all__ = [
     "COLUMNS",
@@ -267,6 +268,7 @@ class _Checkpointed(nn.Module):
     # Buffers a checkpoint may lack: the loader keeps the values computed at construction.
     RECOMPUTABLE_SUFFIXES = (".rotary.inv_freq", "tokenizer.bsq.basis", "tokenizer.bsq.group_basis")
     ADDON_PREFIXES = ("event_proj.",)  # trained on top of a base checkpoint, saved apart from it (issue 7)
+    weights_sha256: str | None = None  # sha256 of the weights file ``from_pretrained`` loaded (provenance)
 
     def checkpoint_state(self) -> dict[str, Tensor]:
         """What a checkpoint holds: the state dict with persistent buffers, without add-ons."""
@@ -322,6 +324,7 @@ class _Checkpointed(nn.Module):
         except TypeError as err:
             raise ValueError(f"{folder / CONFIG_FILE} is not a {cls.__name__} config: {err}") from err
         model.load_checkpoint_state(load_file(str(folder / WEIGHTS_FILE)))
+        model.weights_sha256 = file_sha256(folder / WEIGHTS_FILE)  # once, at load: forecasts record it
         return model.to(device).eval()
 
     def num_parameters(self) -> int:

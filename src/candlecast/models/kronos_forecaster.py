@@ -140,6 +140,16 @@ class KronosForecaster(Forecaster):
             info.details["adapters_status"] = self.adapters_status
         return info
 
+    def adapter_for(self, series: SeriesInput) -> dict[str, Any] | None:
+        """The loaded adapter serving ``series`` (asset class and id), or None when the base model does."""
+        adapter = self.adapters.get(series.asset_class or self.asset_classes.get(series.symbol, ""))
+        if adapter is None or adapter.predictor is None:
+            return None
+        return {"asset_class": adapter.asset_class, "adapter_id": adapter.adapter_id}
+
+    def model_config(self) -> dict[str, Any]:
+        return {**super().model_config(), "base_revision": self.base_version}
+
     def predictor_for(self, series: SeriesInput) -> KronosPredictor:
         """The adapted predictor of the series' asset class (its own ``asset_class``, else its symbol's in
         ``asset_classes``), else the base predictor."""
@@ -158,7 +168,7 @@ class KronosForecaster(Forecaster):
         model = _from_source(Kronos, "model", spec.model_source, spec.revision)  # the revision pins the model
         predictor = KronosPredictor(model, tokenizer, device=device, max_context=spec.max_context)
         parameters = model.num_parameters()
-        return cls(
+        forecaster = cls(
             spec.name,
             predictor,
             version=spec.revision or weights_version(spec.model_source),
@@ -167,6 +177,9 @@ class KronosForecaster(Forecaster):
             device=device,
             sampling=sampling,
         )
+        hashes = {"model": model.weights_sha256, "tokenizer": tokenizer.weights_sha256}
+        forecaster.checkpoint_sha256 = {role: h for role, h in hashes.items() if h is not None}
+        return forecaster
 
     def _sample(
         self,

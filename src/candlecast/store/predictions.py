@@ -50,6 +50,7 @@ class Prediction:
     model_version: str = ""
     samples: np.ndarray | None = None  # (sample_count, pred_len) sampled closes
     event_context: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None  # model, checkpoint, code, configuration, data cutoffs, seed
     id: int | None = None
     generated_at: datetime | None = None
 
@@ -72,7 +73,7 @@ class Prediction:
 
 _COLUMNS = (
     "id, symbol, timeframe, model_name, model_version, generated_at, as_of, target_ts, "
-    "p10, p50, p90, last_close, event_context"
+    "p10, p50, p90, last_close, event_context, provenance"
 )
 
 
@@ -88,7 +89,7 @@ def upsert_prediction(conn: Connection, p: Prediction) -> int:
 # The columns a write sets, in the order of the staging table and of each binary COPY row.
 _WRITE_COLUMNS = (
     "symbol", "timeframe", "model_name", "model_version", "as_of", "pred_len", "target_ts",
-    "p10", "p50", "p90", "samples", "last_close", "event_context",
+    "p10", "p50", "p90", "samples", "last_close", "event_context", "provenance",
 )  # fmt: skip
 _STAGE = "_stage_ml_predictions"
 # Element type OIDs of the array columns (binary array input checks them).
@@ -142,6 +143,7 @@ def _copy_stream(predictions: Sequence[Prediction]) -> bytes:
     count = struct.pack(">h", len(_WRITE_COLUMNS))
     for p in predictions:
         context = None if p.event_context is None else b"\x01" + json.dumps(p.event_context).encode()  # jsonb v1
+        provenance = None if p.provenance is None else b"\x01" + json.dumps(p.provenance).encode()
         parts += [
             count,
             _value(p.symbol.encode()),
@@ -157,6 +159,7 @@ def _copy_stream(predictions: Sequence[Prediction]) -> bytes:
             _NULL if p.samples is None else _value(_array(p.samples, _OID_FLOAT4, ">f4")),
             _value(struct.pack(">d", float(p.last_close))),
             _NULL if context is None else _value(context),
+            _NULL if provenance is None else _value(provenance),
         ]
     parts.append(struct.pack(">h", -1))
     return b"".join(parts)
@@ -240,5 +243,6 @@ def _to_prediction(row: dict[str, Any]) -> Prediction:
         p90=row["p90"],
         last_close=row["last_close"],
         event_context=row["event_context"],
+        provenance=row.get("provenance"),
         samples=None if samples is None else np.asarray(samples, dtype=np.float32),
     )

@@ -117,6 +117,7 @@ ml_predictions = sa.Table(
     sa.Column("samples", pg.ARRAY(sa.REAL, dimensions=2)),
     sa.Column("last_close", sa.Float, nullable=False),
     sa.Column("event_context", pg.JSONB),
+    sa.Column("provenance", pg.JSONB),  # migration 0011: model, checkpoint, code, configuration, cutoffs, seed
 )
 
 signal_evaluations = sa.Table(

@@ -16,6 +16,7 @@ means it can never get one; or none yet.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -120,14 +121,24 @@ def _newest(
     raise NotFoundError("timeframe", f"no {timeframe} forecast of {symbol} by model {model!r}", available)
 
 
+def provenance_payload(p: Prediction) -> dict[str, Any] | None:
+    """The forecast's provenance record (docs/provenance.md) with ``inputs_changed`` always said; None for rows
+    written before provenance was recorded."""
+    if p.provenance is None:
+        return None
+    return {**p.provenance, "inputs_changed": bool(p.provenance.get("inputs_changed", False))}
+
+
 def forecast_payload(p: Prediction, instrument: Instrument | None, replay_after_h: float) -> Payload:
-    """The showcase answer of a stored forecast: its fields, the instrument's label and the data status."""
+    """The showcase answer of a stored forecast: its fields, the instrument's label, the data status and the
+    provenance."""
     fields = showcase_fields(p)
     return {
         "symbol": fields.pop("symbol"),
         **instrument_label(instrument),
         **fields,
         **data_status(p.as_of, replay_after_h),
+        "provenance": provenance_payload(p),
     }
 
 

@@ -24,7 +24,12 @@ from candlecast.gateway.payloads.fields import (
     price_decimals,
     showcase_fields,
 )
-from candlecast.gateway.payloads.forecasts import no_forecast_reason, resolve_timeframe, unknown_symbol
+from candlecast.gateway.payloads.forecasts import (
+    no_forecast_reason,
+    provenance_payload,
+    resolve_timeframe,
+    unknown_symbol,
+)
 from candlecast.gateway.payloads.track import read_track_record
 from candlecast.store.candles import get_instruments, latest_candles, latest_candles_many, realised_candles
 from candlecast.store.predictions import Prediction, latest_prediction, latest_predictions
@@ -112,6 +117,7 @@ def _series(engine: Engine, p: Prediction, gw: GatewaySettings) -> dict[str, Any
         "candles": candles_payload(frame, _OHLC, decimals, volume=True),
         "realised": candles_payload(realised, _OHLC, decimals, volume=True),
         "track_record": read_track_record(engine, p.symbol, p.model_name, p.timeframe, gw),
+        "provenance": provenance_payload(p),
     }
 
 
