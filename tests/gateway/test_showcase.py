@@ -15,7 +15,7 @@ from candlecast.store.predictions import latest_prediction
 
 SHOWCASE_FIELDS = {
     "symbol", "name", "quote_currency", "model_name", "timeframe", "generated_at", "as_of", "target_timestamps",
-    "p10", "p50", "p90", "last_close", "track_record", "data_mode", "data_as_of", "stale",
+    "p10", "p50", "p90", "last_close", "track_record", "data_mode", "data_as_of", "stale", "provenance",
 }  # fmt: skip
 
 
@@ -39,6 +39,9 @@ def assert_matches_store(body: dict[str, Any], store: Engine, symbol: str, model
     assert (body["name"], body["quote_currency"]) == support.LABELS[symbol]
     assert (body["data_mode"], body["data_as_of"]) == ("replay", body["as_of"])  # the seeded store is from 2024
     assert body["stale"] is False
+    provenance = stored.provenance  # docs/provenance.md; null for rows stored without one
+    flagged = None if provenance is None else {**provenance, "inputs_changed": bool(provenance.get("inputs_changed"))}
+    assert body["provenance"] == flagged
     record = body["track_record"]  # how this series' past forecasts did (test_track_record.py)
     rows = performance(store, symbol=symbol, model_name=model, timeframe=timeframe, window="trailing_30d")
     assert record["scored_forecasts"] == (rows[0].n_predictions if rows else 0)
