@@ -22,6 +22,7 @@ __all__ = [
     "model_adapters",
     "ohlcv_1d",
     "ohlcv_1h",
+    "path_evaluations",
     "scoring_backlog",
     "scoring_state",
     "signal_evaluations",
@@ -117,6 +118,8 @@ ml_predictions = sa.Table(
     sa.Column("samples", pg.ARRAY(sa.REAL, dimensions=2)),
     sa.Column("last_close", sa.Float, nullable=False),
     sa.Column("event_context", pg.JSONB),
+    sa.Column("samples_high", pg.ARRAY(sa.REAL, dimensions=2)),  # per-step highs of OHLC paths (migration 0010)
+    sa.Column("samples_low", pg.ARRAY(sa.REAL, dimensions=2)),
 )
 
 signal_evaluations = sa.Table(
@@ -174,6 +177,28 @@ signal_performance = sa.Table(
     sa.Column("last_as_of", _TS),
     sa.Column("refreshed_from", _TS),
     sa.Column("refreshed_at", _TS, nullable=False),
+)
+
+# Touch probabilities of scored forecasts graded on a fixed grid of levels (store.path_scores), per window.
+path_evaluations = sa.Table(
+    "path_evaluations",
+    metadata,
+    sa.Column("symbol", sa.Text, primary_key=True),
+    sa.Column("timeframe", sa.Text, primary_key=True),
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("window_name", sa.Text, primary_key=True),
+    sa.Column("forecasts", sa.Integer, nullable=False),
+    sa.Column("questions", sa.Integer, nullable=False),
+    sa.Column("brier", sa.Float),
+    sa.Column("brier_climatology", sa.Float),
+    sa.Column("basis", sa.Text, nullable=False),
+    sa.Column("bin_edges", pg.ARRAY(sa.Float), nullable=False),
+    sa.Column("bin_predicted", pg.ARRAY(sa.Float), nullable=False),
+    sa.Column("bin_observed", pg.ARRAY(sa.Float), nullable=False),
+    sa.Column("bin_count", pg.ARRAY(sa.Integer), nullable=False),
+    sa.Column("first_as_of", _TS),
+    sa.Column("last_as_of", _TS),
+    sa.Column("computed_at", _TS, nullable=False),
 )
 
 # Forecasts that may still have steps to score (filled by triggers, emptied by the scoring job).
