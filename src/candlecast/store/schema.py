@@ -22,7 +22,6 @@ __all__ = [
     "model_adapters",
     "ohlcv_1d",
     "ohlcv_1h",
-    "path_evaluations",
     "scoring_backlog",
     "scoring_state",
     "signal_evaluations",
@@ -177,28 +176,6 @@ signal_performance = sa.Table(
     sa.Column("last_as_of", _TS),
     sa.Column("refreshed_from", _TS),
     sa.Column("refreshed_at", _TS, nullable=False),
-)
-
-# Touch probabilities of scored forecasts graded on a fixed grid of levels (store.path_scores), per window.
-path_evaluations = sa.Table(
-    "path_evaluations",
-    metadata,
-    sa.Column("symbol", sa.Text, primary_key=True),
-    sa.Column("timeframe", sa.Text, primary_key=True),
-    sa.Column("model_name", sa.Text, primary_key=True),
-    sa.Column("window_name", sa.Text, primary_key=True),
-    sa.Column("forecasts", sa.Integer, nullable=False),
-    sa.Column("questions", sa.Integer, nullable=False),
-    sa.Column("brier", sa.Float),
-    sa.Column("brier_climatology", sa.Float),
-    sa.Column("basis", sa.Text, nullable=False),
-    sa.Column("bin_edges", pg.ARRAY(sa.Float), nullable=False),
-    sa.Column("bin_predicted", pg.ARRAY(sa.Float), nullable=False),
-    sa.Column("bin_observed", pg.ARRAY(sa.Float), nullable=False),
-    sa.Column("bin_count", pg.ARRAY(sa.Integer), nullable=False),
-    sa.Column("first_as_of", _TS),
-    sa.Column("last_as_of", _TS),
-    sa.Column("computed_at", _TS, nullable=False),
 )
 
 # Forecasts that may still have steps to score (filled by triggers, emptied by the scoring job).
