@@ -10,12 +10,15 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
+import numpy as np
 from mcp import Client
 from sqlalchemy.engine import Engine
 from tests.gateway import support
 
-from candlecast.gateway.schemas import ForecastWithAge, InstrumentsWithAge, PerformanceWithAge
+from candlecast import paths
+from candlecast.gateway.schemas import ForecastWithAge, InstrumentsWithAge, PathAnswerWithAge, PerformanceWithAge
 from candlecast.store.performance import PERFORMANCE_WINDOWS, performance
+from candlecast.store.predictions import latest_prediction
 
 Calls = dict[str, tuple[str, dict[str, Any]]]
 
@@ -89,7 +92,7 @@ def test_tools_describe_every_argument_its_default_and_values_and_declare_output
 
     found = call_tools(f"{gateway.url}/mcp", {}, listing)
     tools, server = found["tools"], found["server"]
-    assert set(tools) == {"get_forecast", "list_instruments", "get_performance"}
+    assert set(tools) == {"get_forecast", "list_instruments", "get_performance", "ask_paths"}
     assert server.name == "candlecast" and server.version == metadata.version("candlecast")
 
     forecast = tools["get_forecast"].input_schema
@@ -108,7 +111,7 @@ def test_tools_describe_every_argument_its_default_and_values_and_declare_output
     assert "'*' for every symbol" in perf["properties"]["symbol"]["description"]
 
     outputs = {"get_forecast": ForecastWithAge, "list_instruments": InstrumentsWithAge,
-               "get_performance": PerformanceWithAge}  # fmt: skip
+               "get_performance": PerformanceWithAge, "ask_paths": PathAnswerWithAge}  # fmt: skip
     for name, tool in tools.items():
         assert tool.annotations.read_only_hint is True and tool.annotations.destructive_hint is False
         assert tool.annotations.idempotent_hint is True
@@ -227,3 +230,58 @@ def test_missing_mistyped_and_unknown_arguments_get_one_clear_line(gateway: Any)
         assert text(result) == line, name
         assert "pydantic" not in text(result) and "http" not in text(result)
         assert result.structured_content["field"] == fields[name], name
+
+
+def test_ask_paths_answers_path_questions_with_a_schema_an_agent_can_use_unaided(gateway: Any, store: Engine) -> None:
+    p = latest_prediction(store, "BTCUSDT", "baseline", "1h", with_samples=True)
+    assert p is not None and p.samples is not None
+    level = float(np.quantile(p.samples.max(axis=1), 0.5))
+    by = p.target_ts[5].isoformat()  # opens then: the candles closing by then are the first five
+
+    async def listing(client: Client) -> dict[str, Any]:
+        tools = await client.list_tools()
+        return {"schema": next(t for t in tools.tools if t.name == "ask_paths").input_schema}
+
+    results = call_tools(
+        f"{gateway.url}/mcp",
+        {
+            "touch": ("ask_paths", {"symbol": "BTCUSDT", "question": "touch", "level": level, "by": by}),
+            "first": ("ask_paths", {"symbol": "BTCUSDT", "question": "first", "level": p.last_close * 0.99,
+                                    "level_b": p.last_close * 1.01}),
+            "drawdown": ("ask_paths", {"symbol": "BTCUSDT", "question": "drawdown"}),
+            "no_level": ("ask_paths", {"symbol": "BTCUSDT", "question": "touch"}),
+            "precise": ("ask_paths", {"symbol": "BTCUSDT", "question": "touch", "level": level,
+                                      "max_standard_error": 0.01}),
+            "bad_question": ("ask_paths", {"symbol": "BTCUSDT", "question": "will it moon"}),
+        },
+        listing,
+    )  # fmt: skip
+    schema = results["schema"]
+    assert schema["required"] == ["symbol", "question"]
+    assert schema["properties"]["question"]["enum"] == ["touch", "close", "first", "drawdown", "runup"]
+    assert schema["properties"]["side"]["enum"] == ["above", "below"]
+    assert all(prop.get("description") for prop in schema["properties"].values())
+    assert "quote currency" in schema["properties"]["level"]["description"]
+    assert "whole forecast horizon" in schema["properties"]["by"]["description"]
+    assert "baseline" in schema["properties"]["model_name"]["description"]
+
+    touch = results["touch"]
+    assert touch.is_error is False
+    value = touch.structured_content
+    PathAnswerWithAge.model_validate(value)
+    expected = paths.touch(p.samples, level, 5, above=True)
+    assert (value["steps"], value["probability"], value["standard_error"]) == (
+        5, expected.probability, expected.standard_error,
+    )  # fmt: skip
+    assert value["data_mode"] == "replay" and value["data_age_s"] > 0
+    assert f"P(it touches above {level:g} USD) = {expected.probability:.3f}" in text(touch)
+    assert "HISTORICAL REPLAY" in text(touch) and "32 paths" in text(touch)
+    outcomes = results["first"].structured_content["outcomes"]
+    assert set(outcomes) == {"a_first", "b_first", "same_step", "neither"}
+    assert [q["quantile"] for q in results["drawdown"].structured_content["quantiles"]] == [0.1, 0.5, 0.9]
+
+    assert results["no_level"].is_error is True and text(results["no_level"]).startswith("level: is required")
+    assert results["precise"].is_error is True
+    assert results["precise"].structured_content["field"] == "max_standard_error"
+    assert "paths would be needed" in text(results["precise"])
+    assert text(results["bad_question"]).startswith("question: must be one of")

@@ -7,7 +7,9 @@ import re
 from importlib import metadata
 from typing import Any
 
-API_OPERATIONS = ["/api/v1/predictions/{symbol}", "/api/v1/instruments", "/api/v1/performance", "/api/v1/jobs"]
+API_OPERATIONS = [
+    "/api/v1/predictions/{symbol}", "/api/v1/instruments", "/api/v1/performance", "/api/v1/jobs", "/api/v1/probability",
+]  # fmt: skip
 
 
 def test_openapi_declares_the_api_key_answer_models_and_error_answers(gateway: Any) -> None:
@@ -33,6 +35,11 @@ def test_openapi_declares_the_api_key_answer_models_and_error_answers(gateway: A
         responses = spec["paths"][path]["get"]["responses"]
         assert {"200", "404", "422"} <= set(responses)
         assert "available" in responses["404"]["description"]
+    probability = spec["paths"]["/api/v1/probability"]["get"]
+    question = next(p for p in probability["parameters"] if p["name"] == "question")
+    assert question["required"] is True
+    assert question["schema"]["enum"] == ["touch", "close", "first", "drawdown", "runup"]
+    assert {"200", "404", "422"} <= set(probability["responses"]) and "PathAnswer" in schemas
     showcase = spec["paths"]["/showcase/ml-prediction/{symbol}"]["get"]
     assert "security" not in showcase and "newest timeframe" in str(showcase["parameters"])
     assert spec["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {

@@ -280,6 +280,11 @@ def test_event_tensors_go_to_models_that_use_them(
     assert {0, 10, 11} <= ahead and 2 not in ahead
     baseline = run_batch(job_settings(), engine, "1h", "baseline", as_of=START + 100 * H, local=True, progress=False)
     assert baseline.ok and latest_prediction(engine, "ETHUSDT", "baseline", "1h").event_context["events"] is False
+    # Kronos gives OHLC paths: their highs and lows are stored beside the closes; the baseline's are not
+    kronos = latest_prediction(engine, "ETHUSDT", "kronos-tiny", "1h", with_samples=True)
+    assert kronos is not None and kronos.samples is not None and kronos.samples_high is not None
+    assert kronos.samples_high.shape == kronos.samples.shape == (4, 4) and kronos.samples_low is not None
+    assert latest_prediction(engine, "ETHUSDT", "baseline", "1h", with_samples=True).samples_high is None
 
 
 def test_the_minimum_context_applies_to_each_timeframe_separately(engine: Engine) -> None:

@@ -15,6 +15,8 @@ served only while the database cannot be reached, so a gateway restarted during 
 The cache is bounded by size: past ``max_bytes`` the oldest loaded successful entries are dropped. Other answers
 (cached 404s of unknown symbols) have their own budget (``error_max_bytes``, an eighth of ``max_bytes`` by default)
 and only ever push out each other, so a flood of unknown symbols cannot evict a served forecast.
+An entry's ``derived`` dict memoises what readers compute from its value (the path questions decode the sample
+paths there once per entry), so it lives and dies with the entry.
 ``save`` runs in a worker thread while requests add entries: it copies the entries under ``lock`` first.
 Loads race with notifications, so ``token`` is taken before a load and ``put`` stores the result as
 invalid when a notification for its scope arrived in the meantime.
@@ -67,6 +69,8 @@ class CacheEntry:
     headers: RawHeaders = field(default_factory=list)  # full response headers of the fresh body
     not_modified_headers: RawHeaders = field(default_factory=list)
     _stale: tuple[bytes, bytes] | None = None
+    # what readers derive from ``value`` once per entry (e.g. decoded sample paths); never saved
+    derived: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.headers = [

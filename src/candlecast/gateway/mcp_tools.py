@@ -33,11 +33,18 @@ from starlette.routing import Route
 
 from candlecast.errors import CandlecastError, InputError
 from candlecast.gateway.cache import Served
-from candlecast.gateway.params import EVERY_SYMBOL
+from candlecast.gateway.params import EVERY_SYMBOL, PATH_QUESTIONS, PATH_SIDES
 from candlecast.gateway.payloads.fields import parse_iso
 from candlecast.gateway.reads import GatewayData
 from candlecast.gateway.responses import error_payload, error_response
-from candlecast.gateway.schemas import API_VERSION, ForecastWithAge, InstrumentsWithAge, PerformanceWithAge
+from candlecast.gateway.schemas import (
+    API_VERSION,
+    PATH_QUESTION_RULES,
+    ForecastWithAge,
+    InstrumentsWithAge,
+    PathAnswerWithAge,
+    PerformanceWithAge,
+)
 from candlecast.gateway.security import ApiKeys, RateLimiter
 from candlecast.store.performance import PERFORMANCE_WINDOWS
 from candlecast.store.schema import TIMEFRAMES
@@ -48,7 +55,8 @@ INSTRUCTIONS = (
     "candlecast serves stored probabilistic forecasts of market candles (p10/p50/p90 of the close per future "
     "candle) made by scheduled batch jobs. Call list_instruments to see symbols and which (model, timeframe) "
     "forecasts exist, get_forecast for the newest forecast (with its track record and verdict: whether the model "
-    "beats a random walk), get_performance for how past forecasts scored. "
+    "beats a random walk), get_performance for how past forecasts scored, ask_paths for path questions (will it touch "
+    "a level by a time, is a stop hit before a target, how deep is the drawdown) answered from the sample paths. "
     "Timestamps are UTC; a candle's timestamp is its open time. Check data_mode: 'replay' means historical data "
     "replayed as of a past date (data_as_of, data_age_s), not live prices."
 )
@@ -199,6 +207,29 @@ def _percent(v: float | None, signed: bool = False) -> str:
     return "n/a" if v is None else f"{v * 100:{'+' if signed else ''}.1f}%"
 
 
+def _paths_summary(v: dict[str, Any]) -> str:
+    unit = f" {v['quote_currency']}" if v.get("quote_currency") else ""
+    head = f"{v['symbol']} {v['timeframe']} forecast {v['forecast_id']} by {v['model_name']} ({_age_text(v)}), "
+    span = f"over {v['steps']} of {v['horizon_steps']} candles (to the close at {v['by']}), {v['paths']} paths, "
+    span += f"judged on {v['basis']}: "
+    question = v["question"]
+    if question in ("touch", "close"):
+        verb = "touches" if question == "touch" else "closes"
+        what = f"P(it {verb} {v['side']} {_fmt(v['level'])}{unit}) = {v['probability']:.3f}"
+        what += f" ± {v['standard_error']:.3f}."
+    elif question == "first":
+        o = v["outcomes"]
+        what = (
+            f"P({_fmt(v['level'])} first) = {o['a_first']['probability']:.3f}, P({_fmt(v['level_b'])} first) = "
+            f"{o['b_first']['probability']:.3f}, same candle {o['same_step']['probability']:.3f}, neither "
+            f"{o['neither']['probability']:.3f} (each ± about {o['a_first']['standard_error']:.3f})."
+        )
+    else:
+        parts = ", ".join(f"q{round(q['quantile'] * 100)} {_percent(q['value'])}" for q in v["quantiles"])
+        what = f"maximum {'drawdown' if question == 'drawdown' else 'run-up'} {parts}."
+    return head + span + what
+
+
 def _track_text(t: dict[str, Any]) -> str:
     """The track record in one sentence, verdict first."""
     head = f"Track record ({t['window']}): {t['verdict'].upper()}"
@@ -290,6 +321,71 @@ def build_mcp(data: GatewayData) -> MCPServer:
             f"{_age_text(value)}. Every value is in the structured content."
         )
         return _result(value, summary)
+
+    @server.tool(annotations=READ_ONLY, title="Ask the sample paths")
+    async def ask_paths(
+        symbol: Symbol,
+        question: Annotated[str, Field(description=PATH_QUESTION_RULES), _enum(PATH_QUESTIONS)],
+        level: Annotated[
+            float | None,
+            _optional(
+                "A price in the instrument's quote currency (the forecast's last_close is a reference). Required "
+                "for touch, close and first (level A, e.g. the stop); ignored by drawdown and runup."
+            ),
+        ] = None,
+        level_b: Annotated[
+            float | None, _optional("Level B of question 'first' (e.g. the target price); required there.")
+        ] = None,
+        side: Annotated[
+            str | None,
+            _optional(
+                "touch/close: whether the price must reach the level from above or below. Omit it for the side the "
+                "level lies on from the last close (above when level >= last_close)."
+            ),
+            _enum(PATH_SIDES),
+        ] = None,
+        by: Annotated[
+            str | None,
+            _optional(
+                "A time, ISO 8601 (UTC unless it has an offset), e.g. 2024-03-02T12:00:00Z: the question covers the "
+                "forecast candles that close by then. Omit it (and steps) for the whole forecast horizon."
+            ),
+        ] = None,
+        steps: Annotated[
+            int | None, _optional("Instead of by: the number of forecast candles to cover (1 to the horizon).")
+        ] = None,
+        max_standard_error: Annotated[
+            float | None,
+            _optional(
+                "Refuse the answer if a probability's Monte-Carlo standard error is larger than this (e.g. 0.02): "
+                "too few sample paths for that precision. Omit it to accept any."
+            ),
+        ] = None,
+        model_name: ModelName = None,
+        timeframe: Timeframe = None,
+        forecast_id: Annotated[
+            int | None, _optional("A given past forecast (forecast_id of an earlier answer). Omit it for the newest.")
+        ] = None,
+    ) -> Annotated[CallToolResult, PathAnswerWithAge]:
+        """Questions about the price path, answered from the stored sample paths of the newest forecast of
+        `symbol` (or of forecast_id): 'touch' - probability the price reaches `level` by a time; 'close' -
+        probability the close at that time is above/below `level`; 'first' - probability that `level` (e.g. a stop)
+        is reached before `level_b` (e.g. a target), with b first, same candle and neither; 'drawdown' / 'runup' -
+        quantiles (0.1, 0.5, 0.9) of the largest fall below the running peak / rise above the running low, as
+        fractions. Every probability comes with its Monte-Carlo standard error and the number of paths; `basis`
+        says whether touches were judged on sampled highs/lows (models with OHLC paths) or on closes. Defaults:
+        model baseline, the newest timeframe with a forecast, the whole horizon, the side of the level from the
+        last close. Errors (unknown symbol, missing level, a time outside the horizon, too few paths for
+        max_standard_error) name the argument at fault."""
+        try:
+            value = await data.ask_paths(
+                symbol, question, model_name, timeframe, forecast_id, level, level_b, side, steps, by,
+                max_standard_error,
+            )  # fmt: skip
+        except CandlecastError as exc:
+            return _error(exc)
+        value = _with_age(value)
+        return _result(value, _paths_summary(value))
 
     return server
 

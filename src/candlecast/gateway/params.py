@@ -13,7 +13,9 @@ the store and raise ``NotFoundError`` with what is available.
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from candlecast.errors import InputError
@@ -25,12 +27,18 @@ __all__ = [
     "MODEL_PATTERN",
     "SYMBOL_PATTERN",
     "ForecastParams",
+    "PATH_QUESTIONS",
+    "PATH_SIDES",
+    "PathQuestion",
+    "PathsParams",
     "PerformanceParams",
     "PredictionParams",
     "parse_count",
     "parse_forecast",
     "parse_model",
     "parse_optional_timeframe",
+    "parse_path_question",
+    "parse_paths",
     "parse_performance",
     "parse_prediction",
     "parse_symbol",
@@ -41,6 +49,8 @@ __all__ = [
 # Same rule as the instruments table's CHECK constraint (after upper-casing).
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,31}")
 MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+PATH_QUESTIONS = ("touch", "close", "first", "drawdown", "runup")
+PATH_SIDES = ("above", "below")
 EVERY_SYMBOL = "*"  # performance of every symbol, said explicitly (a blank symbol is an error, not "all")
 
 
@@ -70,6 +80,29 @@ class PerformanceParams(NamedTuple):
     model: str | None
     timeframe: str | None
     window: str
+
+
+class PathsParams(NamedTuple):
+    """The sample paths of one stored forecast (the cache key of ``reads.PATHS``): the newest of a (symbol, model,
+    timeframe), or the forecast ``forecast_id`` (then ``model``/``timeframe``, when given, must match it)."""
+
+    symbol: str
+    model: str | None  # None only with a forecast_id and no model asked
+    timeframe: str | None
+    forecast_id: int | None
+
+
+class PathQuestion(NamedTuple):
+    """A question asked of the paths (``questions.answer``); validated here, checked against the forecast's
+    horizon there. ``by`` is an aware UTC time; ``steps`` and ``by`` are never both set."""
+
+    question: str
+    level: float | None
+    level_b: float | None
+    side: str | None
+    steps: int | None
+    by: datetime | None
+    max_standard_error: float | None
 
 
 def parse_symbol(raw: str, field: str = "symbol") -> str:
@@ -146,3 +179,64 @@ def parse_performance(
         parse_timeframe(timeframe, "") if timeframe else None,
         parse_window(window),
     )
+
+
+def parse_paths(
+    symbol: str, model_name: str | None, timeframe: str | None, forecast_id: int | None, default_model: str
+) -> PathsParams:
+    if forecast_id is None:
+        return PathsParams(*parse_forecast(symbol, model_name, timeframe, default_model), None)
+    if forecast_id < 1:
+        raise InputError("forecast_id", f"must be a positive forecast id, found {forecast_id}")
+    model = parse_model(model_name, "") if model_name else None
+    return PathsParams(parse_symbol(symbol), model, parse_optional_timeframe(timeframe), forecast_id)
+
+
+def _finite(value: float | None, field: str, positive: bool = True) -> float | None:
+    if value is None:
+        return None
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise InputError(field, f"must be a {'positive ' if positive else ''}finite number, found {value}")
+    return float(value)
+
+
+def _parse_by(raw: str | None) -> datetime | None:
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip()
+    try:
+        ts = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise InputError("by", f"must be an ISO 8601 time such as 2024-03-02T12:00:00Z, found {raw[:40]!r}") from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def parse_path_question(
+    question: str | None,
+    level: float | None = None,
+    level_b: float | None = None,
+    side: str | None = None,
+    steps: int | None = None,
+    by: str | None = None,
+    max_standard_error: float | None = None,
+) -> PathQuestion:
+    """Validate a path question: which parameters it needs (``level`` for touch, close and first, ``level_b`` for
+    first), the side, the horizon (``steps`` or ``by``, not both) and the asked precision."""
+    if question not in PATH_QUESTIONS:
+        raise InputError("question", f"must be one of {list(PATH_QUESTIONS)}, found {str(question)[:20]!r}")
+    if side is not None and side not in PATH_SIDES:
+        raise InputError("side", f"must be one of {list(PATH_SIDES)}, found {side[:20]!r}")
+    level = _finite(level, "level")
+    level_b = _finite(level_b, "level_b")
+    if question in ("touch", "close", "first") and level is None:
+        raise InputError("level", f"is required for question {question!r} (a price, in the quote currency)")
+    if question == "first" and level_b is None:
+        raise InputError("level_b", "is required for question 'first' (the second level, e.g. the target)")
+    if steps is not None and by is not None and by.strip():
+        raise InputError("by", "give either steps or by, not both")
+    if steps is not None and steps < 1:
+        raise InputError("steps", f"must be at least 1, found {steps}")
+    error = _finite(max_standard_error, "max_standard_error")
+    if error is not None and error >= 0.5:
+        raise InputError("max_standard_error", f"must be below 0.5 (a probability's standard error), found {error}")
+    return PathQuestion(question, level, level_b, side, steps, _parse_by(by), error)

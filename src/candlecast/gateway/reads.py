@@ -16,12 +16,14 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
-from candlecast.errors import DatabaseUnavailable
+from candlecast.errors import DatabaseUnavailable, NotFoundError
 from candlecast.gateway.cache import ALL_SYMBOLS, Key, Served
 from candlecast.gateway.metrics import GatewayMetrics
 from candlecast.gateway.params import (
     parse_count,
     parse_forecast,
+    parse_path_question,
+    parse_paths,
     parse_performance,
     parse_prediction,
     parse_symbol,
@@ -31,15 +33,18 @@ from candlecast.gateway.payloads.fields import iso, iso_from_epoch, parse_iso
 from candlecast.gateway.payloads.forecasts import prediction_payload, showcase_payload
 from candlecast.gateway.payloads.instruments import instruments_payload
 from candlecast.gateway.payloads.pages import home_payload, symbol_page_payload
+from candlecast.gateway.payloads.paths import paths_payload
 from candlecast.gateway.payloads.performance import performance_payload
 from candlecast.gateway.payloads.status import jobs_payload, status_payload
 from candlecast.gateway.policy import DB_ERRORS, ReadPolicy, public_error
+from candlecast.gateway.questions import answer
 
 __all__ = ["SHOWCASE", "GatewayData", "cache_key"]
 
 # Resources, the first element of every cache key (they name entries in cache snapshots too: keep them stable).
 SHOWCASE = "showcase"
 PREDICTION = "prediction"
+PATHS = "paths"
 INSTRUMENTS = "instruments"
 PERFORMANCE = "performance"
 JOBS = "jobs"
@@ -48,6 +53,12 @@ HOME_PAGE = "page:home"
 SYMBOL_PAGE = "page:symbol"
 
 _HEALTH_READ_ERRORS: tuple[type[BaseException], ...] = (DatabaseUnavailable, *DB_ERRORS)
+
+
+def cached_error(body: dict[str, Any]) -> NotFoundError:
+    """The ``NotFoundError`` a cached 404 body stands for (to raise it again where the answer is not the body)."""
+    detail = str(body.get("detail", ""))
+    return NotFoundError(str(body.get("field") or "symbol"), detail, body.get("available"))
 
 
 def cache_key(resource: str, *params: Hashable) -> Key:
@@ -99,6 +110,40 @@ class GatewayData:
         )
         loader = functools.partial(prediction_payload, self.engine, params, gw)
         return await self.policy.read(cache_key(PREDICTION, *params), loader, params.symbol, gw.cache_ttl_s)
+
+    async def paths(
+        self,
+        symbol: str,
+        model_name: str | None = None,
+        timeframe: str | None = None,
+        forecast_id: int | None = None,
+    ) -> Served:
+        """The sample paths of the newest forecast (or of ``forecast_id``), as a cache entry (``payloads.paths``)."""
+        params = parse_paths(symbol, model_name, timeframe, forecast_id, self.gw.default_model)
+        loader = functools.partial(paths_payload, self.engine, params, self.gw)
+        return await self.policy.read(cache_key(PATHS, *params), loader, params.symbol, self.gw.cache_ttl_s)
+
+    async def ask_paths(
+        self,
+        symbol: str,
+        question: str | None,
+        model_name: str | None = None,
+        timeframe: str | None = None,
+        forecast_id: int | None = None,
+        level: float | None = None,
+        level_b: float | None = None,
+        side: str | None = None,
+        steps: int | None = None,
+        by: str | None = None,
+        max_standard_error: float | None = None,
+    ) -> dict[str, Any]:
+        """A path question answered from the cached paths (``questions.answer``); a forecast that does not exist
+        raises ``NotFoundError`` as the cached 404 says."""
+        asked = parse_path_question(question, level, level_b, side, steps, by, max_standard_error)
+        served = await self.paths(symbol, model_name, timeframe, forecast_id)
+        if served.status != 200:
+            raise cached_error(served.value)
+        return answer(served.entry, asked, stale=served.stale)
 
     # -- summaries ----------------------------------------------------------------------------------
 

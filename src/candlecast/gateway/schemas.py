@@ -34,6 +34,8 @@ __all__ = [
     "InstrumentsWithAge",
     "Jobs",
     "Performance",
+    "PathAnswer",
+    "PathAnswerWithAge",
     "PerformanceWithAge",
     "PredictionDetail",
     "TrackRecord",
@@ -172,6 +174,71 @@ class PredictionDetail(Forecast):
     event_context: dict[str, Any] | None = Field(description="What the model was given besides candles.")
     samples: list[list[float | None]] | None = Field(None, description="Sampled paths (samples=true).")
     history: Candles | None = Field(None, description="Candles closed by as_of (history=N).")
+
+
+PATH_QUESTION_RULES = (
+    "touch: P(the price reaches `level` within the steps, from `side`; judged on the sampled highs/lows where the "
+    "model gives OHLC paths, on the closes otherwise, see `basis`); close: P(the close of the last step asked is "
+    "above/below `level`); first: which of `level` (A, e.g. a stop) and `level_b` (B, e.g. a target) is reached "
+    "first, each from the side it lies on from the last close (`probability` is A first; `outcomes` has a_first, "
+    "b_first, same_step: both in one candle, order unknown, and neither); drawdown / runup: quantiles of each "
+    "path's largest fall below its running peak / rise above its running low, as fractions (0.05 = 5%), starting "
+    "from the last close."
+)
+
+
+class PathProbability(_Strict):
+    probability: float = Field(description="Share of the sample paths where it happens.")
+    standard_error: float = Field(
+        description="Monte-Carlo (binomial) standard error: sqrt(p(1 - p)/paths), with p shrunk to (k + 1/2)/(paths "
+        "+ 1) so that 0 or all paths still give a non-zero error."
+    )
+
+
+class PathQuantile(_Strict):
+    quantile: float = Field(description="The quantile level, e.g. 0.9.")
+    value: float = Field(description="The quantile, as a fraction (0.05 = 5%).")
+    lower: float = Field(description="Lower end of its 95% distribution-free interval (order statistics).")
+    upper: float = Field(description="Upper end of that interval.")
+
+
+class PathAnswer(DataStatus, Label):
+    __doc__ = "A question asked of a stored forecast's sample paths. " + PATH_QUESTION_RULES
+
+    symbol: str
+    model_name: str
+    timeframe: Literal["1h", "1d"]
+    forecast_id: int = Field(description="The forecast row the paths come from (ask again with forecast_id=).")
+    generated_at: str = _ts("When the forecast was written to the store. " + TIMESTAMP)
+    as_of: str = _ts("The market time the forecast was made as of. " + TIMESTAMP)
+    last_close: float = Field(description="Close of the last candle the forecast saw (the paths start after it).")
+    question: Literal["touch", "close", "first", "drawdown", "runup"] = Field(description=PATH_QUESTION_RULES)
+    level: float | None = Field(description="The price asked about (level A for 'first'), in the quote currency.")
+    level_b: float | None = Field(description="Level B of 'first'; null otherwise.")
+    side: Literal["above", "below"] | None = Field(
+        description="touch/close: from above or below; default: the side the level lies on from the last close."
+    )
+    steps: int = Field(description="Forecast candles the question covers (from `steps`, `by`, or the horizon).")
+    horizon_steps: int = Field(description="Forecast candles in the forecast.")
+    by: str = _ts("When the last candle covered closes (its open time + one timeframe). " + TIMESTAMP)
+    basis: Literal["high/low", "close"] = Field(
+        description="What a touch or drawdown was judged on: the sampled highs/lows (models with OHLC paths) or "
+        "the closes (a level crossed inside a candle is then missed: a lower bound for touch)."
+    )
+    paths: int = Field(description="Number of sample paths the answer is estimated from.")
+    max_standard_error: float | None = Field(description="The precision asked for; null: none.")
+    probability: float | None = Field(description="touch, close, first (A first); null for drawdown/runup.")
+    standard_error: float | None = Field(description="Monte-Carlo standard error of `probability`.")
+    outcomes: dict[str, PathProbability] | None = Field(
+        description="first: a_first, b_first, same_step, neither; null otherwise."
+    )
+    quantiles: list[PathQuantile] | None = Field(description="drawdown/runup: the 0.1, 0.5, 0.9 quantiles.")
+    mean: float | None = Field(description="drawdown/runup: the mean over paths, as a fraction.")
+    stale: bool = Field(description="True when the paths were served from cache while the database was unreachable.")
+
+
+class PathAnswerWithAge(PathAnswer):
+    data_age_s: float | None = Field(description="Seconds between data_as_of and this answer.")
 
 
 class CandleRange(_Strict):

@@ -85,7 +85,7 @@ class HttpTransport:
         try:
             return self.client.forecast(
                 series, model=self.name, pred_len=pred_len, sample_count=sample_count, seed=seed,
-                quantile_levels=QUANTILE_LEVELS,
+                quantile_levels=QUANTILE_LEVELS, include_ohlc=self.capabilities().gives_ohlc,
             )  # fmt: skip
         except InferenceServerError as exc:
             if exc.status is None:  # no HTTP answer at all: connection refused, reset or timed out

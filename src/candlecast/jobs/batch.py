@@ -614,6 +614,9 @@ def _prediction(item: _Symbol, f: Forecast, timeframe: str, model: str, slot: da
         samples=f.samples if f.samples.size else None,
         event_context=context,
         provenance=provenance_record(f, model, item.provenance),
+        # per-step high and low paths of models that give OHLC paths (open, high, low, close), for path questions
+        samples_high=f.ohlc_samples[..., 1] if f.ohlc_samples is not None and f.samples.size else None,
+        samples_low=f.ohlc_samples[..., 2] if f.ohlc_samples is not None and f.samples.size else None,
     )
 
 

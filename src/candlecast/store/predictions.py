@@ -28,6 +28,7 @@ from candlecast.store._sql import cursor, read_rows
 
 __all__ = [
     "Prediction",
+    "get_prediction",
     "latest_prediction",
     "latest_predictions",
     "previous_slots",
@@ -53,6 +54,8 @@ class Prediction:
     provenance: dict[str, Any] | None = None  # model, checkpoint, code, configuration, data cutoffs, seed
     id: int | None = None
     generated_at: datetime | None = None
+    samples_high: np.ndarray | None = None  # (sample_count, pred_len) sampled highs, models that give OHLC paths
+    samples_low: np.ndarray | None = None  # (sample_count, pred_len) sampled lows, with samples_high
 
     @property
     def pred_len(self) -> int:
@@ -69,12 +72,23 @@ class Prediction:
             raise ValueError(f"p10/p50/p90 must each have {n} values (one per target), found {shapes}")
         if self.samples is not None and (self.samples.ndim != 2 or self.samples.shape[1] != n):
             raise ValueError(f"samples must have shape (sample_count, {n}), found {self.samples.shape}")
+        for name in ("samples_high", "samples_low"):
+            extreme = getattr(self, name)
+            if extreme is None:
+                continue
+            extreme = np.asarray(extreme, dtype=np.float32)
+            setattr(self, name, extreme)
+            if self.samples is None or extreme.shape != self.samples.shape:
+                raise ValueError(f"{name} must have the shape of samples, found {extreme.shape}")
 
 
 _COLUMNS = (
     "id, symbol, timeframe, model_name, model_version, generated_at, as_of, target_ts, "
     "p10, p50, p90, last_close, event_context, provenance"
 )
+
+
+_SAMPLE_COLUMNS = ", samples, samples_high, samples_low"
 
 
 def upsert_prediction(conn: Connection, p: Prediction) -> int:
@@ -89,7 +103,7 @@ def upsert_prediction(conn: Connection, p: Prediction) -> int:
 # The columns a write sets, in the order of the staging table and of each binary COPY row.
 _WRITE_COLUMNS = (
     "symbol", "timeframe", "model_name", "model_version", "as_of", "pred_len", "target_ts",
-    "p10", "p50", "p90", "samples", "last_close", "event_context", "provenance",
+    "p10", "p50", "p90", "samples", "last_close", "event_context", "provenance", "samples_high", "samples_low",
 )  # fmt: skip
 _STAGE = "_stage_ml_predictions"
 # Element type OIDs of the array columns (binary array input checks them).
@@ -160,6 +174,8 @@ def _copy_stream(predictions: Sequence[Prediction]) -> bytes:
             _value(struct.pack(">d", float(p.last_close))),
             _NULL if context is None else _value(context),
             _NULL if provenance is None else _value(provenance),
+            _NULL if p.samples_high is None else _value(_array(p.samples_high, _OID_FLOAT4, ">f4")),
+            _NULL if p.samples_low is None else _value(_array(p.samples_low, _OID_FLOAT4, ">f4")),
         ]
     parts.append(struct.pack(">h", -1))
     return b"".join(parts)
@@ -189,7 +205,7 @@ def latest_prediction(
     as_of: datetime | None = None,
 ) -> Prediction | None:
     """The newest forecast of a (symbol, model, timeframe), optionally the newest made by ``as_of``."""
-    columns = _COLUMNS + (", samples" if with_samples else "")
+    columns = _COLUMNS + (_SAMPLE_COLUMNS if with_samples else "")
     sql = (
         f"SELECT {columns} FROM ml_predictions WHERE symbol = %(symbol)s AND model_name = %(model)s "
         "AND timeframe = %(timeframe)s AND (%(as_of)s::timestamptz IS NULL OR as_of <= %(as_of)s) "
@@ -197,6 +213,13 @@ def latest_prediction(
     )
     params = {"symbol": symbol, "model": model_name, "timeframe": timeframe, "as_of": as_of}
     names, rows = read_rows(bind, sql, params)
+    return _to_prediction(dict(zip(names, rows[0], strict=True))) if rows else None
+
+
+def get_prediction(bind: Engine | Connection, prediction_id: int, with_samples: bool = False) -> Prediction | None:
+    """The forecast row ``prediction_id``, or None when there is none."""
+    columns = _COLUMNS + (_SAMPLE_COLUMNS if with_samples else "")
+    names, rows = read_rows(bind, f"SELECT {columns} FROM ml_predictions WHERE id = %(id)s", {"id": prediction_id})
     return _to_prediction(dict(zip(names, rows[0], strict=True))) if rows else None
 
 
@@ -227,8 +250,11 @@ def previous_slots(
     return dict(rows)
 
 
+def _float32(values: Any) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float32)
+
+
 def _to_prediction(row: dict[str, Any]) -> Prediction:
-    samples = row.get("samples")
     return Prediction(
         id=row["id"],
         symbol=row["symbol"],
@@ -244,5 +270,7 @@ def _to_prediction(row: dict[str, Any]) -> Prediction:
         last_close=row["last_close"],
         event_context=row["event_context"],
         provenance=row.get("provenance"),
-        samples=None if samples is None else np.asarray(samples, dtype=np.float32),
+        samples=_float32(row.get("samples")),
+        samples_high=_float32(row.get("samples_high")),
+        samples_low=_float32(row.get("samples_low")),
     )

@@ -118,6 +118,8 @@ ml_predictions = sa.Table(
     sa.Column("last_close", sa.Float, nullable=False),
     sa.Column("event_context", pg.JSONB),
     sa.Column("provenance", pg.JSONB),  # migration 0011: model, checkpoint, code, configuration, cutoffs, seed
+    sa.Column("samples_high", pg.ARRAY(sa.REAL, dimensions=2)),  # per-step highs of OHLC paths (migration 0010)
+    sa.Column("samples_low", pg.ARRAY(sa.REAL, dimensions=2)),
 )
 
 signal_evaluations = sa.Table(

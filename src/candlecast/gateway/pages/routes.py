@@ -16,15 +16,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from candlecast.config import Settings
 from candlecast.errors import CandlecastError, DatabaseUnavailable, InputError, NotFoundError, http_status
 from candlecast.gateway.cache import Served
 from candlecast.gateway.pages.assets import asset_urls, find_asset
+from candlecast.gateway.payloads.fields import price_decimals, prices
+from candlecast.gateway.questions import entry_arrays, touching
 from candlecast.gateway.reads import GatewayData
-from candlecast.gateway.responses import error_detail
+from candlecast.gateway.responses import error_detail, error_response
 from candlecast.gateway.routes.deps import DataDep, SettingsDep
 from candlecast.store.performance import PERFORMANCE_WINDOWS
 from candlecast.store.schema import TIMEFRAMES
@@ -162,6 +164,26 @@ async def symbol(
         settings, "symbol.html", served, title=title, page="symbol", notice=notice,
         page_config={"selected": selected},
     )  # fmt: skip
+
+
+@router.get("/symbol/{symbol}/touch")
+async def symbol_touch(
+    data: DataDep, symbol: str, level: float | None = None, model_name: str | None = None, timeframe: str | None = None
+) -> Response:
+    """The symbol page's level box: the touch answer (as ``/api/v1/probability?question=touch``) plus the sample
+    paths that touch the level (their closes, rounded as served, and their indices), to highlight on the fan."""
+    try:
+        answer = await data.ask_paths(symbol, "touch", model_name, timeframe, level=level)
+        served = await data.paths(symbol, model_name, timeframe)  # the entry the answer came from: a cache hit
+    except CandlecastError as exc:
+        return error_response(exc)
+    hits = touching(served.entry, float(answer["level"]), answer["steps"], answer["side"])
+    closes = entry_arrays(served.entry)[0]
+    decimals = price_decimals(answer["last_close"])
+    indices = [int(i) for i in hits.nonzero()[0]]
+    body = {**answer, "touching": indices, "touching_paths": [prices(closes[i], decimals) for i in indices],
+            "target_timestamps": served.value["target_timestamps"]}  # fmt: skip
+    return JSONResponse(body, headers={"cache-control": "no-cache"})
 
 
 async def _symbols(data: GatewayData) -> list[str] | None:

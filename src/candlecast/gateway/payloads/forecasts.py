@@ -48,6 +48,7 @@ from candlecast.store.status import (
 
 __all__ = [
     "forecast_payload",
+    "newest_prediction",
     "no_forecast_reason",
     "prediction_payload",
     "resolve_timeframe",
@@ -93,9 +94,10 @@ def resolve_timeframe(slots: list[ForecastSlot], model: str, preferred: str) -> 
     return min((s.timeframe for s in mine if s.as_of == newest), key=order.index)
 
 
-def _newest(
+def newest_prediction(
     engine: Engine, params: ForecastParams | PredictionParams, gw: GatewaySettings, with_samples: bool = False
 ) -> tuple[Prediction, Instrument]:
+    """The newest forecast asked for and its instrument, or ``NotFoundError`` saying what exists instead."""
     symbol, model, timeframe = params.symbol, params.model, params.timeframe
     found = get_instruments(engine, [symbol])
     if not found:
@@ -143,13 +145,13 @@ def forecast_payload(p: Prediction, instrument: Instrument | None, replay_after_
 
 
 def showcase_payload(engine: Engine, params: ForecastParams, gw: GatewaySettings) -> Payload:
-    p, instrument = _newest(engine, params, gw)
+    p, instrument = newest_prediction(engine, params, gw)
     track = read_track_record(engine, p.symbol, p.model_name, p.timeframe, gw)
     return {**forecast_payload(p, instrument, gw.replay_after_h), "track_record": track, "stale": False}
 
 
 def prediction_payload(engine: Engine, params: PredictionParams, gw: GatewaySettings) -> Payload:
-    p, instrument = _newest(engine, params, gw, with_samples=params.samples)
+    p, instrument = newest_prediction(engine, params, gw, with_samples=params.samples)
     decimals = price_decimals(p.last_close)
     payload: Payload = {
         **forecast_payload(p, instrument, gw.replay_after_h),

@@ -176,6 +176,48 @@
   }
 
   // -- symbol: candles + fan + realised candles + volume, with model and timeframe toggles ----------------------
+  // The level box of the symbol page: P(touch) from the sample paths (GET /symbol/{symbol}/touch), with the paths
+  // that touch the level drawn over the fan (meta "touching") and the level as a dotted line (meta "level").
+  function askPaths(symbol, getSeries, redraw) {
+    const form = document.getElementById("ask-form");
+    const result = document.getElementById("ask-result");
+    let shown = null;  // the last answer, for the series it was asked of
+    form.hidden = false;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const s = getSeries();
+      if (!s) return;
+      const params = new URLSearchParams({ level: document.getElementById("ask-level").value,
+        model_name: s.model_name, timeframe: s.timeframe });
+      const response = await fetch(`/symbol/${encodeURIComponent(symbol)}/touch?${params}`);
+      const body = await response.json();
+      if (!response.ok) {
+        shown = null;
+        result.textContent = body.detail;
+        result.dataset.probability = "";
+        redraw();
+        return;
+      }
+      shown = { key: s.model_name + "|" + s.timeframe, body };
+      const d = decimalsFor(body.last_close);
+      result.textContent = `P(touch ${body.side} ${fmt(body.level, d)} by ${utcText(body.by, s.timeframe)}) = ` +
+        `${(body.probability * 100).toFixed(1)}% ± ${(body.standard_error * 100).toFixed(1)}% ` +
+        `(${body.touching.length} of ${body.paths} sample paths touch it, highlighted; judged on ${body.basis === "close" ? "closes" : "highs and lows"}).`;
+      result.dataset.probability = String(body.probability);
+      redraw();
+    });
+    return (s, anchor) => {  // the traces to add to the chart of series s
+      if (!shown || !s || shown.key !== s.model_name + "|" + s.timeframe) return [];
+      const body = shown.body;
+      const x = [anchor, ...body.target_timestamps].map(utc);
+      const paths = body.touching_paths.map((path, i) => ({ type: "scatter", mode: "lines", x,
+        y: [body.last_close, ...path], meta: "touching", name: "paths touching the level", legendgroup: "touching",
+        showlegend: i === 0, line: { color: "rgba(220, 38, 38, 0.55)", width: 1 }, hoverinfo: "skip" }));
+      return [...paths, { type: "scatter", mode: "lines", x: [x[0], x[x.length - 1]], y: [body.level, body.level],
+        meta: "level", name: "level", line: { dash: "dot", color: "#dc2626", width: 1.5 }, hoverinfo: "skip" }];
+    };
+  }
+
   function symbolPage() {
     if (!config.selected) return;
     let model = config.selected.model;
@@ -194,6 +236,7 @@
       if (s) {
         const anchor = c.ts.length ? c.ts[c.ts.length - 1] : null;
         traces.push(...fanTraces(s, { anchor, legend: true, unit: data.quote_currency }));
+        traces.push(...askedTraces(s, anchor));
         if (realised.ts.length) traces.push(candleTrace(realised, "realised", "realised after as_of", REALISED));
       }
       const volumeTs = [...c.ts, ...(realised ? realised.ts : [])];
@@ -217,6 +260,7 @@
       };
       if (hasVolume) layout.yaxis2 = { domain: [0, 0.18], title: { text: "volume" }, showgrid: false };
       Plotly.react("fan", traces, layout, PLOT_CONFIG);
+      document.getElementById("ask-form").hidden = !s;
 
       const status = document.getElementById("status");
       if (s) {
@@ -267,6 +311,7 @@
       window.history.replaceState(null, "", url);
     }
 
+    const askedTraces = askPaths(data.symbol, () => (model ? data.series[model + "|" + timeframe] : null), draw);
     for (const b of modelButtons) {
       b.addEventListener("click", () => {
         model = b.dataset.model;

@@ -5,7 +5,7 @@
   is set on it when the forecast's input candles are found rewritten afterwards.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-11-27
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 revision = "0011"
 # The newest revision on this branch; other branches add 0009 (calibration) and 0010 (OHLC paths) at the same
 # time, and the chain is set when they are merged.
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
