@@ -106,7 +106,8 @@ made ahead of time by scheduled batch jobs and served from a cache.
 - **Prices** are rounded to six significant digits at the instrument's price level (never fewer than 2 decimals).
 - **Errors** are `{"detail", "field"?, "available"?}`: 422 names the `field`, 404 lists what is `available`.
 - **Keys**: `/api/v1` needs the `X-API-Key` header (set keys with `CANDLECAST_GATEWAY__API_KEYS='["key"]'`);
-  the showcase, the pages and MCP (`POST /mcp`, tools get_forecast, list_instruments, get_performance) need none.
+  the showcase and the pages need none; MCP (`POST /mcp`) follows the same rule: with keys configured, its tools
+  list_instruments and get_performance need the key and get_forecast (the showcase's data) does not.
 """
 
 
@@ -118,7 +119,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     data = GatewayData(settings, engine or gateway_engine(settings), metrics)
     keys = ApiKeys(gw.api_keys)
     api_limiter = RateLimiter(gw.rate_limit_per_minute)
-    mcp = build_mcp(data)
+    configured = keys if any(gw.api_keys) else None  # MCP follows /api/v1 only when keys are configured
+    mcp = build_mcp(data, configured)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,7 +151,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(docs.router)
-    app.router.routes.append(mcp_route(mcp, gw.host, api_limiter, keys if gw.mcp_requires_key else None))
+    route = mcp_route(
+        mcp,
+        gw.host,
+        api_limiter,
+        keys if gw.mcp_requires_key else configured,
+        require_key=gw.mcp_requires_key,
+        max_streams=gw.mcp_max_streams,
+        stream_timeout_s=gw.mcp_stream_timeout_s,
+    )
+    app.state.mcp_guard = route.endpoint  # its open_streams count
+    app.router.routes.append(route)
     app.add_exception_handler(CandlecastError, candlecast_error)
     app.add_exception_handler(RequestValidationError, request_validation_error)
 
