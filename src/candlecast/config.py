@@ -195,6 +195,7 @@ class GatewaySettings(BaseModel):
     # Rate limits shared by every replica (token buckets in Redis, e.g. redis://127.0.0.1:6379/0); None, or Redis
     # unreachable, = each process limits on its own (never an error because of Redis).
     rate_limit_redis_url: str | None = None
+    rate_limit_redis_prefix: str = "candlecast:ratelimit:"  # Redis key prefix of the shared buckets
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks, "*" for any); with
     # none (the default) the client address is the TCP peer, so a forged header cannot dodge the rate limits.
     forwarded_allow_ips: list[str] = Field(default_factory=list)
