@@ -184,7 +184,18 @@ class GatewaySettings(BaseModel):
     db_retry_s: float = 1.0  # after a failed read, serve cached entries this long before trying the database
     notify_backoff_max_s: float = 5.0  # LISTEN reconnect backoff cap
     notify_ping_s: float = 5.0  # idle LISTEN connection is checked this often
-    mcp_requires_key: bool = False  # MCP tools read public data (like the showcase) unless set
+    # MCP follows /api/v1 (docs/gateway.md, "MCP keys"): with keys configured, list_instruments and get_performance
+    # need one (X-API-Key) and get_forecast (the showcase's data) does not; mcp_requires_key closes all of /mcp.
+    mcp_requires_key: bool = False
+    mcp_stream_timeout_s: float = 30.0  # a GET /mcp event stream (it carries nothing when stateless) ends after this
+    mcp_max_streams: int = 16  # open GET /mcp streams per process; beyond it 503 with Retry-After
+    # Reads (forecasts, instruments, scores) from this database instead of database_url (a read replica); the
+    # LISTEN connection stays on the primary, where the inserts' NOTIFY is sent. None = the primary.
+    read_database_url: str | None = None
+    # Rate limits shared by every replica (token buckets in Redis, e.g. redis://127.0.0.1:6379/0); None, or Redis
+    # unreachable, = each process limits on its own (never an error because of Redis).
+    rate_limit_redis_url: str | None = None
+    rate_limit_redis_prefix: str = "candlecast:ratelimit:"  # Redis key prefix of the shared buckets
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks, "*" for any); with
     # none (the default) the client address is the TCP peer, so a forged header cannot dodge the rate limits.
     forwarded_allow_ips: list[str] = Field(default_factory=list)

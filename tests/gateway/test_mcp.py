@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from sqlalchemy.engine import Engine
 from tests.gateway import support
 
@@ -23,11 +25,21 @@ from candlecast.store.predictions import latest_prediction
 Calls = dict[str, tuple[str, dict[str, Any]]]
 
 
-def call_tools(url: str, calls: Calls, extra: Callable[[Client], Awaitable[dict[str, Any]]] | None = None) -> Any:
-    """Each named (tool, arguments) call in one client session, plus whatever ``extra`` reads from the client."""
+def call_tools(
+    url: str,
+    calls: Calls,
+    extra: Callable[[Client], Awaitable[dict[str, Any]]] | None = None,
+    key: str = "test-key-1",
+) -> Any:
+    """Each named (tool, arguments) call in one client session, plus whatever ``extra`` reads from the client;
+    with an API key (the fixtures' gateways have keys configured, so list_instruments and get_performance need one,
+    as /api/v1 does: test_mcp_policy.py)."""
 
     async def session() -> dict[str, Any]:
-        async with Client(url) as client:
+        async with (
+            create_mcp_http_client(headers={"x-api-key": key}) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
             results: dict[str, Any] = {name: await client.call_tool(tool, args) for name, (tool, args) in calls.items()}
             if extra is not None:
                 results.update(await extra(client))

@@ -42,7 +42,7 @@ from candlecast.gateway.reads import GatewayData
 from candlecast.gateway.responses import error_response
 from candlecast.gateway.routes import api, operations, showcase
 from candlecast.gateway.schemas import API_VERSION
-from candlecast.gateway.security import ApiKeys, RateLimiter, is_loopback
+from candlecast.gateway.security import ApiKeys, is_loopback, make_limiter
 from candlecast.store.db import create_engine_for, resolve_database_url
 
 __all__ = ["check_exposure", "create_app", "gateway_engine", "input_error", "serve", "server_config"]
@@ -106,19 +106,22 @@ made ahead of time by scheduled batch jobs and served from a cache.
 - **Prices** are rounded to six significant digits at the instrument's price level (never fewer than 2 decimals).
 - **Errors** are `{"detail", "field"?, "available"?}`: 422 names the `field`, 404 lists what is `available`.
 - **Keys**: `/api/v1` needs the `X-API-Key` header (set keys with `CANDLECAST_GATEWAY__API_KEYS='["key"]'`);
-  the showcase, the pages and MCP (`POST /mcp`, tools get_forecast, list_instruments, get_performance) need none.
+  the showcase and the pages need none; MCP (`POST /mcp`) follows the same rule: with keys configured, its tools
+  list_instruments and get_performance need the key and get_forecast (the showcase's data) does not.
 """
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    """The gateway app. ``engine`` defaults to one on the configured database (see ``gateway_engine``);
-    the LISTEN connection uses the same URL."""
+    """The gateway app. ``engine`` defaults to one on ``gateway.read_database_url`` (a read replica) or else the
+    configured database (see ``gateway_engine``); the LISTEN connection uses the primary (``database_url``) when a
+    read replica is set, else the engine's URL."""
     gw = settings.gateway
     metrics = GatewayMetrics()
-    data = GatewayData(settings, engine or gateway_engine(settings), metrics)
+    data = GatewayData(settings, engine or gateway_engine(settings, gw.read_database_url), metrics)
     keys = ApiKeys(gw.api_keys)
-    api_limiter = RateLimiter(gw.rate_limit_per_minute)
-    mcp = build_mcp(data)
+    api_limiter = make_limiter(gw.rate_limit_per_minute, gw.rate_limit_redis_url, gw.rate_limit_redis_prefix)
+    configured = keys if any(gw.api_keys) else None  # MCP follows /api/v1 only when keys are configured
+    mcp = build_mcp(data, configured)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,7 +152,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(docs.router)
-    app.router.routes.append(mcp_route(mcp, gw.host, api_limiter, keys if gw.mcp_requires_key else None))
+    route = mcp_route(
+        mcp,
+        gw.host,
+        api_limiter,
+        keys if gw.mcp_requires_key else configured,
+        require_key=gw.mcp_requires_key,
+        max_streams=gw.mcp_max_streams,
+        stream_timeout_s=gw.mcp_stream_timeout_s,
+    )
+    app.state.mcp_guard = route.endpoint  # its open_streams count
+    app.router.routes.append(route)
     app.add_exception_handler(CandlecastError, candlecast_error)
     app.add_exception_handler(RequestValidationError, request_validation_error)
 
@@ -162,7 +175,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         default_model=gw.default_model,
     )
     if gw.public_rate_limit_per_minute > 0:
-        app.add_middleware(PublicRateLimit, limiter=RateLimiter(gw.public_rate_limit_per_minute), metrics=metrics)
+        public = make_limiter(gw.public_rate_limit_per_minute, gw.rate_limit_redis_url, gw.rate_limit_redis_prefix)
+        app.add_middleware(PublicRateLimit, limiter=public, metrics=metrics)
     if gw.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -12,18 +12,26 @@ Errors come back as tool errors (``isError``) in one line: the same detail an HT
 (``detail``, ``field``, ``available``). A missing, mistyped or unknown argument is one line naming the argument
 too, never the validator's own text.
 
-The ``/mcp`` route is guarded like ``/api/v1``: a per-address rate limit, and the API key when
-``mcp_requires_key`` is set; a refusal is answered by ``responses.error_response``.
+Keys follow ``/api/v1`` (one policy): with API keys configured, ``list_instruments``, ``get_performance`` and
+``ask_paths`` (data ``/api/v1`` serves only with a key) answer a tool error without a valid ``X-API-Key``, while
+``get_forecast`` (the showcase's data, public there too) needs none; a wrong key is refused at the door (403);
+``mcp_requires_key`` closes all of ``/mcp``. With no key configured (the demo, loopback only:
+``app.check_exposure``) all are open.
+
+The ``/mcp`` route is guarded like ``/api/v1``: a per-address rate limit (and per key), and a bound on the GET event
+streams (they carry nothing in stateless mode): at most ``mcp_max_streams`` open (then 503 with Retry-After), each
+ended after ``mcp_stream_timeout_s``. A refusal is answered by ``responses.error_response``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -31,7 +39,7 @@ from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnno
 from pydantic import Field, ValidationError, WithJsonSchema
 from starlette.routing import Route
 
-from candlecast.errors import CandlecastError, InputError
+from candlecast.errors import CandlecastError, InputError, OverloadedError
 from candlecast.gateway.cache import Served
 from candlecast.gateway.params import EVERY_SYMBOL, PATH_QUESTIONS, PATH_SIDES
 from candlecast.gateway.payloads.fields import parse_iso
@@ -243,7 +251,16 @@ def _track_text(t: dict[str, Any]) -> str:
     )
 
 
-def build_mcp(data: GatewayData) -> MCPServer:
+def _key_refusal(keys: ApiKeys | None, headers: Mapping[str, str] | None) -> CallToolResult | None:
+    """The tool error for a keyed tool called without a valid key (None: go ahead, or no keys configured)."""
+    if keys is None:
+        return None
+    denied = keys.check((headers or {}).get("x-api-key"))
+    return None if denied is None else _error(denied)
+
+
+def build_mcp(data: GatewayData, keys: ApiKeys | None = None) -> MCPServer:
+    """The tools; ``keys`` (when API keys are configured) guard list_instruments and get_performance."""
     server: MCPServer = _Server(
         "candlecast",
         title="candlecast forecasts",
@@ -271,10 +288,13 @@ def build_mcp(data: GatewayData) -> MCPServer:
         return value if isinstance(value, CallToolResult) else _result(value, _forecast_summary(value))
 
     @server.tool(annotations=READ_ONLY, title="Instruments and their forecasts")
-    async def list_instruments() -> Annotated[CallToolResult, InstrumentsWithAge]:
+    async def list_instruments(ctx: Context[Any, Any]) -> Annotated[CallToolResult, InstrumentsWithAge]:
         """Every instrument: symbol, name (what the series really is, e.g. an index level standing in for an ETF),
         quote currency, asset class, candle counts and first/last candle per timeframe, and the newest forecast
         of each (model, timeframe) it has; data_mode and data_age_s of the newest forecast."""
+        refused = _key_refusal(keys, ctx.headers)
+        if refused is not None:
+            return refused
         value = await _read(data.instruments())
         if isinstance(value, CallToolResult):
             return value
@@ -288,6 +308,7 @@ def build_mcp(data: GatewayData) -> MCPServer:
 
     @server.tool(annotations=READ_ONLY, title="How past forecasts scored")
     async def get_performance(
+        ctx: Context[Any, Any],
         symbol: Annotated[
             str,
             Field(description=f"Ticker, e.g. SPY, or {EVERY_SYMBOL!r} for every symbol (required: no blank 'all')."),
@@ -309,6 +330,9 @@ def build_mcp(data: GatewayData) -> MCPServer:
         skill vs a random walk with its Diebold-Mariano p-value and the verdict, pinball loss, Sharpe, and the
         evaluation period; plus calibration over the same window (share of realised closes below p10/p50/p90,
         nominal 0.1/0.5/0.9). An unknown symbol or model is an error listing what is available."""
+        refused = _key_refusal(keys, ctx.headers)
+        if refused is not None:
+            return refused
         if not symbol.strip():
             return _error(InputError("symbol", f"is blank: give a symbol, or {EVERY_SYMBOL!r} for every symbol"))
         value = await _read(data.performance(symbol, model_name, timeframe, window))
@@ -324,6 +348,7 @@ def build_mcp(data: GatewayData) -> MCPServer:
 
     @server.tool(annotations=READ_ONLY, title="Ask the sample paths")
     async def ask_paths(
+        ctx: Context[Any, Any],
         symbol: Symbol,
         question: Annotated[str, Field(description=PATH_QUESTION_RULES), _enum(PATH_QUESTIONS)],
         level: Annotated[
@@ -376,7 +401,11 @@ def build_mcp(data: GatewayData) -> MCPServer:
         says whether touches were judged on sampled highs/lows (models with OHLC paths) or on closes. Defaults:
         model baseline, the newest timeframe with a forecast, the whole horizon, the side of the level from the
         last close. Errors (unknown symbol, missing level, a time outside the horizon, too few paths for
-        max_standard_error) name the argument at fault."""
+        max_standard_error) name the argument at fault. Needs an API key when keys are configured, as
+        /api/v1/probability does."""
+        refused = _key_refusal(keys, ctx.headers)
+        if refused is not None:
+            return refused
         try:
             value = await data.ask_paths(
                 symbol, question, model_name, timeframe, forecast_id, level, level_b, side, steps, by,
@@ -391,32 +420,80 @@ def build_mcp(data: GatewayData) -> MCPServer:
 
 
 class _Guard:
-    """Per-address rate limit, and the API key when ``mcp_requires_key`` is set, in front of the MCP app."""
+    """Per-address (and per-key) rate limit, the API key (always with ``require_key``, else only a key presented
+    is checked), and the bound on GET event streams, in front of the MCP app."""
 
-    def __init__(self, app: Any, limiter: RateLimiter, keys: ApiKeys | None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        limiter: RateLimiter,
+        keys: ApiKeys | None,
+        require_key: bool = False,
+        max_streams: int = 16,
+        stream_timeout_s: float = 30.0,
+    ) -> None:
         self.app = app
         self.limiter = limiter
         self.keys = keys
+        self.require_key = require_key
+        self.max_streams = max_streams
+        self.stream_timeout_s = stream_timeout_s
+        self.open_streams = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         client = scope.get("client")
         denied = self.limiter.take("addr:" + (client[0] if client else "unknown"))
-        if denied is None and self.keys is not None:
-            presented = dict(scope["headers"]).get(b"x-api-key")
+        presented = dict(scope["headers"]).get(b"x-api-key")
+        if denied is None and self.keys is not None and (self.require_key or presented):
             denied = self.keys.check(presented.decode("latin-1") if presented else None)
             if denied is None and presented:
                 denied = self.limiter.take("key:" + hashlib.sha256(presented).hexdigest()[:24])
-        if denied is None:
+        if denied is not None:
+            await error_response(denied)(scope, receive, send)
+        elif scope.get("method") == "GET":
+            await self._stream(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
+
+    async def _stream(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A GET event stream, if fewer than ``max_streams`` are open, ended (cleanly) after ``stream_timeout_s``."""
+        if self.open_streams >= self.max_streams:
+            busy = OverloadedError(f"too many open MCP event streams ({self.max_streams}); retry later")
+            await error_response(busy)(scope, receive, send)
             return
-        await error_response(denied)(scope, receive, send)
+        state = {"started": False, "ended": False}
+
+        async def tracked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["ended"] = True
+            await send(message)
+
+        self.open_streams += 1
+        try:
+            with anyio.move_on_after(self.stream_timeout_s):
+                await self.app(scope, receive, tracked)
+        finally:
+            self.open_streams -= 1
+        if state["started"] and not state["ended"]:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def mcp_route(server: MCPServer, host: str, limiter: RateLimiter, keys: ApiKeys | None) -> Route:
+def mcp_route(
+    server: MCPServer,
+    host: str,
+    limiter: RateLimiter,
+    keys: ApiKeys | None,
+    require_key: bool = False,
+    max_streams: int = 16,
+    stream_timeout_s: float = 30.0,
+) -> Route:
     """The ``/mcp`` route (stateless streamable HTTP, JSON responses); run ``server.session_manager.run()``
-    in the app's lifespan."""
+    in the app's lifespan. ``keys``: the configured keys (None when there are none)."""
     # Bound to a loopback address, the SDK accepts only loopback Host/Origin headers (DNS-rebinding
     # protection); bound elsewhere, the gateway is meant to be reached by other names and checks none.
     app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True, host=host)
     inner = next(r for r in app.routes if isinstance(r, Route) and r.path == "/mcp")
-    return Route("/mcp", endpoint=_Guard(inner.endpoint, limiter, keys))
+    guard = _Guard(inner.endpoint, limiter, keys, require_key, max_streams, stream_timeout_s)
+    return Route("/mcp", endpoint=guard)

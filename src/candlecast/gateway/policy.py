@@ -31,7 +31,7 @@ from typing import Any
 import anyio.to_thread
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from candlecast.config import GatewaySettings
 from candlecast.errors import DatabaseUnavailable, NotFoundError
@@ -60,7 +60,9 @@ Loader = Callable[[], Payload]
 class ReadPolicy:
     """The response cache, what the gateway believes about the database, and the rules above."""
 
-    def __init__(self, gw: GatewaySettings, engine: Engine, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, gw: GatewaySettings, engine: Engine, metrics: GatewayMetrics, listen_url: str | None = None
+    ) -> None:
         self.gw = gw
         self.engine = engine
         self.metrics = metrics
@@ -74,7 +76,8 @@ class ReadPolicy:
             max_bytes=gw.cache_max_mb * 2**20,
         )
         self.listener = NotifyListener(
-            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            # LISTEN where the inserts NOTIFY: the primary (``listen_url``), also when reads go to a replica
+            make_url(listen_url or engine.url).set(drivername="postgresql").render_as_string(hide_password=False),
             on_notify=self._on_notify,
             on_state=self._on_listener_state,
             connect_timeout_s=gw.db_timeout_s,

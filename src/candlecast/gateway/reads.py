@@ -38,6 +38,7 @@ from candlecast.gateway.payloads.performance import performance_payload
 from candlecast.gateway.payloads.status import jobs_payload, status_payload
 from candlecast.gateway.policy import DB_ERRORS, ReadPolicy, public_error
 from candlecast.gateway.questions import answer
+from candlecast.store.db import resolve_database_url
 
 __all__ = ["SHOWCASE", "GatewayData", "cache_key"]
 
@@ -78,7 +79,8 @@ class GatewayData:
         self.gw = settings.gateway
         self.engine = engine
         self.metrics = metrics
-        self.policy = ReadPolicy(self.gw, engine, metrics)
+        listen_url = resolve_database_url(settings) if self.gw.read_database_url else None
+        self.policy = ReadPolicy(self.gw, engine, metrics, listen_url)
         self.cache = self.policy.cache
 
     async def start(self) -> None:
