@@ -117,6 +117,9 @@ ml_predictions = sa.Table(
     sa.Column("samples", pg.ARRAY(sa.REAL, dimensions=2)),
     sa.Column("last_close", sa.Float, nullable=False),
     sa.Column("event_context", pg.JSONB),
+    sa.Column("p10_raw", pg.ARRAY(sa.Float)),  # the model's own band; p10/p90 are the served (calibrated) one
+    sa.Column("p90_raw", pg.ARRAY(sa.Float)),
+    sa.Column("calibration", pg.JSONB),  # how the served band was reached (jobs.calibrate)
 )
 
 signal_evaluations = sa.Table(
