@@ -41,6 +41,7 @@ from sqlalchemy.engine import Engine
 from candlecast.config import Settings
 from candlecast.errors import InferenceRequestError, InputError, NotFoundError
 from candlecast.inference.transports import ForecastTransport, open_transport
+from candlecast.jobs.calibrate import calibrate_predictions
 from candlecast.jobs.records import recorded_run
 from candlecast.models.base import OHLCV_COLUMNS, Forecast, SeriesInput
 from candlecast.models.calendars import next_timestamps
@@ -300,16 +301,20 @@ def _forecast_and_write(
             for group in groups
         }
         for future in as_completed(futures):
+            answered: list[tuple[_Symbol, Prediction]] = []
             for item, outcome in zip(futures[future], future.result(), strict=True):
                 if isinstance(outcome, str):
                     done(item.symbol, outcome)
-                    continue
-                if outcome.target_timestamps[0] < slot:  # never store a forecast of the past
+                elif outcome.target_timestamps[0] < slot:  # never store a forecast of the past
                     done(item.symbol, f"first target {outcome.target_timestamps[0].isoformat()} is before the slot")
-                    continue
+                else:
+                    answered.append((item, _prediction(item, outcome, timeframe, model, slot)))
+            # the band each forecast serves (jobs.calibrate), from what was known at the slot
+            served = calibrate_predictions(settings, engine, [p for _, p in answered])
+            for (item, _), prediction in zip(answered, served, strict=True):
                 try:
                     with engine.begin() as conn:
-                        upsert_prediction(conn, _prediction(item, outcome, timeframe, model, slot))
+                        upsert_prediction(conn, prediction)
                 except Exception as exc:
                     done(item.symbol, f"write failed: {type(exc).__name__}: {exc}")
                 else:
