@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_MARKET_CALENDARS",
     "DEFAULT_UNIVERSE",
     "EnsembleSettings",
+    "CalibrationSettings",
     "EventSettings",
     "FinetuneSettings",
     "GarchSettings",
@@ -212,6 +213,18 @@ class GatewaySettings(BaseModel):
     track_record_alpha: float = Field(0.05, gt=0.0, lt=1.0)
 
 
+class CalibrationSettings(BaseModel):
+    """Adaptive conformal calibration of the served p10-p90 band (docs/calibration.md), e.g.
+    ``CANDLECAST_JOBS__CALIBRATION__GAMMA=0.02``."""
+
+    alpha: float = Field(0.2, gt=0.0, lt=1.0)  # nominal miss rate of the band (80% two-sided, 10% per tail)
+    gamma: float = Field(0.02, ge=0.0)  # ACI step size: how fast each tail's miss rate is pulled back
+    window: int = Field(500, ge=1)  # most recent realised scores per step in the conformal quantile
+    min_outcomes: int = Field(20, ge=1)  # fewer realised outcomes at a step: that step is served raw
+    lookback: int = Field(1000, ge=1)  # past forecasts of the (symbol, timeframe, model) read per slot
+    halflife: float = Field(20.0, gt=0.0)  # candles; the EWMA volatility that scales the scores
+
+
 class JobSettings(BaseModel):
     cron: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CRON))
     # Horizons in candles: 120 hours (5 days) as in the original design; 30 days (six weeks of sessions, a month 24/7).
@@ -241,6 +254,9 @@ class JobSettings(BaseModel):
     skip_unchanged: bool = True
     local: bool = False  # the scheduler runs batch models in-process instead of calling the inference service
     send_events: bool = True  # build event tensors for models that use them (kronos), when the encoder exists
+    # Serve the calibrated band (p10/p90 and samples); the model's own band is kept in p10_raw/p90_raw either way.
+    calibrate: bool = True
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
 
     def min_context_for(self, timeframe: str) -> int:
         """The fewest closed candles a symbol needs to be forecast on ``timeframe`` ('1h' or '1d')."""

@@ -59,6 +59,7 @@ from sqlalchemy.engine import Engine
 from candlecast.config import Settings
 from candlecast.errors import InferenceRequestError, InputError, NotFoundError
 from candlecast.inference.transports import QUANTILE_LEVELS, ForecastTransport, open_transport
+from candlecast.jobs.calibrate import calibrate_predictions
 from candlecast.jobs.records import exit_code, recorded_run
 from candlecast.models.base import OHLCV_COLUMNS, Forecast, SeriesInput
 from candlecast.models.calendars import next_timestamps
@@ -269,7 +270,7 @@ def _forecast_and_write(
             if on_symbol is not None:
                 on_symbol(symbol, error)
 
-        writer = _Writer(engine, slot, timeframe, model, write_rows, capacity, timings, done)
+        writer = _Writer(settings, engine, slot, timeframe, model, write_rows, capacity, timings, done)
         writer.start()
 
         def request(group: list[_Symbol]) -> list[Forecast | str]:
@@ -434,6 +435,7 @@ class _Writer:
 
     def __init__(
         self,
+        settings: Settings,
         engine: Engine,
         slot: datetime,
         timeframe: str,
@@ -443,7 +445,7 @@ class _Writer:
         timings: _Timings,
         done: Callable[[str, str | None], None],
     ) -> None:
-        self.engine, self.slot, self.timeframe, self.model = engine, slot, timeframe, model
+        self.settings, self.engine, self.slot, self.timeframe, self.model = settings, engine, slot, timeframe, model
         self.write_rows, self.capacity, self.timings, self.done = write_rows, capacity, timings, done
         self.answers: queue.SimpleQueue[tuple[list[_Symbol], list[Forecast | str]] | None] = queue.SimpleQueue()
         self.error: BaseException | None = None  # what stopped the writer (e.g. an on_symbol callback raising)
@@ -520,6 +522,10 @@ class _Writer:
                         rows.append((item.symbol, _prediction(item, outcome, self.timeframe, self.model, self.slot)))
                     except (ValueError, KeyError) as exc:  # a malformed answer fails its symbol alone
                         self.done(item.symbol, f"unusable forecast: {exc}")
+        # the band each forecast serves (jobs.calibrate), from what was known at the slot
+        with self.timings.timed("calibrate_s"):
+            served = calibrate_predictions(self.settings, self.engine, [p for _, p in rows])
+        rows = [(symbol, p) for (symbol, _), p in zip(rows, served, strict=True)]
         with self.timings.timed("store_write_s"):
             errors = _write_rows(self.engine, rows)
         for symbol, _ in rows:

@@ -5,8 +5,8 @@ For a forecast made at ``as_of`` with last close ``c0`` and a step ``h`` with re
 (DESIGN.md, "Scoring definitions"; the maths is in ``candlecast.scores``):
 
 - direction hit: ``sign(p50 - c0) == sign(y - c0)`` (a flat p50 hits only a flat outcome);
-- in band: ``p10 <= y <= p90`` of the served band (``in_band``) and of the model's own band
-  (``in_band_raw``); no calibration exists yet, so both are the stored p10/p90 and agree;
+- in band: ``p10 <= y <= p90`` of the served band (``in_band``: the stored p10/p90, calibrated by default) and
+  of the model's own band (``in_band_raw``: ``p10_raw``/``p90_raw``, or p10/p90 for a forecast that stores none);
 - CRPS of the stored sample paths, fair estimator (``scores.crps_from_samples``; NULL without samples);
 - ``crps_rw``: CRPS of the reference, a driftless log-normal random walk from ``c0`` with sigma = std (ddof 1)
   of the 60 log returns of the candles closed by ``as_of``, times ``sqrt(h)`` (``scores.crps_random_walk``;
@@ -118,7 +118,7 @@ def score_steps(
     return {
         "direction_hit": direction_hit(c0, steps.p50, y),
         "in_band": served,
-        "in_band_raw": served,  # the served band is the model's band until calibrated bands are stored
+        "in_band_raw": in_band(y, steps.p10_raw, steps.p90_raw),
         "crps": _crps_of_steps(steps, samples),
         "crps_rw": crps_random_walk(c0, y, sigma, steps.step),
         "pinball_10": pinball(y, steps.p10, 0.1),

@@ -108,9 +108,11 @@ class StepsToScore:
     target_ts: np.ndarray  # int64, raw Postgres timestamp
     last_close: np.ndarray  # float64
     realised_close: np.ndarray  # float64
-    p10: np.ndarray  # float64
+    p10: np.ndarray  # float64, the served band
     p50: np.ndarray  # float64
     p90: np.ndarray  # float64
+    p10_raw: np.ndarray  # float64, the model's own band (p10_raw, or p10 where the forecast stores none)
+    p90_raw: np.ndarray  # float64
     # prediction id -> (symbol, timeframe, model_name)
     labels: dict[int, tuple[str, str, str]] = field(default_factory=dict)
     # forecasts with nothing left to score after these steps: ids and their generated_at (raw)
@@ -132,6 +134,8 @@ _STEP_FIELDS = (
     ("p10", ">f8"),
     ("p50", ">f8"),
     ("p90", ">f8"),
+    ("p10_raw", ">f8"),
+    ("p90_raw", ">f8"),
 )
 
 
@@ -149,7 +153,7 @@ def unscored_steps(
             -- keeps the planner from probing once per step when statistics are stale).
             WITH todo AS MATERIALIZED (
                 SELECT p.id, p.symbol, p.generated_at, p.as_of, p.last_close, p.target_ts, p.p10, p.p50, p.p90,
-                    s.done
+                    p.p10_raw, p.p90_raw, s.done
                 FROM ml_predictions p
                 CROSS JOIN LATERAL (
                     SELECT coalesce(array_agg(e.step), '{{}}') AS done FROM signal_evaluations e
@@ -161,14 +165,15 @@ def unscored_steps(
                 FROM (SELECT DISTINCT symbol FROM todo) n
             )
             SELECT t.id, g.step::int4, t.generated_at, t.as_of, g.target_ts, t.last_close, c.close,
-                coalesce(t.p10[g.step], 'NaN'), coalesce(t.p50[g.step], 'NaN'), coalesce(t.p90[g.step], 'NaN')
+                coalesce(t.p10[g.step], 'NaN'), coalesce(t.p50[g.step], 'NaN'), coalesce(t.p90[g.step], 'NaN'),
+                coalesce(t.p10_raw[g.step], t.p10[g.step], 'NaN'), coalesce(t.p90_raw[g.step], t.p90[g.step], 'NaN')
             FROM todo t
             CROSS JOIN LATERAL unnest(t.target_ts) WITH ORDINALITY AS g(target_ts, step)
             JOIN {table} c ON c.symbol = t.symbol AND c.ts = g.target_ts
             WHERE g.target_ts <= %(cutoff)s AND NOT g.step = ANY(t.done)
             UNION ALL
             -- one marker row (step 0) per forecast settled by this run
-            SELECT t.id, 0, t.generated_at, t.as_of, t.as_of, 'NaN', 'NaN', 'NaN', 'NaN', 'NaN'
+            SELECT t.id, 0, t.generated_at, t.as_of, t.as_of, 'NaN', 'NaN', 'NaN', 'NaN', 'NaN', 'NaN', 'NaN'
             FROM todo t JOIN newest n ON n.symbol = t.symbol
             WHERE NOT EXISTS (
                 SELECT 1 FROM unnest(t.target_ts) WITH ORDINALITY AS g(target_ts, step)
@@ -296,7 +301,7 @@ def prediction_samples(bind: Engine | Connection, ids: np.ndarray | list[int]) -
 EVALUATION_SCORE_FIELDS: tuple[str, ...] = (
     "direction_hit",
     "in_band",  # of the served band
-    "in_band_raw",  # of the model's own band (the same band until calibrated bands exist)
+    "in_band_raw",  # of the model's own band (p10_raw/p90_raw; the served band where none is stored)
     "crps",  # fair estimator; NaN = no samples -> NULL
     "crps_rw",  # the random-walk reference; NaN = not enough history -> NULL
     "pinball_10",

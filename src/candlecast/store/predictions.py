@@ -23,11 +23,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Connection, Engine
 
-from candlecast.store._copy import COPY_SIGNATURE, pg_microseconds
-from candlecast.store._sql import cursor, read_rows
+from candlecast.store._copy import COPY_SIGNATURE, decode_binary_copy, pg_microseconds
+from candlecast.store._sql import connection, cursor, read_rows
+from candlecast.store.candles import closed_cutoff, timeframe_delta
+from candlecast.store.schema import candle_table
 
 __all__ = [
+    "CalibrationHistory",
     "Prediction",
+    "calibration_history",
     "get_prediction",
     "latest_prediction",
     "latest_predictions",
@@ -56,6 +60,10 @@ class Prediction:
     generated_at: datetime | None = None
     samples_high: np.ndarray | None = None  # (sample_count, pred_len) sampled highs, models that give OHLC paths
     samples_low: np.ndarray | None = None  # (sample_count, pred_len) sampled lows, with samples_high
+    # The model's own band when p10/p90 (and samples) hold a calibrated one; None: p10/p90 are the model's.
+    p10_raw: np.ndarray | None = None
+    p90_raw: np.ndarray | None = None
+    calibration: dict[str, Any] | None = None  # how the served band was reached (jobs.calibrate)
 
     @property
     def pred_len(self) -> int:
@@ -64,12 +72,16 @@ class Prediction:
     def __post_init__(self) -> None:
         for name in ("p10", "p50", "p90"):
             setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        for name in ("p10_raw", "p90_raw"):
+            if getattr(self, name) is not None:
+                setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
         if self.samples is not None:
             self.samples = np.asarray(self.samples, dtype=np.float32)
         n = len(self.target_ts)
-        shapes = {name: getattr(self, name).shape for name in ("p10", "p50", "p90")}
+        bands = ("p10", "p50", "p90", "p10_raw", "p90_raw")
+        shapes = {name: getattr(self, name).shape for name in bands if getattr(self, name) is not None}
         if any(shape != (n,) for shape in shapes.values()):
-            raise ValueError(f"p10/p50/p90 must each have {n} values (one per target), found {shapes}")
+            raise ValueError(f"{'/'.join(shapes)} must each have {n} values (one per target), found {shapes}")
         if self.samples is not None and (self.samples.ndim != 2 or self.samples.shape[1] != n):
             raise ValueError(f"samples must have shape (sample_count, {n}), found {self.samples.shape}")
         for name in ("samples_high", "samples_low"):
@@ -84,7 +96,7 @@ class Prediction:
 
 _COLUMNS = (
     "id, symbol, timeframe, model_name, model_version, generated_at, as_of, target_ts, "
-    "p10, p50, p90, last_close, event_context, provenance"
+    "p10, p50, p90, last_close, event_context, provenance, p10_raw, p90_raw, calibration"
 )
 
 
@@ -104,6 +116,7 @@ def upsert_prediction(conn: Connection, p: Prediction) -> int:
 _WRITE_COLUMNS = (
     "symbol", "timeframe", "model_name", "model_version", "as_of", "pred_len", "target_ts",
     "p10", "p50", "p90", "samples", "last_close", "event_context", "provenance", "samples_high", "samples_low",
+    "p10_raw", "p90_raw", "calibration",
 )  # fmt: skip
 _STAGE = "_stage_ml_predictions"
 # Element type OIDs of the array columns (binary array input checks them).
@@ -158,6 +171,7 @@ def _copy_stream(predictions: Sequence[Prediction]) -> bytes:
     for p in predictions:
         context = None if p.event_context is None else b"\x01" + json.dumps(p.event_context).encode()  # jsonb v1
         provenance = None if p.provenance is None else b"\x01" + json.dumps(p.provenance).encode()
+        calibration = None if p.calibration is None else b"\x01" + json.dumps(p.calibration).encode()
         parts += [
             count,
             _value(p.symbol.encode()),
@@ -176,6 +190,9 @@ def _copy_stream(predictions: Sequence[Prediction]) -> bytes:
             _NULL if provenance is None else _value(provenance),
             _NULL if p.samples_high is None else _value(_array(p.samples_high, _OID_FLOAT4, ">f4")),
             _NULL if p.samples_low is None else _value(_array(p.samples_low, _OID_FLOAT4, ">f4")),
+            _NULL if p.p10_raw is None else _value(_array(p.p10_raw, _OID_FLOAT8, ">f8")),
+            _NULL if p.p90_raw is None else _value(_array(p.p90_raw, _OID_FLOAT8, ">f8")),
+            _NULL if calibration is None else _value(calibration),
         ]
     parts.append(struct.pack(">h", -1))
     return b"".join(parts)
@@ -273,4 +290,132 @@ def _to_prediction(row: dict[str, Any]) -> Prediction:
         samples=_float32(row.get("samples")),
         samples_high=_float32(row.get("samples_high")),
         samples_low=_float32(row.get("samples_low")),
+        p10_raw=row.get("p10_raw"),
+        p90_raw=row.get("p90_raw"),
+        calibration=row.get("calibration"),
     )
+
+
+# -- what calibration reads ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalibrationHistory:
+    """What a calibration of one (symbol, timeframe, model) slot may know: the realised steps of the earlier
+    forecasts (one entry per forecast and step, ordered by forecast origin then step) and the candle closes
+    behind their volatilities. Times are raw Postgres timestamps (int64 microseconds since 2000-01-01 UTC)."""
+
+    origin: np.ndarray  # int64: the forecast's as_of
+    step: np.ndarray  # int32, 1-based
+    target_ts: np.ndarray  # int64: the open time of the realised candle
+    last_close: np.ndarray  # float64: the forecast's last close
+    realised: np.ndarray  # float64: the close of the target candle
+    raw_lower: np.ndarray  # float64: the model's own p10 (p10_raw, or p10 where none is stored)
+    raw_upper: np.ndarray
+    served_lower: np.ndarray  # float64: the p10 that was served
+    served_upper: np.ndarray
+    governed_lower: np.ndarray  # bool: the forecast's calibration set this side of the served band at this step
+    governed_upper: np.ndarray
+    candle_ts: np.ndarray  # int64, ascending: the instrument's candles up to the slot's last closed one
+    candle_close: np.ndarray  # float64
+
+
+_HISTORY_FIELDS = (
+    ("k", ">i4"),
+    ("origin", ">i8"),
+    ("step", ">i4"),
+    ("target_ts", ">i8"),
+    ("last_close", ">f8"),
+    ("realised", ">f8"),
+    ("raw_lower", ">f8"),
+    ("raw_upper", ">f8"),
+    ("served_lower", ">f8"),
+    ("served_upper", ">f8"),
+    ("governed_lower", "?"),
+    ("governed_upper", "?"),
+)
+
+
+def calibration_history(
+    bind: Engine | Connection,
+    timeframe: str,
+    model_name: str,
+    as_of: datetime,
+    symbols: Sequence[str],
+    lookback: int,
+    candles_back: int,
+) -> dict[str, CalibrationHistory]:
+    """For each of ``symbols``: the realised steps of its last ``lookback`` ``model_name`` forecasts made before
+    ``as_of`` (``as_of`` strictly earlier), counting only target candles that had closed by ``as_of``, and its
+    candles from ``candles_back`` candles before the oldest of those origins (or before ``as_of``) up to the
+    last one closed by ``as_of``. Nothing that closed after ``as_of`` is read.
+
+    A step counts as governed on a side when the forecast's ``calibration`` has a number at that step in
+    ``steps.alpha_lower`` / ``steps.alpha_upper`` (see ``jobs.calibrate``). Two binary COPYs.
+    """
+    table = candle_table(timeframe).name
+    past = """
+        SELECT s.k::int4 AS k, s.symbol, m.as_of, m.last_close, m.target_ts, m.p10, m.p90, m.p10_raw, m.p90_raw,
+            m.calibration
+        FROM unnest(%(symbols)s::text[]) WITH ORDINALITY AS s(symbol, k)
+        CROSS JOIN LATERAL (
+            SELECT * FROM ml_predictions p
+            WHERE p.symbol = s.symbol AND p.timeframe = %(tf)s AND p.model_name = %(model)s
+              AND p.as_of < %(as_of)s
+            ORDER BY p.as_of DESC LIMIT %(lookback)s) m"""
+    steps_sql = f"""
+        COPY (
+            WITH past AS MATERIALIZED ({past})
+            SELECT p.k, p.as_of, g.step::int4, g.ts, p.last_close, c.close,
+                coalesce(p.p10_raw[g.step], p.p10[g.step], 'NaN'), coalesce(p.p90_raw[g.step], p.p90[g.step], 'NaN'),
+                coalesce(p.p10[g.step], 'NaN'), coalesce(p.p90[g.step], 'NaN'),
+                coalesce(jsonb_typeof(p.calibration -> 'steps' -> 'alpha_lower' -> (g.step - 1)::int) = 'number',
+                    false),
+                coalesce(jsonb_typeof(p.calibration -> 'steps' -> 'alpha_upper' -> (g.step - 1)::int) = 'number',
+                    false)
+            FROM past p
+            CROSS JOIN LATERAL unnest(p.target_ts) WITH ORDINALITY AS g(ts, step)
+            JOIN {table} c ON c.symbol = p.symbol AND c.ts = g.ts
+            WHERE g.ts <= %(cutoff)s
+        ) TO STDOUT (FORMAT binary)"""
+    candles_sql = f"""
+        COPY (
+            WITH first AS MATERIALIZED (
+                SELECT s.k::int4 AS k, s.symbol, coalesce(
+                    (SELECT min(x.as_of) FROM ({past}) x WHERE x.k = s.k), %(as_of)s) - %(candle)s::interval AS cutoff
+                FROM unnest(%(symbols)s::text[]) WITH ORDINALITY AS s(symbol, k)
+            )
+            SELECT f.k, c.ts, c.close
+            FROM first f
+            CROSS JOIN LATERAL (
+                SELECT coalesce((
+                    SELECT b.ts FROM {table} b WHERE b.symbol = f.symbol AND b.ts <= f.cutoff
+                    ORDER BY b.ts DESC OFFSET %(back)s LIMIT 1), '-infinity') AS start
+            ) s
+            JOIN {table} c ON c.symbol = f.symbol AND c.ts BETWEEN s.start AND %(cutoff)s
+        ) TO STDOUT (FORMAT binary)"""
+    params = {
+        "symbols": list(symbols), "tf": timeframe, "model": model_name, "as_of": as_of, "lookback": lookback,
+        "cutoff": closed_cutoff(timeframe, as_of), "candle": timeframe_delta(timeframe), "back": candles_back,
+    }  # fmt: skip
+    payloads = []
+    with connection(bind) as conn:
+        with cursor(conn) as cur:
+            for sql in (steps_sql, candles_sql):
+                with cur.copy(sql, params) as copy:
+                    payloads.append(b"".join(bytes(chunk) for chunk in copy))
+    steps = decode_binary_copy(payloads[0], _HISTORY_FIELDS)
+    steps = steps[np.lexsort((steps["step"], steps["origin"], steps["k"]))]
+    candles = decode_binary_copy(payloads[1], (("k", ">i4"), ("ts", ">i8"), ("close", ">f8")))
+    candles = candles[np.lexsort((candles["ts"], candles["k"]))]
+    step_bounds = np.searchsorted(steps["k"], np.arange(1, len(symbols) + 2))
+    candle_bounds = np.searchsorted(candles["k"], np.arange(1, len(symbols) + 2))
+    out: dict[str, CalibrationHistory] = {}
+    for i, symbol in enumerate(symbols):
+        part = steps[step_bounds[i] : step_bounds[i + 1]]
+        bars = candles[candle_bounds[i] : candle_bounds[i + 1]]
+        columns = {name: part[name].astype(dtype.lstrip("><")) for name, dtype in _HISTORY_FIELDS[1:]}
+        out[symbol] = CalibrationHistory(
+            **columns, candle_ts=bars["ts"].astype(np.int64), candle_close=bars["close"].astype(np.float64)
+        )
+    return out

@@ -120,6 +120,9 @@ ml_predictions = sa.Table(
     sa.Column("provenance", pg.JSONB),  # migration 0011: model, checkpoint, code, configuration, cutoffs, seed
     sa.Column("samples_high", pg.ARRAY(sa.REAL, dimensions=2)),  # per-step highs of OHLC paths (migration 0010)
     sa.Column("samples_low", pg.ARRAY(sa.REAL, dimensions=2)),
+    sa.Column("p10_raw", pg.ARRAY(sa.Float)),  # the model's own band; p10/p90 are the served (calibrated) one
+    sa.Column("p90_raw", pg.ARRAY(sa.Float)),
+    sa.Column("calibration", pg.JSONB),  # how the served band was reached (jobs.calibrate)
 )
 
 signal_evaluations = sa.Table(

@@ -5,7 +5,7 @@ models that give OHLC paths (Kronos); null otherwise. Path questions judge a tou
 basis "high/low").
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-27
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 
 revision = "0010"
 # Another branch adds 0009 (calibration) at the same time; the chain is set to 0009 -> 0010 when both are merged.
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,247 @@
+"""Adaptive conformal calibration of a forecast's p10–p90 band, pure numpy.
+
+The batch job (``jobs.calibrate``) reads a model's past forecasts and what happened, and asks this module for
+the band to serve. Nothing here touches the store.
+
+Method (per instrument, timeframe, model and horizon step ``h``; equal-tailed: each tail has its own
+adaptive conformal inference, ACI, Gibbs & Candès 2021, at level ``alpha / 2``):
+
+- **Scale.** ``scale = c0 * sigma``: the last close times the EWMA volatility of the instrument's log returns
+  known at the forecast origin (``ewma_volatility``). It is not multiplied by ``sqrt(h)``: every step is
+  calibrated on its own, so a constant factor per step would cancel out of the band.
+- **Scores** of a past forecast with realised close ``y`` and raw (the model's own) band ``[l, u]``:
+  ``s_lower = (l - y) / scale`` and ``s_upper = (y - u) / scale``, signed: negative inside the band, so a band
+  that is too wide shrinks as well as one that is too narrow widens.
+- **ACI.** The miss level of a tail is ``a_t = alpha / 2 + gamma * sum_j (alpha / 2 - err_j)``, the sum over
+  the past outcomes whose served band was set by ACI (``err_j = 1`` when ``y_j`` fell beyond that side of the
+  band that was served). This is the unrolled recursion ``a_{t+1} = a_t + gamma (alpha / 2 - err_t)`` started
+  at ``alpha / 2``, with each forecast's error counted once its outcome is known (feedback delayed by ``h``).
+- **Quantile.** ``q`` is the conformal ``(1 - a_t)`` quantile of the most recent ``window`` scores: the
+  ``ceil((n + 1)(1 - a_t))``-th smallest of ``n`` (the largest when that exceeds ``n``, the smallest when
+  ``a_t >= 1``).
+- **Band.** ``[l - q_lower * scale, u + q_upper * scale]``, never narrower than ``inner`` (the median): a
+  tail never crosses the centre of the forecast.
+
+With fewer than ``min_outcomes`` scores at a step, that step keeps the raw band (``calibrated`` is False and
+its alpha and q are NaN).
+
+``stretch_samples`` then maps each sample path onto the calibrated band, step by step: values below the
+middle of the samples are scaled about it by one factor, values above by another, so the median stays and
+``np.quantile`` (linear) of the new samples at 0.1 and 0.9 equals the calibrated band.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = [
+    "BandCalibration",
+    "CalibrationParams",
+    "PastOutcomes",
+    "aci_level",
+    "calibrate_band",
+    "conformal_quantile",
+    "ewma_volatility",
+    "sample_centre",
+    "stretch_samples",
+]
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    alpha: float = 0.2  # nominal miss rate of the two-sided band; each tail aims at alpha / 2
+    gamma: float = 0.02  # ACI step size
+    window: int = 500  # most recent scores per step in the quantile
+    min_outcomes: int = 20  # fewer scores at a step: the step is left raw
+
+
+@dataclass(frozen=True)
+class PastOutcomes:
+    """Realised steps of past forecasts of one series, one entry per (forecast, step), in any order.
+
+    Only outcomes known when the new forecast is made may be given (the caller's job; see ``jobs.calibrate``).
+    """
+
+    step: np.ndarray  # int, 1-based horizon step
+    realised_at: np.ndarray  # sortable (e.g. int64 time): when the outcome became known; orders the window
+    observed: np.ndarray  # realised close
+    raw_lower: np.ndarray  # the model's own p10 and p90
+    raw_upper: np.ndarray
+    served_lower: np.ndarray  # the band that was served (the raw one where nothing calibrated it)
+    served_upper: np.ndarray
+    scale: np.ndarray  # last close * volatility at the forecast's origin; NaN = unknown (no score)
+    governed_lower: np.ndarray  # bool: ACI set that side of the served band
+    governed_upper: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    @classmethod
+    def empty(cls) -> PastOutcomes:
+        f, b = np.zeros(0), np.zeros(0, dtype=bool)
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), f, f, f, f, f, f, b, b)
+
+
+@dataclass(frozen=True)
+class BandCalibration:
+    """The band to serve at each step of one forecast, and how it was reached (NaN where not calibrated)."""
+
+    lower: np.ndarray  # (H,)
+    upper: np.ndarray
+    alpha_lower: np.ndarray  # the ACI miss level of each tail
+    alpha_upper: np.ndarray
+    q_lower: np.ndarray  # the conformal quantile of each tail's scores
+    q_upper: np.ndarray
+    n_outcomes: np.ndarray  # int: scores in the quantile (all realised ones when too few)
+
+    @property
+    def calibrated(self) -> np.ndarray:
+        """Per step: whether ACI set the band (False: raw band, too few outcomes)."""
+        return ~np.isnan(self.q_lower)
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The conformal ``level`` quantile of ``n`` scores: the ``ceil((n + 1) level)``-th smallest, clipped to
+    the range ``1..n`` (the largest score when the rank exceeds ``n``, the smallest when ``level <= 0``)."""
+    s = np.asarray(scores, dtype=np.float64)
+    n = len(s)
+    if n == 0:
+        raise ValueError("no scores")
+    rank = math.ceil((n + 1) * level - 1e-9)  # tolerance: (n + 1) * 0.9 must not round up past an integer
+    k = min(max(rank, 1), n)
+    return float(np.partition(s, k - 1)[k - 1])
+
+
+def aci_level(target: float, gamma: float, errors: np.ndarray) -> float:
+    """The ACI miss level after ``errors`` (booleans, each a miss of the band ACI set):
+    ``target + gamma * sum(target - err)``."""
+    e = np.asarray(errors, dtype=np.float64)
+    return float(target + gamma * (target * len(e) - e.sum()))
+
+
+def calibrate_band(
+    raw_lower: np.ndarray,
+    raw_upper: np.ndarray,
+    scale: float,
+    past: PastOutcomes,
+    params: CalibrationParams,
+    inner_lower: np.ndarray | None = None,
+    inner_upper: np.ndarray | None = None,
+) -> BandCalibration:
+    """The calibrated band of one forecast with raw band ``[raw_lower, raw_upper]`` (H steps) and scale
+    ``scale`` (last close * volatility at its origin), from the outcomes ``past`` (see the module docstring).
+
+    ``inner_lower``/``inner_upper`` (default: the raw band's midpoint) bound the band from the inside: the
+    served p10 is never above ``inner_lower`` nor the p90 below ``inner_upper``. A ``scale`` that is NaN or not
+    positive leaves every step raw.
+    """
+    lo = np.asarray(raw_lower, dtype=np.float64)
+    hi = np.asarray(raw_upper, dtype=np.float64)
+    n_steps = len(lo)
+    middle = (lo + hi) / 2
+    inner_lo = middle if inner_lower is None else np.asarray(inner_lower, dtype=np.float64)
+    inner_hi = middle if inner_upper is None else np.asarray(inner_upper, dtype=np.float64)
+    nan = np.full(n_steps, np.nan)
+    alpha_lo, alpha_hi, q_lo, q_hi = nan.copy(), nan.copy(), nan.copy(), nan.copy()
+    counts = np.zeros(n_steps, dtype=np.int64)
+    target = params.alpha / 2
+
+    step = np.asarray(past.step, dtype=np.int64)
+    order = np.lexsort((np.asarray(past.realised_at), step))  # by step, then by when the outcome was known
+    bounds = np.searchsorted(step[order], np.arange(1, n_steps + 2))
+    y = np.asarray(past.observed, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        past_scale = np.asarray(past.scale, dtype=np.float64)
+        usable = np.isfinite(past_scale) & (past_scale > 0) & np.isfinite(y)
+        s_lower = (np.asarray(past.raw_lower) - y) / past_scale
+        s_upper = (y - np.asarray(past.raw_upper)) / past_scale
+    err_lower = np.asarray(past.governed_lower, dtype=bool) & (y < np.asarray(past.served_lower))
+    err_upper = np.asarray(past.governed_upper, dtype=bool) & (y > np.asarray(past.served_upper))
+    gov_lower, gov_upper = np.asarray(past.governed_lower, dtype=bool), np.asarray(past.governed_upper, dtype=bool)
+    scale_ok = math.isfinite(scale) and scale > 0
+
+    for h in range(n_steps):
+        rows = order[bounds[h] : bounds[h + 1]]
+        scored = rows[usable[rows] & np.isfinite(s_lower[rows]) & np.isfinite(s_upper[rows])][-params.window :]
+        counts[h] = len(scored)
+        if not scale_ok or len(scored) < params.min_outcomes:
+            continue
+        alpha_lo[h] = aci_level(target, params.gamma, err_lower[rows][gov_lower[rows]])
+        alpha_hi[h] = aci_level(target, params.gamma, err_upper[rows][gov_upper[rows]])
+        q_lo[h] = conformal_quantile(s_lower[scored], 1 - alpha_lo[h])
+        q_hi[h] = conformal_quantile(s_upper[scored], 1 - alpha_hi[h])
+
+    done = ~np.isnan(q_lo)
+    lower = np.where(done, np.minimum(lo - np.where(done, q_lo, 0) * scale, inner_lo), lo)
+    upper = np.where(done, np.maximum(hi + np.where(done, q_hi, 0) * scale, inner_hi), hi)
+    return BandCalibration(lower, upper, alpha_lo, alpha_hi, q_lo, q_hi, counts)
+
+
+def sample_centre(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per step, the two middle order statistics of the samples ``(M, H)`` (equal when M is odd): their mean
+    is the median ``np.quantile`` reads, and ``stretch_samples`` leaves them where they are."""
+    x = np.asarray(samples, dtype=np.float64)
+    return np.quantile(x, 0.5, axis=0, method="lower"), np.quantile(x, 0.5, axis=0, method="higher")
+
+
+def stretch_samples(
+    samples: np.ndarray, lower: np.ndarray, upper: np.ndarray, steps: np.ndarray | None = None
+) -> np.ndarray:
+    """Sample paths ``(M, H)`` mapped so that, at each step in ``steps`` (bool ``(H,)``, default all),
+    ``np.quantile(out, 0.1)`` equals ``lower`` and ``np.quantile(out, 0.9)`` equals ``upper``.
+
+    At each step the two middle values ``a <= b`` (``sample_centre``) stay, so the median stays; a value below
+    ``a`` moves to ``a + f_low (x - a)``, one above ``b`` to ``b + f_high (x - b)``: one factor per side, so the
+    order of the paths at each step is kept. Exact (up to rounding) when ``M >= 3``, the samples spread on
+    each side and ``lower <= a``, ``b <= upper``; a side without spread is left as it is, a bound beyond the
+    centre collapses that side onto it. Steps outside ``steps`` are returned unchanged. Returns float64.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 3:
+        return x.copy()
+    chosen = np.ones(x.shape[1], dtype=bool) if steps is None else np.asarray(steps, dtype=bool)
+    a, b = sample_centre(x)
+    low, high = np.quantile(x, [0.1, 0.9], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_low = np.where(a - low > 0, (a - np.asarray(lower)) / (a - low), 1.0)
+        f_high = np.where(high - b > 0, (np.asarray(upper) - b) / (high - b), 1.0)
+    f_low = np.where(chosen & np.isfinite(f_low), np.maximum(f_low, 0.0), 1.0)
+    f_high = np.where(chosen & np.isfinite(f_high), np.maximum(f_high, 0.0), 1.0)
+    return np.where(x < a, a + f_low * (x - a), np.where(x > b, b + f_high * (x - b), x))
+
+
+def ewma_volatility(
+    times: np.ndarray, closes: np.ndarray, cutoffs: np.ndarray, halflife: float, min_returns: int | None = None
+) -> np.ndarray:
+    """Per cutoff: the exponentially weighted RMS of the log returns of the candles with ``time <= cutoff``.
+
+    The newest return has weight 1, one ``halflife`` (in candles) older weight 1/2, and so on; returns older
+    than ``ceil(5 * halflife)`` candles (weight below 3%) are left out, so the value depends on a fixed
+    stretch of history. Returns are ``log(c_i / c_{i-1})`` of consecutive stored candles (a weekend gap is
+    one return), driftless (not demeaned); one touching a close ``<= 0`` is left out. NaN with fewer than
+    ``min_returns`` returns (default ``ceil(halflife)``, at least 2).
+    """
+    window = max(2, math.ceil(5 * halflife))
+    needed = max(2, math.ceil(halflife)) if min_returns is None else min_returns
+    t = np.asarray(times)
+    c = np.asarray(closes, dtype=np.float64)
+    cut = np.asarray(cutoffs)
+    if len(c) < 2 or not len(cut):
+        return np.full(len(cut), np.nan)
+    last = np.searchsorted(t, cut, side="right") - 1  # the last candle by each cutoff; -1 none
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = np.diff(np.log(np.where(c > 0, c, np.nan)))
+    # padded[window + i] is the return ending at candle i + 1; padded[j : j + window] ends at candle j
+    padded = np.r_[np.full(window, np.nan), returns]
+    windows = sliding_window_view(padded, window)[np.clip(last, 0, None)]
+    weights = 0.5 ** (np.arange(window - 1, -1, -1) / halflife)  # oldest first, the newest weighs 1
+    present = ~np.isnan(windows)
+    w = np.where(present, weights, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = (w * np.where(present, windows, 0.0) ** 2).sum(axis=1) / w.sum(axis=1)
+    enough = (present.sum(axis=1) >= needed) & (last >= 0)
+    return np.where(enough, np.sqrt(variance), np.nan)

@@ -1,0 +1,177 @@
+"""The calibration maths (``candlecast.calibration``): conformal quantiles, the ACI level, the EWMA volatility,
+the stretch of sample paths, and walk-forward runs on synthetic markets whose raw bands are wrong."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from candlecast.calibration import (
+    CalibrationParams,
+    PastOutcomes,
+    aci_level,
+    calibrate_band,
+    conformal_quantile,
+    ewma_volatility,
+    sample_centre,
+    stretch_samples,
+)
+
+Z90 = 1.2815515655446004  # the standard normal's 0.9 quantile
+
+
+def test_the_conformal_quantile_is_the_rank_ceil_n_plus_1_times_level() -> None:
+    scores = np.arange(1.0, 20.0)[::-1]  # 19 scores, 1..19, unsorted
+    assert conformal_quantile(scores, 0.9) == 18.0  # ceil(20 * 0.9) = 18
+    assert conformal_quantile(scores[:9], 0.9) == 19.0  # ceil(10 * 0.9) = 9 = n: the largest of 11..19
+    assert conformal_quantile(scores, 1.2) == 19.0  # beyond n: the largest
+    assert conformal_quantile(scores, -0.3) == 1.0  # a miss level above 1: the smallest
+    with pytest.raises(ValueError):
+        conformal_quantile(np.zeros(0), 0.9)
+
+
+def test_the_aci_level_moves_by_gamma_times_target_minus_each_error() -> None:
+    assert aci_level(0.1, 0.02, np.zeros(0, dtype=bool)) == pytest.approx(0.1)
+    errors = np.array([True, False, False, True, False])
+    # alpha_{t+1} = alpha_t + gamma (0.1 - err_t), unrolled from 0.1
+    expected = 0.1
+    for e in errors:
+        expected += 0.02 * (0.1 - e)
+    assert aci_level(0.1, 0.02, errors) == pytest.approx(expected)
+
+
+def test_ewma_volatility_weighs_returns_by_half_life_and_reads_nothing_after_the_cutoff() -> None:
+    rng = np.random.default_rng(1)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 300)))
+    times = np.arange(300) * 10
+    cutoffs = np.array([155, 2000, 2990])
+    got = ewma_volatility(times, closes, cutoffs, halflife=8.0)
+    for cutoff, value in zip(cutoffs, got, strict=True):
+        last = int(np.searchsorted(times, cutoff, side="right")) - 1
+        returns = np.diff(np.log(closes[: last + 1]))[-40:]  # ceil(5 * 8) returns
+        weights = 0.5 ** (np.arange(len(returns))[::-1] / 8.0)
+        assert value == pytest.approx(math.sqrt((weights * returns**2).sum() / weights.sum()))
+    shocked = closes.copy()
+    shocked[201:] *= 3.0  # a jump after the second cutoff's last candle (index 200)
+    assert ewma_volatility(times, shocked, cutoffs[:2], 8.0) == pytest.approx(got[:2])
+    assert np.isnan(ewma_volatility(times, closes, np.array([-5, 30]), 8.0)).all()  # none / 3 returns < 8
+
+
+def test_stretched_samples_read_back_the_band_and_keep_the_median() -> None:
+    rng = np.random.default_rng(2)
+    for m in (3, 16, 32, 257):
+        samples = (100 + rng.standard_t(3, (m, 6))).astype(np.float32)
+        median = np.quantile(samples.astype(np.float64), 0.5, axis=0)
+        a, b = sample_centre(samples)
+        lower = a - rng.uniform(0.1, 5, 6)
+        upper = b + rng.uniform(0.1, 5, 6)
+        chosen = np.array([True, True, True, True, True, False])
+        out = stretch_samples(samples, lower, upper, chosen)
+        stored = out.astype(np.float32).astype(np.float64)  # the store keeps float32 samples
+        p10, p50, p90 = np.quantile(stored, [0.1, 0.5, 0.9], axis=0)  # linear, as the forecasters use
+        np.testing.assert_allclose(p10[:5], lower[:5], rtol=1e-6)
+        np.testing.assert_allclose(p90[:5], upper[:5], rtol=1e-6)
+        np.testing.assert_allclose(p50, median, rtol=1e-6)
+        np.testing.assert_array_equal(out[:, 5], samples[:, 5])  # a step left raw is untouched
+        np.testing.assert_array_equal(np.argsort(out, axis=0, kind="stable")[:, :5],
+                                      np.argsort(samples, axis=0, kind="stable")[:, :5])  # fmt: skip
+
+
+# -- walk-forward on synthetic markets -------------------------------------------------------------------------
+
+
+def walk_forward(
+    vol: np.ndarray, width: float, steps: int, params: CalibrationParams, model_window: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A market with per-candle volatility ``vol`` (Student-t 4 returns) and a model whose band is ``width``
+    times the right one for its own volatility estimate (the std of its last ``model_window`` returns).
+
+    A forecast is made at every candle from 100 on, for ``steps`` candles ahead, and calibrated from the
+    outcomes realised by then, exactly as the batch job does. Returns, per forecast and step: whether the
+    outcome fell in the calibrated band and in the raw band, and the two bands' widths.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(vol)
+    close = 100 * np.exp(np.cumsum(vol * rng.standard_t(4, n) / math.sqrt(2)))
+    times = np.arange(n)
+    returns = np.diff(np.log(close))
+    model_sigma = np.r_[np.full(model_window, np.nan), sliding_window_view(returns, model_window).std(axis=1, ddof=1)]
+    origins = np.arange(100, n - steps)
+    scale = close[origins] * ewma_volatility(times, close, origins, halflife=20)
+    h = np.arange(1, steps + 1)
+    past: dict[str, list[np.ndarray]] = {name: [] for name in PastOutcomes.__dataclass_fields__}
+    inside, inside_raw, widths, raw_widths = [], [], [], []
+    for i, o in enumerate(origins):
+        c0 = close[o]
+        half = Z90 * width * model_sigma[o] * np.sqrt(h)
+        lo, hi = c0 * np.exp(-half), c0 * np.exp(half)
+        known = {name: np.concatenate(v) if v else np.zeros(0) for name, v in past.items()}
+        keep = known["realised_at"] <= o  # candles closed by the origin
+        history = PastOutcomes(**{name: v[keep] for name, v in known.items()})
+        band = calibrate_band(lo, hi, float(scale[i]), history, params, np.full(steps, c0), np.full(steps, c0))
+        y = close[o + h]
+        for name, value in (
+            ("step", h), ("realised_at", o + h), ("observed", y), ("raw_lower", lo), ("raw_upper", hi),
+            ("served_lower", band.lower), ("served_upper", band.upper), ("scale", np.full(steps, scale[i])),
+            ("governed_lower", band.calibrated), ("governed_upper", band.calibrated),
+        ):  # fmt: skip
+            past[name].append(np.asarray(value))
+        inside.append((band.lower <= y) & (y <= band.upper))
+        inside_raw.append((lo <= y) & (y <= hi))
+        widths.append(band.upper - band.lower)
+        raw_widths.append(hi - lo)
+    return np.array(inside), np.array(inside_raw), np.array(widths), np.array(raw_widths)
+
+
+PARAMS = CalibrationParams(alpha=0.2, gamma=0.02, window=500, min_outcomes=20)
+
+
+@pytest.mark.parametrize(("width", "raw_coverage"), [(0.35, (0.0, 0.45)), (2.5, (0.97, 1.0))], ids=["narrow", "wide"])
+def test_coverage_converges_to_80_percent_whatever_the_raw_band(width: float, raw_coverage: tuple) -> None:
+    vol = np.full(900, 0.01)
+    inside, inside_raw, widths, raw_widths = walk_forward(vol, width, 3, PARAMS, model_window=60, seed=3)
+    settled = slice(100, None)  # after the first 100 forecasts
+    assert raw_coverage[0] <= inside_raw[settled].mean() <= raw_coverage[1]
+    assert inside[settled].mean() == pytest.approx(0.8, abs=0.03)
+    for step in range(3):
+        assert inside[settled, step].mean() == pytest.approx(0.8, abs=0.05)
+    # the signed score lets a band that is too wide shrink, and one too narrow widen
+    ratio = widths[settled].mean() / raw_widths[settled].mean()
+    assert ratio < 0.6 if width > 1 else ratio > 2
+
+
+def test_aci_tracks_a_volatility_regime_change() -> None:
+    # volatility triples at candle 500; the model's 250-candle volatility lags behind, so its band is too narrow
+    vol = np.r_[np.full(500, 0.01), np.full(500, 0.03)]
+    changed = slice(400, 550)  # forecasts made in the 150 candles after the change (origins start at 100)
+    adaptive, raw, _, _ = walk_forward(vol, 1.0, 3, PARAMS, model_window=250, seed=4)
+    fixed, _, _, _ = walk_forward(vol, 1.0, 3, CalibrationParams(gamma=0.0, window=500), model_window=250, seed=4)
+    assert raw[changed].mean() < 0.65
+    assert fixed[changed].mean() < 0.72  # plain conformal quantiles of the old regime lag too
+    assert adaptive[changed].mean() == pytest.approx(0.8, abs=0.05)
+    assert adaptive[changed].mean() > fixed[changed].mean() + 0.08
+
+
+def test_steps_with_too_few_outcomes_keep_the_raw_band() -> None:
+    rng = np.random.default_rng(5)
+    k = 30
+    y = 100 + rng.normal(0, 1, k)
+    history = PastOutcomes(
+        step=np.r_[np.ones(k - 10, dtype=np.int64), np.full(10, 2)], realised_at=np.arange(k), observed=y,
+        raw_lower=np.full(k, 99.0), raw_upper=np.full(k, 101.0), served_lower=np.full(k, 99.0),
+        served_upper=np.full(k, 101.0), scale=np.ones(k), governed_lower=np.zeros(k, bool),
+        governed_upper=np.zeros(k, bool),
+    )  # fmt: skip
+    band = calibrate_band(np.array([99.0, 98.0]), np.array([101.0, 102.0]), 1.0, history, PARAMS)
+    assert band.calibrated.tolist() == [True, False]
+    assert band.n_outcomes.tolist() == [20, 10]
+    assert (band.lower[1], band.upper[1]) == (98.0, 102.0) and np.isnan(band.q_lower[1])
+    # with no split conformal correction to make (gamma irrelevant: nothing governed yet), q is the
+    # ceil(21 * 0.9) = 19th smallest score of 20
+    expected = np.sort(99.0 - y[:20])[18]
+    assert band.q_lower[0] == pytest.approx(expected) and band.lower[0] == pytest.approx(99.0 - expected)
+    nothing = calibrate_band(np.array([99.0, 98.0]), np.array([101.0, 102.0]), math.nan, history, PARAMS)
+    assert not nothing.calibrated.any()  # no volatility at the origin: raw
