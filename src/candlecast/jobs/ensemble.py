@@ -61,6 +61,7 @@ from candlecast.errors import InputError
 from candlecast.inference.client import InferenceClient
 from candlecast.inference.transports import LocalTransport
 from candlecast.jobs.batch import BatchResult, slot_time
+from candlecast.jobs.calibrate import calibrate_predictions
 from candlecast.jobs.records import recorded_run
 from candlecast.store.ensemble import TrailingCrps, slot_forecasts, trailing_crps
 from candlecast.store.predictions import Prediction, upsert_prediction
@@ -431,10 +432,6 @@ def _finish(
     settings: Settings, engine: Engine, timeframe: str, slot: datetime, forecasts: list[Prediction]
 ) -> list[Prediction]:
     """The ensemble's forecasts of the slot, just before they are written: the one place they get what every
-    model's forecasts get in the batch job before writing.
-
-    CALIBRATION HOOK: call the batch job's calibration function here (served band and paths calibrated, raw
-    band kept, from outcomes realised strictly before ``slot``), exactly as the batch job does, so the ensemble
-    is calibrated like any other model.
-    """
-    return forecasts
+    model's forecasts get in the batch job before writing: calibration (``jobs.calibrate``; served band and
+    paths calibrated from the ensemble's own past outcomes realised strictly before ``slot``, raw band kept)."""
+    return calibrate_predictions(settings, engine, forecasts)
