@@ -3,27 +3,31 @@
 The batch job (``jobs.calibrate``) reads a model's past forecasts and what happened, and asks this module for
 the band to serve. Nothing here touches the store.
 
-Method (per instrument, timeframe, model and horizon step ``h``; equal-tailed: each tail has its own
-adaptive conformal inference, ACI, Gibbs & Candès 2021, at level ``alpha / 2``):
+Method (per instrument, timeframe, model and horizon step ``h``: adaptive conformal inference, ACI, Gibbs &
+Candès 2021, on one two-sided score, so the band is widened or narrowed by the same amount on both sides; not
+equal-tailed):
 
 - **Scale.** ``scale = c0 * sigma``: the last close times the EWMA volatility of the instrument's log returns
   known at the forecast origin (``ewma_volatility``). It is not multiplied by ``sqrt(h)``: every step is
   calibrated on its own, so a constant factor per step would cancel out of the band.
-- **Scores** of a past forecast with realised close ``y`` and raw (the model's own) band ``[l, u]``:
-  ``s_lower = (l - y) / scale`` and ``s_upper = (y - u) / scale``, signed: negative inside the band, so a band
-  that is too wide shrinks as well as one that is too narrow widens.
-- **ACI.** The miss level of a tail is ``a_t = alpha / 2 + gamma * sum_j (alpha / 2 - err_j)``, the sum over
-  the past outcomes whose served band was set by ACI (``err_j = 1`` when ``y_j`` fell beyond that side of the
-  band that was served). This is the unrolled recursion ``a_{t+1} = a_t + gamma (alpha / 2 - err_t)`` started
-  at ``alpha / 2``, with each forecast's error counted once its outcome is known (feedback delayed by ``h``).
+- **Score** of a past forecast with realised close ``y`` and raw (the model's own) band ``[l, u]``:
+  ``s = max(l - y, y - u) / scale``, signed: negative inside the band, so a band that is too wide shrinks as
+  well as one that is too narrow widens.
+- **ACI.** The miss level is ``a_t = alpha + gamma_h * sum_j (alpha - err_j)``, the sum over the past outcomes
+  whose served band ACI had set (``err_j = 1`` when ``y_j`` fell outside the band that was served): the
+  unrolled recursion ``a_{t+1} = a_t + gamma_h (alpha - err_t)`` started at ``alpha``, each forecast's error
+  counted once its outcome is known (feedback delayed by ``h``). ``gamma_h = gamma / h``: forecasts made one
+  candle apart share ``h - 1`` of their ``h`` candles, so one shock misses about ``h`` of them in a row; the
+  step size per error shrinks by as much, and one shock moves ``a_t`` by about ``gamma`` at every step.
 - **Quantile.** ``q`` is the conformal ``(1 - a_t)`` quantile of the most recent ``window`` scores: the
   ``ceil((n + 1)(1 - a_t))``-th smallest of ``n`` (the largest when that exceeds ``n``, the smallest when
   ``a_t >= 1``).
-- **Band.** ``[l - q_lower * scale, u + q_upper * scale]``, never narrower than ``inner`` (the median): a
-  tail never crosses the centre of the forecast.
+- **Band.** ``[l - q * scale, u + q * scale]``, never past the inner bounds (the median): a side never crosses
+  the centre of the forecast.
 
-With fewer than ``min_outcomes`` scores at a step, that step keeps the raw band (``calibrated`` is False and
-its alpha and q are NaN).
+Step ``h`` needs ``max(min_outcomes, min_outcomes_per_h * h)`` realised scores (overlapping outcomes carry
+about ``n / h`` independent ones); with fewer it keeps the raw band (``calibrated`` is False, alpha and q are
+NaN).
 
 ``stretch_samples`` then maps each sample path onto the calibrated band, step by step: values below the
 middle of the samples are scaled about it by one factor, values above by another, so the median stays and
@@ -53,10 +57,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CalibrationParams:
-    alpha: float = 0.2  # nominal miss rate of the two-sided band; each tail aims at alpha / 2
-    gamma: float = 0.02  # ACI step size
+    alpha: float = 0.2  # nominal miss rate of the two-sided band
+    gamma: float = 0.02  # ACI step size at step 1; step h uses gamma / h
     window: int = 500  # most recent scores per step in the quantile
-    min_outcomes: int = 20  # fewer scores at a step: the step is left raw
+    min_outcomes: int = 20  # fewer scores at a step: the step is left raw ...
+    min_outcomes_per_h: int = 5  # ... or fewer than this many times h
 
 
 @dataclass(frozen=True)
@@ -74,16 +79,15 @@ class PastOutcomes:
     served_lower: np.ndarray  # the band that was served (the raw one where nothing calibrated it)
     served_upper: np.ndarray
     scale: np.ndarray  # last close * volatility at the forecast's origin; NaN = unknown (no score)
-    governed_lower: np.ndarray  # bool: ACI set that side of the served band
-    governed_upper: np.ndarray
+    governed: np.ndarray  # bool: ACI set the served band of that step
 
     def __len__(self) -> int:
         return len(self.step)
 
     @classmethod
     def empty(cls) -> PastOutcomes:
-        f, b = np.zeros(0), np.zeros(0, dtype=bool)
-        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), f, f, f, f, f, f, b, b)
+        f = np.zeros(0)
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), f, f, f, f, f, f, np.zeros(0, bool))
 
 
 @dataclass(frozen=True)
@@ -92,16 +96,14 @@ class BandCalibration:
 
     lower: np.ndarray  # (H,)
     upper: np.ndarray
-    alpha_lower: np.ndarray  # the ACI miss level of each tail
-    alpha_upper: np.ndarray
-    q_lower: np.ndarray  # the conformal quantile of each tail's scores
-    q_upper: np.ndarray
+    alpha: np.ndarray  # the ACI miss level
+    q: np.ndarray  # the conformal quantile of the scores, in units of scale
     n_outcomes: np.ndarray  # int: scores in the quantile (all realised ones when too few)
 
     @property
     def calibrated(self) -> np.ndarray:
-        """Per step: whether ACI set the band (False: raw band, too few outcomes)."""
-        return ~np.isnan(self.q_lower)
+        """Per step: whether ACI set the band (False: raw band, too few outcomes or no scale)."""
+        return ~np.isnan(self.q)
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
@@ -145,10 +147,8 @@ def calibrate_band(
     middle = (lo + hi) / 2
     inner_lo = middle if inner_lower is None else np.asarray(inner_lower, dtype=np.float64)
     inner_hi = middle if inner_upper is None else np.asarray(inner_upper, dtype=np.float64)
-    nan = np.full(n_steps, np.nan)
-    alpha_lo, alpha_hi, q_lo, q_hi = nan.copy(), nan.copy(), nan.copy(), nan.copy()
+    alpha, q = np.full(n_steps, np.nan), np.full(n_steps, np.nan)
     counts = np.zeros(n_steps, dtype=np.int64)
-    target = params.alpha / 2
 
     step = np.asarray(past.step, dtype=np.int64)
     order = np.lexsort((np.asarray(past.realised_at), step))  # by step, then by when the outcome was known
@@ -156,29 +156,26 @@ def calibrate_band(
     y = np.asarray(past.observed, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         past_scale = np.asarray(past.scale, dtype=np.float64)
-        usable = np.isfinite(past_scale) & (past_scale > 0) & np.isfinite(y)
-        s_lower = (np.asarray(past.raw_lower) - y) / past_scale
-        s_upper = (y - np.asarray(past.raw_upper)) / past_scale
-    err_lower = np.asarray(past.governed_lower, dtype=bool) & (y < np.asarray(past.served_lower))
-    err_upper = np.asarray(past.governed_upper, dtype=bool) & (y > np.asarray(past.served_upper))
-    gov_lower, gov_upper = np.asarray(past.governed_lower, dtype=bool), np.asarray(past.governed_upper, dtype=bool)
+        scores = np.maximum(np.asarray(past.raw_lower) - y, y - np.asarray(past.raw_upper)) / past_scale
+    usable = np.isfinite(scores) & (past_scale > 0)
+    missed = (y < np.asarray(past.served_lower)) | (y > np.asarray(past.served_upper))
+    governed = np.asarray(past.governed, dtype=bool)
     scale_ok = math.isfinite(scale) and scale > 0
 
     for h in range(n_steps):
         rows = order[bounds[h] : bounds[h + 1]]
-        scored = rows[usable[rows] & np.isfinite(s_lower[rows]) & np.isfinite(s_upper[rows])][-params.window :]
+        scored = rows[usable[rows]][-params.window :]
         counts[h] = len(scored)
-        if not scale_ok or len(scored) < params.min_outcomes:
+        if not scale_ok or len(scored) < max(params.min_outcomes, params.min_outcomes_per_h * (h + 1)):
             continue
-        alpha_lo[h] = aci_level(target, params.gamma, err_lower[rows][gov_lower[rows]])
-        alpha_hi[h] = aci_level(target, params.gamma, err_upper[rows][gov_upper[rows]])
-        q_lo[h] = conformal_quantile(s_lower[scored], 1 - alpha_lo[h])
-        q_hi[h] = conformal_quantile(s_upper[scored], 1 - alpha_hi[h])
+        alpha[h] = aci_level(params.alpha, params.gamma / (h + 1), missed[rows][governed[rows]])
+        q[h] = conformal_quantile(scores[scored], 1 - alpha[h])
 
-    done = ~np.isnan(q_lo)
-    lower = np.where(done, np.minimum(lo - np.where(done, q_lo, 0) * scale, inner_lo), lo)
-    upper = np.where(done, np.maximum(hi + np.where(done, q_hi, 0) * scale, inner_hi), hi)
-    return BandCalibration(lower, upper, alpha_lo, alpha_hi, q_lo, q_hi, counts)
+    done = ~np.isnan(q)
+    shift = np.where(done, q, 0.0) * (scale if scale_ok else 0.0)
+    lower = np.where(done, np.minimum(lo - shift, inner_lo), lo)
+    upper = np.where(done, np.maximum(hi + shift, inner_hi), hi)
+    return BandCalibration(lower, upper, alpha, q, counts)
 
 
 def sample_centre(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

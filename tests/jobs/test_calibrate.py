@@ -34,7 +34,7 @@ T = FIRST + 30 * H  # the slot under test: 30 earlier slots, 4 steps each
 
 
 def settings(calibrate: bool = True) -> Settings:
-    """4-step hourly forecasts, 16 samples; a step is calibrated once 5 of its outcomes are known."""
+    """4-step hourly forecasts, 16 samples; step h is calibrated once max(5, 5 h) of its outcomes are known."""
     return job_settings(calibrate=calibrate, calibration={"min_outcomes": 5, "halflife": 5.0})
 
 
@@ -138,10 +138,10 @@ def test_the_served_band_and_samples_are_calibrated_and_the_raw_band_is_kept(
         assert record["method"] == "aci" and record["gamma"] == 0.02 and record["forecasts_read"] == 30
         steps = record["steps"]
         assert steps["n_outcomes"] == [30, 29, 28, 27]  # forecasts of T - h - 29 .. T - h had step h realised
-        assert all(isinstance(v, float) for v in steps["alpha_lower"] + steps["alpha_upper"])
+        assert all(isinstance(v, float) for v in steps["alpha"])
         scale = record["sigma"] * c.last_close  # the band moves by q volatilities on each side
-        np.testing.assert_allclose(c.p10, c.p10_raw - np.array(steps["q_lower"]) * scale)
-        np.testing.assert_allclose(c.p90, c.p90_raw + np.array(steps["q_upper"]) * scale)
+        np.testing.assert_allclose(c.p10, c.p10_raw - np.array(steps["q"]) * scale)
+        np.testing.assert_allclose(c.p90, c.p90_raw + np.array(steps["q"]) * scale)
 
         # the samples read back the served band and keep the median
         assert c.samples is not None and r.samples is not None
@@ -156,7 +156,9 @@ def test_replays_calibrate_as_they_go_and_score_both_bands(engine: Engine) -> No
     result = run_replay(settings(), engine, "1h", "baseline", FIRST, T + 4 * H, progress=False)
     assert result.predictions_written == 2 * 35
     statuses = [stored(engine, FIRST + k * H)["BTCUSDT"].calibration["status"] for k in range(35)]
-    assert statuses[:5] == ["too few outcomes"] * 5 and statuses[-10:] == ["calibrated"] * 10
+    # step h is calibrated once max(5, 5 h) of its outcomes are known: step 1 from the 6th slot, step 4 from the 24th
+    assert statuses[:5] == ["too few outcomes"] * 5 and statuses[5] == "partial"
+    assert statuses[22] == "partial" and statuses[23:] == ["calibrated"] * 12
 
     scores = evaluations_frame(engine)
     with engine.connect() as conn:
@@ -211,3 +213,33 @@ def test_a_calibration_that_cannot_read_its_history_serves_the_raw_band() -> Non
     assert out.calibration is not None and out.calibration["status"] == "error"
     assert "OperationalError" in out.calibration["reason"]
     assert (out.p10.tolist(), out.p90.tolist(), out.p10_raw.tolist()) == ([99.0], [101.0], [99.0])
+
+
+def test_the_history_holds_realised_stored_steps_with_raw_and_governed_sides(engine: Engine) -> None:
+    t0 = datetime(2024, 3, 1, 12, tzinfo=UTC)
+    with engine.begin() as conn:
+        upsert_instruments(conn, [Instrument("BTCUSDT", "crypto")])
+        closes = {t0 - 2 * H: 99.0, t0 - H: 100.0, t0 + H: 102.0, t0 + 2 * H: 103.0}  # no candle at t0
+        upsert_candles(conn, "BTCUSDT", "1h", pd.DataFrame({"ts": list(closes), "close": list(closes.values())}))
+
+        def forecast(as_of: datetime, **extra: object) -> Prediction:
+            return Prediction(
+                symbol="BTCUSDT", timeframe="1h", model_name="m", as_of=as_of,
+                target_ts=[as_of + k * H for k in range(3)], p10=[90.0, 91.0, 92.0], p50=[100.0] * 3,
+                p90=[110.0, 111.0, 112.0], last_close=99.0, **extra,
+            )  # fmt: skip
+
+        upsert_prediction(conn, forecast(t0 - H))  # written before calibration existed: no raw band, no record
+        steps = {"alpha": [0.2, 0.18, None]}
+        upsert_prediction(
+            conn, forecast(t0, p10_raw=[80, 81, 82], p90_raw=[120, 121, 122], calibration={"steps": steps})
+        )
+        upsert_prediction(conn, forecast(t0 + 2 * H))  # made at the slot: not before it
+    (history,) = calibration_history(engine, "1h", "m", t0 + 2 * H, ["BTCUSDT"], lookback=10, candles_back=5).values()
+    # realised by the slot (t0 + 2h): candles up to t0 + 1h; t0 has no candle
+    assert history.step.tolist() == [1, 3, 2]
+    assert history.realised.tolist() == [100.0, 102.0, 102.0]
+    assert history.served_lower.tolist() == [90.0, 92.0, 91.0]
+    assert history.raw_lower.tolist() == [90.0, 92.0, 81.0] and history.raw_upper.tolist() == [110.0, 112.0, 121.0]
+    assert history.governed.tolist() == [False, False, True]
+    assert history.candle_ts.max() == (t0 + H - datetime(2000, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

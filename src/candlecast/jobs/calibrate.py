@@ -5,12 +5,12 @@ and "the rows are written" (replays run the batch job, so they calibrate as they
 This module owns the step from the store's history of a model's past forecasts
 (``store.predictions.calibration_history``) to the maths of ``candlecast.calibration`` and back to the row:
 
-- ``p10``/``p90``: the calibrated band (equal-tailed adaptive conformal inference per instrument, timeframe,
-  model and horizon step on volatility-scaled scores; docs/calibration.md), ``p50`` unchanged;
+- ``p10``/``p90``: the calibrated band (adaptive conformal inference per instrument, timeframe, model and
+  horizon step on volatility-scaled two-sided scores; docs/calibration.md), ``p50`` unchanged;
 - ``samples``: each path stretched about the step's median so the samples' p10/p90 are the calibrated band;
 - ``p10_raw``/``p90_raw``: the model's own band;
-- ``calibration``: how the band was reached (per step each tail's ACI miss level and conformal quantile and
-  the outcomes used, the settings, the volatility) or why it was not (``too few outcomes``, ``off``, ...).
+- ``calibration``: how the band was reached (per step the ACI miss level, the conformal quantile and the
+  outcomes used; the settings; the volatility) or why it was not (``too few outcomes``, ``off``, ...).
 
 No look-ahead: a forecast of slot ``t`` uses only forecasts made before ``t`` and their steps whose candle had
 closed by ``t``, and candles closed by ``t``. It reads forecasts and candles, never scores, so it does not
@@ -99,8 +99,7 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         served_lower=history.served_lower,
         served_upper=history.served_upper,
         scale=history.last_close * sigma_past,
-        governed_lower=history.governed_lower,
-        governed_upper=history.governed_upper,
+        governed=history.governed,
     )
     samples = p.samples
     # the band never crosses the median, nor the middle of the samples (which the stretch keeps in place)
@@ -108,7 +107,10 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
     if samples is not None and samples.shape[0] >= 3:
         middle_low, middle_high = sample_centre(samples)
         inner_lower, inner_upper = np.minimum(p.p50, middle_low), np.maximum(p.p50, middle_high)
-    params = CalibrationParams(alpha=cfg.alpha, gamma=cfg.gamma, window=cfg.window, min_outcomes=cfg.min_outcomes)
+    params = CalibrationParams(
+        alpha=cfg.alpha, gamma=cfg.gamma, window=cfg.window, min_outcomes=cfg.min_outcomes,
+        min_outcomes_per_h=cfg.min_outcomes_per_h,
+    )  # fmt: skip
     sigma_now = float(sigma[-1])
     band = calibrate_band(
         raw_lower, raw_upper, p.last_close * sigma_now, past, params,
@@ -126,20 +128,19 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
     record: dict[str, Any] = {
         "status": status,
         "method": "aci",
-        "tails": "equal",  # one ACI per tail, each at alpha / 2
+        "score": "max(p10_raw - y, y - p90_raw) / (last_close * sigma)",  # two-sided, not equal-tailed
         "alpha": cfg.alpha,
-        "gamma": cfg.gamma,
+        "gamma": cfg.gamma,  # step h uses gamma / h
         "window": cfg.window,
         "min_outcomes": cfg.min_outcomes,
+        "min_outcomes_per_h": cfg.min_outcomes_per_h,
         "halflife": cfg.halflife,
         "sigma": _number(sigma_now),
         "forecasts_read": len(origins),
         "steps_calibrated": int(calibrated.sum()),
         "steps": {
-            "alpha_lower": _numbers(band.alpha_lower),
-            "alpha_upper": _numbers(band.alpha_upper),
-            "q_lower": _numbers(band.q_lower),
-            "q_upper": _numbers(band.q_upper),
+            "alpha": _numbers(band.alpha),
+            "q": _numbers(band.q),
             "n_outcomes": band.n_outcomes.tolist(),
         },
     }

@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 from sqlalchemy.engine import Connection, Engine
 
 from candlecast.store._copy import COPY_SIGNATURE, decode_binary_copy, pg_microseconds
@@ -314,26 +316,15 @@ class CalibrationHistory:
     raw_upper: np.ndarray
     served_lower: np.ndarray  # float64: the p10 that was served
     served_upper: np.ndarray
-    governed_lower: np.ndarray  # bool: the forecast's calibration set this side of the served band at this step
-    governed_upper: np.ndarray
+    governed: np.ndarray  # bool: the forecast's calibration (ACI) set the served band of this step
     candle_ts: np.ndarray  # int64, ascending: the instrument's candles up to the slot's last closed one
     candle_close: np.ndarray  # float64
 
 
-_HISTORY_FIELDS = (
-    ("k", ">i4"),
-    ("origin", ">i8"),
-    ("step", ">i4"),
-    ("target_ts", ">i8"),
-    ("last_close", ">f8"),
-    ("realised", ">f8"),
-    ("raw_lower", ">f8"),
-    ("raw_upper", ">f8"),
-    ("served_lower", ">f8"),
-    ("served_upper", ">f8"),
-    ("governed_lower", "?"),
-    ("governed_upper", "?"),
-)
+# Arrays read straight into numpy: double precision[], timestamptz[] (as raw microseconds since 2000-01-01) and
+# boolean[] (their type oids), by element type oid -> (element as sent, dtype returned).
+_ARRAY_OIDS = (1022, 1185, 1000)
+_ARRAY_DTYPES: dict[int, tuple[str, type]] = {701: (">f8", np.float64), 1184: (">i8", np.int64), 16: ("?", np.bool_)}
 
 
 def calibration_history(
@@ -348,41 +339,37 @@ def calibration_history(
     """For each of ``symbols``: the realised steps of its last ``lookback`` ``model_name`` forecasts made before
     ``as_of`` (``as_of`` strictly earlier), counting only target candles that had closed by ``as_of``, and its
     candles from ``candles_back`` candles before the oldest of those origins (or before ``as_of``) up to the
-    last one closed by ``as_of``. Nothing that closed after ``as_of`` is read.
+    last one closed by ``as_of``. Nothing that closed after ``as_of`` is read (a step whose candle closed later,
+    or is not stored, is left out).
 
-    A step counts as governed on a side when the forecast's ``calibration`` has a number at that step in
-    ``steps.alpha_lower`` / ``steps.alpha_upper`` (see ``jobs.calibrate``). Two binary COPYs.
+    A step counts as governed when the forecast's ``calibration`` has a number at that step in ``steps.alpha``
+    (see ``jobs.calibrate``). One row per forecast with its arrays loaded straight into numpy, then one binary
+    COPY of the candles.
     """
     table = candle_table(timeframe).name
-    past = """
-        SELECT s.k::int4 AS k, s.symbol, m.as_of, m.last_close, m.target_ts, m.p10, m.p90, m.p10_raw, m.p90_raw,
-            m.calibration
+    recent = """
+        SELECT s.k::int4 AS k, s.symbol, m.*
         FROM unnest(%(symbols)s::text[]) WITH ORDINALITY AS s(symbol, k)
         CROSS JOIN LATERAL (
-            SELECT * FROM ml_predictions p
+            SELECT p.as_of, p.last_close, p.target_ts, p.p10, p.p90, p.p10_raw, p.p90_raw, p.calibration
+            FROM ml_predictions p
             WHERE p.symbol = s.symbol AND p.timeframe = %(tf)s AND p.model_name = %(model)s
               AND p.as_of < %(as_of)s
             ORDER BY p.as_of DESC LIMIT %(lookback)s) m"""
-    steps_sql = f"""
-        COPY (
-            WITH past AS MATERIALIZED ({past})
-            SELECT p.k, p.as_of, g.step::int4, g.ts, p.last_close, c.close,
-                coalesce(p.p10_raw[g.step], p.p10[g.step], 'NaN'), coalesce(p.p90_raw[g.step], p.p90[g.step], 'NaN'),
-                coalesce(p.p10[g.step], 'NaN'), coalesce(p.p90[g.step], 'NaN'),
-                coalesce(jsonb_typeof(p.calibration -> 'steps' -> 'alpha_lower' -> (g.step - 1)::int) = 'number',
-                    false),
-                coalesce(jsonb_typeof(p.calibration -> 'steps' -> 'alpha_upper' -> (g.step - 1)::int) = 'number',
-                    false)
-            FROM past p
-            CROSS JOIN LATERAL unnest(p.target_ts) WITH ORDINALITY AS g(ts, step)
-            JOIN {table} c ON c.symbol = p.symbol AND c.ts = g.ts
-            WHERE g.ts <= %(cutoff)s
-        ) TO STDOUT (FORMAT binary)"""
+    forecasts_sql = f"""
+        SELECT r.k, date_part('epoch', r.as_of - timestamptz '2000-01-01 00:00:00+00') * 1000000, r.last_close,
+            r.target_ts, r.p10, r.p90, r.p10_raw, r.p90_raw, ARRAY(
+                SELECT coalesce(jsonb_typeof(e.x) = 'number', false)
+                FROM jsonb_array_elements(CASE WHEN jsonb_typeof(r.calibration -> 'steps' -> 'alpha') = 'array'
+                    THEN r.calibration -> 'steps' -> 'alpha' ELSE '[]' END) WITH ORDINALITY AS e(x, i)
+                ORDER BY e.i)
+        FROM ({recent}) r
+        ORDER BY r.k, r.as_of"""
     candles_sql = f"""
         COPY (
             WITH first AS MATERIALIZED (
                 SELECT s.k::int4 AS k, s.symbol, coalesce(
-                    (SELECT min(x.as_of) FROM ({past}) x WHERE x.k = s.k), %(as_of)s) - %(candle)s::interval AS cutoff
+                    (SELECT min(x.as_of) FROM ({recent}) x WHERE x.k = s.k), %(as_of)s) - %(candle)s::interval AS cutoff
                 FROM unnest(%(symbols)s::text[]) WITH ORDINALITY AS s(symbol, k)
             )
             SELECT f.k, c.ts, c.close
@@ -394,28 +381,85 @@ def calibration_history(
             ) s
             JOIN {table} c ON c.symbol = f.symbol AND c.ts BETWEEN s.start AND %(cutoff)s
         ) TO STDOUT (FORMAT binary)"""
+    cutoff = closed_cutoff(timeframe, as_of)
     params = {
         "symbols": list(symbols), "tf": timeframe, "model": model_name, "as_of": as_of, "lookback": lookback,
-        "cutoff": closed_cutoff(timeframe, as_of), "candle": timeframe_delta(timeframe), "back": candles_back,
+        "cutoff": cutoff, "candle": timeframe_delta(timeframe), "back": candles_back,
     }  # fmt: skip
-    payloads = []
     with connection(bind) as conn:
+        with cursor(conn, binary=True) as cur:
+            for oid in _ARRAY_OIDS:
+                cur.adapters.register_loader(oid, _ArrayToNumpy)
+            cur.execute(forecasts_sql, params)
+            forecasts = cur.fetchall()
         with cursor(conn) as cur:
-            for sql in (steps_sql, candles_sql):
-                with cur.copy(sql, params) as copy:
-                    payloads.append(b"".join(bytes(chunk) for chunk in copy))
-    steps = decode_binary_copy(payloads[0], _HISTORY_FIELDS)
-    steps = steps[np.lexsort((steps["step"], steps["origin"], steps["k"]))]
-    candles = decode_binary_copy(payloads[1], (("k", ">i4"), ("ts", ">i8"), ("close", ">f8")))
+            with cur.copy(candles_sql, params) as copy:
+                payload = b"".join(bytes(chunk) for chunk in copy)
+    candles = decode_binary_copy(payload, (("k", ">i4"), ("ts", ">i8"), ("close", ">f8")))
     candles = candles[np.lexsort((candles["ts"], candles["k"]))]
-    step_bounds = np.searchsorted(steps["k"], np.arange(1, len(symbols) + 2))
-    candle_bounds = np.searchsorted(candles["k"], np.arange(1, len(symbols) + 2))
+    bounds = np.searchsorted(candles["k"], np.arange(1, len(symbols) + 2))
+    last_closed = int(pg_microseconds([cutoff])[0])
+    rows: dict[int, list[dict[str, np.ndarray]]] = {}
+    for k, origin, last_close, target, p10, p90, p10_raw, p90_raw, governed in forecasts:
+        n = int(np.searchsorted(target, last_closed, side="right"))  # steps whose candle closed by as_of
+        if n:
+            rows.setdefault(k, []).append({
+                "origin": np.full(n, round(origin), dtype=np.int64), "step": np.arange(1, n + 1, dtype=np.int32),
+                "target_ts": target[:n], "last_close": np.full(n, last_close), "served_lower": p10[:n],
+                "served_upper": p90[:n], "raw_lower": (p10 if p10_raw is None else p10_raw)[:n],
+                "raw_upper": (p90 if p90_raw is None else p90_raw)[:n],
+                "governed": np.r_[governed, np.zeros(n, dtype=bool)][:n],
+            })  # fmt: skip
     out: dict[str, CalibrationHistory] = {}
     for i, symbol in enumerate(symbols):
-        part = steps[step_bounds[i] : step_bounds[i + 1]]
-        bars = candles[candle_bounds[i] : candle_bounds[i + 1]]
-        columns = {name: part[name].astype(dtype.lstrip("><")) for name, dtype in _HISTORY_FIELDS[1:]}
+        bars = candles[bounds[i] : bounds[i + 1]]
+        times, closes = bars["ts"].astype(np.int64), bars["close"].astype(np.float64)
+        parts = rows.get(i + 1, [])
+        column = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
+        target = column.get("target_ts", np.zeros(0, dtype=np.int64))
+        at = np.searchsorted(times, target)
+        stored = at < len(times)
+        stored[stored] = times[at[stored]] == target[stored]  # a target candle that is not stored is left out
+        empty = np.zeros(0)
         out[symbol] = CalibrationHistory(
-            **columns, candle_ts=bars["ts"].astype(np.int64), candle_close=bars["close"].astype(np.float64)
+            origin=column.get("origin", empty.astype(np.int64))[stored],
+            step=column.get("step", empty.astype(np.int32))[stored],
+            target_ts=target[stored],
+            last_close=column.get("last_close", empty)[stored],
+            realised=closes[at[stored]],
+            raw_lower=column.get("raw_lower", empty)[stored],
+            raw_upper=column.get("raw_upper", empty)[stored],
+            served_lower=column.get("served_lower", empty)[stored],
+            served_upper=column.get("served_upper", empty)[stored],
+            governed=column.get("governed", empty.astype(bool))[stored],
+            candle_ts=times,
+            candle_close=closes,
         )
     return out
+
+
+class _ArrayToNumpy(Loader):
+    """Loads a one-dimensional ``double precision[]``, ``timestamptz[]`` (raw microseconds) or ``boolean[]`` in
+    binary form straight into numpy (float64, int64, bool); a NULL element becomes NaN (float arrays only)."""
+
+    format = Format.BINARY
+
+    def load(self, data: bytes | bytearray | memoryview) -> np.ndarray:
+        buf = bytes(data)
+        ndim, has_null, element_oid = struct.unpack_from(">iii", buf, 0)
+        element, out = _ARRAY_DTYPES[element_oid]
+        kind = np.dtype(element)
+        if ndim == 0:
+            return np.zeros(0, dtype=out)
+        (count,) = struct.unpack_from(">i", buf, 12)
+        start = 12 + 8 * ndim
+        if has_null:  # decode element by element (NULL -> NaN)
+            values, pos = [], start
+            for _ in range(count):
+                (size,) = struct.unpack_from(">i", buf, pos)
+                pos += 4
+                values.append(np.nan if size < 0 else np.frombuffer(buf, kind, 1, pos)[0])
+                pos += max(size, 0)
+            return np.asarray(values, dtype=out)
+        pairs = np.frombuffer(buf, dtype=np.dtype([("n", ">i4"), ("v", kind)]), count=count, offset=start)
+        return pairs["v"].astype(out)
