@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from candlecast.store._sql import read_rows
 from candlecast.store.candles import timeframe_delta
 from candlecast.store.evaluations import prediction_samples
-from candlecast.store.predictions import Prediction
+from candlecast.store.predictions import Prediction, to_prediction
 
 __all__ = ["TrailingCrps", "slot_forecasts", "trailing_crps"]
 
@@ -66,25 +66,7 @@ def slot_forecasts(
     names, rows = read_rows(bind, sql, params)
     found = [dict(zip(names, row, strict=True)) for row in rows]
     samples = prediction_samples(bind, [row["id"] for row in found]) if found else {}
-    return [
-        Prediction(
-            id=row["id"],
-            symbol=row["symbol"],
-            timeframe=row["timeframe"],
-            model_name=row["model_name"],
-            model_version=row["model_version"],
-            generated_at=row["generated_at"],
-            as_of=row["as_of"],
-            target_ts=list(row["target_ts"]),
-            p10=row["p10"],
-            p50=row["p50"],
-            p90=row["p90"],
-            last_close=row["last_close"],
-            event_context=row["event_context"],
-            samples=samples.get(row["id"]),
-        )  # fmt: skip
-        for row in found
-    ]
+    return [to_prediction({**row, "samples": samples.get(row["id"])}) for row in found]
 
 
 def trailing_crps(

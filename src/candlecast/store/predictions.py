@@ -34,6 +34,7 @@ __all__ = [
     "CalibrationHistory",
     "Prediction",
     "calibration_history",
+    "to_prediction",
     "get_prediction",
     "latest_prediction",
     "latest_predictions",
@@ -232,14 +233,14 @@ def latest_prediction(
     )
     params = {"symbol": symbol, "model": model_name, "timeframe": timeframe, "as_of": as_of}
     names, rows = read_rows(bind, sql, params)
-    return _to_prediction(dict(zip(names, rows[0], strict=True))) if rows else None
+    return to_prediction(dict(zip(names, rows[0], strict=True))) if rows else None
 
 
 def get_prediction(bind: Engine | Connection, prediction_id: int, with_samples: bool = False) -> Prediction | None:
     """The forecast row ``prediction_id``, or None when there is none."""
     columns = _COLUMNS + (_SAMPLE_COLUMNS if with_samples else "")
     names, rows = read_rows(bind, f"SELECT {columns} FROM ml_predictions WHERE id = %(id)s", {"id": prediction_id})
-    return _to_prediction(dict(zip(names, rows[0], strict=True))) if rows else None
+    return to_prediction(dict(zip(names, rows[0], strict=True))) if rows else None
 
 
 def latest_predictions(bind: Engine | Connection, timeframe: str | None = None) -> list[Prediction]:
@@ -250,7 +251,7 @@ def latest_predictions(bind: Engine | Connection, timeframe: str | None = None) 
         "ORDER BY symbol, model_name, timeframe, as_of DESC"
     )
     names, rows = read_rows(bind, sql, {"timeframe": timeframe})
-    return [_to_prediction(dict(zip(names, row, strict=True))) for row in rows]
+    return [to_prediction(dict(zip(names, row, strict=True))) for row in rows]
 
 
 def previous_slots(
@@ -273,7 +274,8 @@ def _float32(values: Any) -> np.ndarray | None:
     return None if values is None else np.asarray(values, dtype=np.float32)
 
 
-def _to_prediction(row: dict[str, Any]) -> Prediction:
+def to_prediction(row: dict[str, Any]) -> Prediction:
+    """A Prediction from a row of ml_predictions (optional columns may be absent)."""
     return Prediction(
         id=row["id"],
         symbol=row["symbol"],
