@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from candlecast.store._copy import binary_copy, decode_binary_copy
 from candlecast.store._sql import connection, cursor, read_frame, read_rows
 from candlecast.store.candles import closed_cutoff, timeframe_delta
+from candlecast.store.partitions import ensure_partitions, month_of
 from candlecast.store.schema import candle_table
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 _FLOAT4_ARRAY_OID = 1021
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # raw Postgres timestamps count microseconds from here
+_US_PER_DAY = 86_400_000_000
 # These statements touch many rows with simple expressions; Postgres' JIT compiler, which kicks in on their
 # (large) cost estimates, spent more time compiling than it saved (measured: ~0.25 s per statement).
 _NO_JIT = "SET LOCAL jit = off"
@@ -373,6 +376,8 @@ def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, n
         unchanged = np.fromiter((row[0] for row in cur.fetchall()), dtype=np.int64)
         keep = np.isin(steps.prediction_id, unchanged)
         if keep.any():
+            months = np.unique(steps.as_of[keep] // _US_PER_DAY)  # days since 2000-01-01, then their months
+            ensure_partitions(conn, "signal_evaluations", {month_of(_EPOCH + timedelta(days=int(d))) for d in months})
             names = ", ".join(name for name, _ in _EVALUATION_COLUMNS)
             with cur.copy(f"COPY signal_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
                 copy.write(_evaluation_rows(steps, scores, keep))

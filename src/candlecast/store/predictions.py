@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from candlecast.store._copy import COPY_SIGNATURE, decode_binary_copy, pg_microseconds
 from candlecast.store._sql import connection, cursor, read_rows
 from candlecast.store.candles import closed_cutoff, timeframe_delta
+from candlecast.store.partitions import ensure_partitions, month_of
 from candlecast.store.schema import candle_table
 
 __all__ = [
@@ -67,6 +68,8 @@ class Prediction:
     p10_raw: np.ndarray | None = None
     p90_raw: np.ndarray | None = None
     calibration: dict[str, Any] | None = None  # how the served band was reached (jobs.calibrate)
+    # When retention (store.keep_samples_days) dropped samples / samples_high / samples_low; None: not dropped.
+    samples_dropped_at: datetime | None = None
 
     @property
     def pred_len(self) -> int:
@@ -99,7 +102,7 @@ class Prediction:
 
 _COLUMNS = (
     "id, symbol, timeframe, model_name, model_version, generated_at, as_of, target_ts, "
-    "p10, p50, p90, last_close, event_context, provenance, p10_raw, p90_raw, calibration"
+    "p10, p50, p90, last_close, event_context, provenance, p10_raw, p90_raw, calibration, samples_dropped_at"
 )
 
 
@@ -137,6 +140,7 @@ def upsert_predictions(conn: Connection, predictions: Sequence[Prediction]) -> l
     if not predictions:
         return []
     latest = {_slot_key(p): p for p in predictions}  # one row per slot: ON CONFLICT may touch a row once
+    ensure_partitions(conn, "ml_predictions", {month_of(p.as_of) for p in latest.values()})
     names = ", ".join(_WRITE_COLUMNS)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _WRITE_COLUMNS if c not in _SLOT_COLUMNS)
     with cursor(conn) as cur:
@@ -151,9 +155,10 @@ def upsert_predictions(conn: Connection, predictions: Sequence[Prediction]) -> l
         cur.execute(
             f"WITH written AS (INSERT INTO ml_predictions ({names}) SELECT {names} FROM {_STAGE} "
             "ON CONFLICT (symbol, timeframe, model_name, as_of) DO UPDATE SET "
-            f"{updates}, generated_at = now() "
+            f"{updates}, generated_at = now(), samples_dropped_at = NULL "
             "RETURNING id, symbol, timeframe, model_name, as_of), "
-            "dropped AS (DELETE FROM signal_evaluations WHERE prediction_id IN (SELECT id FROM written)) "
+            "dropped AS (DELETE FROM signal_evaluations e USING written w "
+            "WHERE e.prediction_id = w.id AND e.as_of = w.as_of) "
             "SELECT id, symbol, timeframe, model_name, as_of FROM written"
         )
         ids = {(row[1], row[2], row[3], row[4]): int(row[0]) for row in cur.fetchall()}
@@ -297,6 +302,7 @@ def to_prediction(row: dict[str, Any]) -> Prediction:
         p10_raw=row.get("p10_raw"),
         p90_raw=row.get("p90_raw"),
         calibration=row.get("calibration"),
+        samples_dropped_at=row.get("samples_dropped_at"),
     )
 
 

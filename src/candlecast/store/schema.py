@@ -1,7 +1,8 @@
 """SQLAlchemy Core table objects used to build queries.
 
-The authoritative DDL (constraints, triggers) lives in the Alembic migrations; tests check that these
-column lists match the migrated database.
+The authoritative DDL (constraints, triggers, the monthly partitions of ``ml_predictions`` and
+``signal_evaluations``: migration 0012, ``store.partitions``) lives in the Alembic migrations; tests check that
+these column lists match the migrated database.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ ml_predictions = sa.Table(
     sa.Column("p10_raw", pg.ARRAY(sa.Float)),  # the model's own band; p10/p90 are the served (calibrated) one
     sa.Column("p90_raw", pg.ARRAY(sa.Float)),
     sa.Column("calibration", pg.JSONB),  # how the served band was reached (jobs.calibrate)
+    sa.Column("samples_dropped_at", _TS),  # migration 0012: when retention dropped the sample paths
 )
 
 signal_evaluations = sa.Table(
