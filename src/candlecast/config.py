@@ -36,6 +36,7 @@ __all__ = [
     "JobSettings",
     "ModelSpec",
     "Settings",
+    "StoreSettings",
     "get_settings",
 ]
 
@@ -76,6 +77,8 @@ DEFAULT_CRON: dict[str, str] = {
     "score-signals-1h": "5 * * * *",
     "score-signals-1d": "30 6 * * *",
     "kronos-rolling-finetune": "0 6 1 * *",
+    # partitions of the coming month, rows the default partitions caught, retention of sample paths (docs/store.md)
+    "store-maintenance": "20 4 * * *",
 }
 
 
@@ -350,6 +353,16 @@ class EnsembleSettings(BaseModel):
         return self.lookback_days_1h if timeframe == "1h" else self.lookback_days_1d
 
 
+class StoreSettings(BaseModel):
+    """History upkeep (docs/store.md): partitions and retention, e.g. ``CANDLECAST_STORE__KEEP_SAMPLES_DAYS=90``."""
+
+    # Forecasts made more than this many days ago lose their sample paths (samples and per-path highs/lows);
+    # quantiles, calibration, provenance and scores stay. None = keep samples for ever.
+    keep_samples_days: float | None = Field(None, ge=0)
+    prune_batch_rows: int = Field(2000, ge=1)  # forecasts per retention transaction
+    partitions_ahead_months: int = Field(1, ge=0)  # monthly partitions created ahead of the current month
+
+
 class Settings(BaseSettings):
     """Everything configurable in candlecast."""
 
@@ -381,6 +394,7 @@ class Settings(BaseSettings):
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     garch: GarchSettings = Field(default_factory=GarchSettings)
     ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -1,5 +1,5 @@
 """Command-line entry points of the jobs: ``batch``, ``score``, ``replay``, ``scheduler``, ``finetune``,
-``jobs list``, ``jobs run``.
+``jobs list``, ``jobs run``, ``store maintain``, ``store prune``.
 
 Mounted on the main ``candlecast`` app with ``register(app)``. Each command is also safe to call from an
 external cron (Kubernetes CronJob, Railway cron, a systemd timer) instead of ``candlecast scheduler``:
@@ -29,15 +29,19 @@ from candlecast.config import get_settings
 from candlecast.jobs.batch import BatchResult, run_batch
 from candlecast.jobs.ensemble import ENSEMBLE_MODEL, run_ensemble
 from candlecast.jobs.finetune.cli import finetune_cmd
+from candlecast.jobs.maintenance import MAINTENANCE_JOB, run_prune, run_store_maintenance
 from candlecast.jobs.records import exit_code
 from candlecast.jobs.replay import busiest_window, run_replay
 from candlecast.jobs.scheduler import list_jobs, run_job, run_scheduler
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store import connect
+from candlecast.store.jobs import job_lock
+from candlecast.store.retention import PruneResult
 
-__all__ = ["jobs_app", "register"]
+__all__ = ["jobs_app", "register", "store_app"]
 
 jobs_app = typer.Typer(help="The cron table: list jobs, run one now.", no_args_is_help=True)
+store_app = typer.Typer(help="History upkeep: monthly partitions and sample retention.", no_args_is_help=True)
 
 
 class Timeframe(str, Enum):
@@ -240,6 +244,54 @@ def jobs_run_cmd(
     raise typer.Exit(exit_code(outcome.status))  # locked, claimed or skipped (status None): 0
 
 
+@store_app.command("maintain")
+def store_maintain_cmd(
+    prune: Annotated[bool, typer.Option(help="Also drop old sample paths (store.keep_samples_days).")] = True,
+) -> None:
+    """Create the coming months' partitions, move rows out of the default partitions, apply retention."""
+    settings = get_settings()
+    with connect(settings, migrate=True) as engine:
+        with job_lock(engine, MAINTENANCE_JOB) as acquired:
+            if not acquired:
+                console.print(f"{MAINTENANCE_JOB} is running elsewhere; nothing done")
+                return
+            outcome = run_store_maintenance(settings, engine, prune=prune)
+    if outcome.partitions is not None:
+        console.print(f"partitions created: {', '.join(outcome.partitions.created) or 'none'}; rows moved: "
+                      f"{sum(outcome.partitions.moved.values())}")  # fmt: skip
+    _print_prune(outcome.prune)
+
+
+@store_app.command("prune")
+def store_prune_cmd(
+    keep_days: Annotated[
+        float | None,
+        typer.Option("--keep-days", min=0, help="Override store.keep_samples_days.", show_default=False),
+    ] = None,
+) -> None:
+    """Drop the sample paths of forecasts older than store.keep_samples_days (quantiles and scores stay)."""
+    settings = get_settings()
+    if keep_days is None and settings.store.keep_samples_days is None:
+        raise typer.BadParameter(
+            "retention is off: set store.keep_samples_days (CANDLECAST_STORE__KEEP_SAMPLES_DAYS) or pass --keep-days",
+            param_hint="--keep-days",
+        )
+    with connect(settings, migrate=True) as engine:
+        with job_lock(engine, MAINTENANCE_JOB) as acquired:
+            if not acquired:
+                console.print(f"{MAINTENANCE_JOB} is running elsewhere; nothing done")
+                return
+            _print_prune(run_prune(settings, engine, keep_days=keep_days))
+
+
+def _print_prune(result: PruneResult | None) -> None:
+    if result is None:
+        console.print("retention off (store.keep_samples_days unset): samples kept")
+    else:
+        console.print(f"samples dropped from {result.pruned} forecasts made before {result.cutoff:%Y-%m-%d %H:%M} UTC "
+                      f"({result.batches} batches)")  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     """Mount the job commands on the main app: batch, score, replay, scheduler, and the ``jobs`` group."""
     app.command("batch")(batch_cmd)
@@ -248,3 +300,4 @@ def register(app: typer.Typer) -> None:
     app.command("scheduler")(scheduler_cmd)
     app.command("finetune")(finetune_cmd)
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(store_app, name="store")

@@ -337,6 +337,8 @@ def _usable(found: list[Prediction], members: Sequence[str]) -> tuple[list[Predi
         p = by_model.get(model)
         if p is None:
             excluded[model] = "no forecast at this slot"
+        elif p.samples is None and p.samples_dropped_at is not None:
+            excluded[model] = "samples dropped by retention"
         elif p.samples is None or not p.samples.size:
             excluded[model] = "no sample paths stored"
         elif present and p.target_ts != present[0].target_ts:

@@ -11,6 +11,8 @@ Job names say what a job does:
   (``jobs/ensemble.py``); skipped while fewer than ``ensemble.min_members`` member models are configured. Its cron
   line fires a few minutes after the base batches, within the same slot.
 - ``score-signals-<1h|1d>``: the scoring job.
+- ``store-maintenance``: partitions of the coming months and retention of old sample paths
+  (``jobs/maintenance.py``, docs/store.md).
 - ``<family>-rolling-finetune``: the monthly fine-tune of the family's first configured model,
   ``jobs.finetune.run.run_rolling_finetune`` (imported when it runs: torch and peft load only then).
 
@@ -50,6 +52,7 @@ from sqlalchemy.engine import Engine
 from candlecast.config import Settings
 from candlecast.jobs.batch import run_batch
 from candlecast.jobs.ensemble import ENSEMBLE_MODEL, member_models, run_ensemble
+from candlecast.jobs.maintenance import MAINTENANCE_JOB, run_store_maintenance
 from candlecast.jobs.records import recorded_run
 from candlecast.jobs.scoring import run_scoring
 from candlecast.store.jobs import JobRun, close_abandoned_job_runs, job_lock, last_job_runs, running_job
@@ -82,7 +85,7 @@ class JobSpec:
 
     name: str
     cron: str
-    kind: str  # 'batch' | 'ensemble' | 'score' | 'finetune'
+    kind: str  # 'batch' | 'ensemble' | 'score' | 'finetune' | 'store'
     timeframe: str | None
     model: str | None
     skip_reason: str | None = None  # set when the job cannot run with these settings
@@ -161,13 +164,15 @@ def job_specs(settings: Settings) -> list[JobSpec]:
             specs.append(JobSpec(name, cron, "batch", m["tf"], model, why))
         elif m := _SCORE.match(name):
             specs.append(JobSpec(name, cron, "score", m["tf"], None))
+        elif name == MAINTENANCE_JOB:
+            specs.append(JobSpec(name, cron, "store", None, None))
         elif m := _FINETUNE.match(name):
             model, why = _resolve_model(settings, m["family"])
             specs.append(JobSpec(name, cron, "finetune", None, model, why))
         else:
             raise ValueError(
-                f"jobs.cron: unknown job {name!r}; expected <model>-batch-1h|1d, score-signals-1h|1d "
-                "or <model>-rolling-finetune"
+                f"jobs.cron: unknown job {name!r}; expected <model>-batch-1h|1d, score-signals-1h|1d, "
+                f"{MAINTENANCE_JOB} or <model>-rolling-finetune"
             )
     return specs
 
@@ -229,6 +234,8 @@ def _dispatch(
     if spec.kind == "score":
         assert spec.timeframe is not None
         return run_scoring(settings, engine, spec.timeframe, as_of=as_of, job_name=spec.name, run_id=run_id)
+    if spec.kind == "store":
+        return run_store_maintenance(settings, engine, now=as_of, job_name=spec.name, run_id=run_id)
     return _run_finetune(settings, engine, spec, run_id, as_of)
 
 

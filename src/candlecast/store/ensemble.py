@@ -55,7 +55,7 @@ def slot_forecasts(
     symbol), with their sample paths, ordered by symbol then model."""
     sql = """
         SELECT id, symbol, timeframe, model_name, model_version, generated_at, as_of, target_ts, p10, p50, p90,
-            last_close, event_context
+            last_close, event_context, samples_dropped_at
         FROM ml_predictions
         WHERE timeframe = %(tf)s AND as_of = %(as_of)s AND model_name = ANY(%(models)s::text[])
           AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))

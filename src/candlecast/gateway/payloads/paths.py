@@ -67,6 +67,13 @@ def paths_payload(engine: Engine, params: PathsParams, gw: GatewaySettings) -> P
         if not found:
             raise unknown_symbol(engine, params.symbol)
         p, instrument = _by_id(engine, params), found[0]
+    if p.samples is None and p.samples_dropped_at is not None:
+        raise NotFoundError(
+            "samples",
+            f"forecast {p.id} of {p.symbol} by {p.model_name}: samples dropped by retention on "
+            f"{p.samples_dropped_at:%Y-%m-%d} (store.keep_samples_days); its quantiles and scores are kept",
+            None,
+        )
     if p.samples is None or p.samples.shape[0] == 0:
         raise NotFoundError("samples", f"forecast {p.id} of {p.symbol} by {p.model_name} stored no sample paths", None)
     extremes = p.samples_high is not None and p.samples_low is not None

@@ -28,7 +28,9 @@ that month (``upsert_predictions``, ``write_evaluations``), and ``candlecast sto
 months ahead and moves rows the default partition caught into their month's partition (docs/store.md).
 
 ``ml_predictions.samples_dropped_at``: when retention (``store.keep_samples_days``, ``candlecast store prune``)
-dropped the forecast's sample paths; NULL while they are kept (or were never stored).
+dropped the forecast's sample paths; NULL while they are kept (or were never stored). Such an update neither
+notifies gateways nor queues the forecast for scoring (the notify trigger and the backlog trigger skip rows with
+it set); ``ix_ml_predictions_samples_kept`` finds the forecasts that still have samples by age.
 
 The downgrade rebuilds both tables unpartitioned with the 0011 keys, copying every row, and drops
 ``samples_dropped_at``.
@@ -123,10 +125,23 @@ BEGIN
 END $$"""
 
 
-def _prediction_triggers() -> None:
+_QUEUE = """
+CREATE OR REPLACE FUNCTION queue_predictions_for_scoring() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO scoring_backlog (prediction_id, timeframe)
+    SELECT id, timeframe FROM written {where} ON CONFLICT (prediction_id) DO NOTHING;
+    RETURN NULL;
+END $$"""
+
+
+def _prediction_triggers(retention: bool) -> None:
+    """The triggers of ml_predictions; with ``retention``, rows whose samples retention dropped neither notify nor
+    enter the scoring backlog (their update changed no number)."""
+    op.execute(_QUEUE.format(where="WHERE samples_dropped_at IS NULL" if retention else ""))
     op.execute(
-        "CREATE TRIGGER trg_ml_predictions_notify AFTER INSERT OR UPDATE ON ml_predictions "
-        "FOR EACH ROW EXECUTE FUNCTION notify_ml_prediction()"
+        "CREATE TRIGGER trg_ml_predictions_notify AFTER INSERT OR UPDATE ON ml_predictions FOR EACH ROW "
+        + ("WHEN (NEW.samples_dropped_at IS NULL) " if retention else "")
+        + "EXECUTE FUNCTION notify_ml_prediction()"
     )
     op.execute(
         "CREATE TRIGGER trg_ml_predictions_delete_scores AFTER DELETE ON ml_predictions "
@@ -215,13 +230,16 @@ def upgrade() -> None:
     )
 
     op.execute(_DELETE_SCORES.format(match_as_of="AND as_of = OLD.as_of"))
-    _prediction_triggers()
+    _prediction_triggers(retention=True)
+    # what retention (store.retention) looks for: forecasts that still have samples, by age
+    op.execute("CREATE INDEX ix_ml_predictions_samples_kept ON ml_predictions (as_of) WHERE samples IS NOT NULL")
     op.execute("ANALYZE ml_predictions")
     op.execute("ANALYZE signal_evaluations")
 
 
 def downgrade() -> None:
     op.execute("SET LOCAL jit = off")
+    op.execute(_QUEUE.format(where=""))  # before the column it reads goes
     op.execute(f"CREATE TABLE ml_predictions_plain {_PREDICTIONS_BODY.format(extra='')}")
     op.execute(f"INSERT INTO ml_predictions_plain ({_PREDICTION_COLUMNS}) {_SELECT_PREDICTIONS}")
     op.execute("ALTER SEQUENCE ml_predictions_id_seq OWNED BY NONE")
@@ -240,4 +258,4 @@ def downgrade() -> None:
     )
 
     op.execute(_DELETE_SCORES.format(match_as_of=""))
-    _prediction_triggers()
+    _prediction_triggers(retention=False)
