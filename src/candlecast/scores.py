@@ -29,6 +29,7 @@ __all__ = [
     "crps_lognormal",
     "crps_random_walk",
     "diebold_mariano",
+    "diebold_mariano_from_moments",
     "direction_hit",
     "in_band",
     "log_return_volatility",
@@ -194,9 +195,14 @@ def diebold_mariano(differentials: np.ndarray, lag: int) -> tuple[float, float]:
     n = len(d)
     if n < 2:
         return math.nan, math.nan
-    variance = newey_west_variance(d, lag)
-    if not variance > 0:
+    return diebold_mariano_from_moments(float(d.mean()), newey_west_variance(d, lag), n)
+
+
+def diebold_mariano_from_moments(mean: float, variance: float, n: int) -> tuple[float, float]:
+    """The Diebold–Mariano statistic and two-sided p-value from the series' mean, Newey–West long-run variance
+    and length (NaN for fewer than 2 values or a variance that is not positive)."""
+    if n < 2 or not variance > 0:
         return math.nan, math.nan
-    statistic = float(d.mean()) / math.sqrt(variance / n)
+    statistic = mean / math.sqrt(variance / n)
     p_value = float(2 * ndtr(-abs(statistic)))
     return statistic, p_value

@@ -33,9 +33,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from candlecast.config import Settings
+from candlecast.jobs.performance_state import (
+    Summary,
+    all_steps_summary,
+    dump_state,
+    load_state,
+    row_values,
+    step_summary,
+)
 from candlecast.jobs.provenance import check_inputs
 from candlecast.jobs.records import recorded_run
 from candlecast.scores import (
@@ -66,9 +74,14 @@ from candlecast.store.performance import (
     PERFORMANCE_WINDOWS,
     TRAILING_WINDOW,
     ScoredSteps,
+    forget_performance_changes,
     lock_performance,
+    oldest_backlog_origin,
+    performance_changes,
+    read_performance_state,
     replace_performance,
     scored_steps,
+    write_performance_state,
 )
 from candlecast.store.schema import TIMEFRAMES
 
@@ -256,8 +269,17 @@ def run_scoring(
 # -- signal_performance ----------------------------------------------------------------------------
 
 
-def refresh_performance(engine: Engine, timeframe: str | None = None) -> int:
-    """Recompute the ``signal_performance`` rows of ``timeframe`` (None: every timeframe) from all its scores.
+def refresh_performance(engine: Engine, timeframe: str | None = None, full: bool = False) -> int:
+    """Recompute the ``signal_performance`` rows of ``timeframe`` (None: every timeframe).
+
+    Incremental (``jobs.performance_state``): the scores of forecasts made before the stored boundary
+    (``performance_state.through``, a month start at least 35 days before the newest scored forecast and before
+    the oldest forecast still in the scoring backlog) are kept as mergeable summaries; each refresh reads only the
+    scores from the boundary on (partition pruning), plus, for a (symbol, model) whose trailing window starts
+    before the boundary, that window. The boundary moves forward by folding whole months into the summaries. A
+    logged change of scores older than the boundary (``performance_changes``: a rewritten or deleted forecast, a
+    rescore, a late score), a longer horizon than the summaries keep lags for, or ``full`` recomputes from all
+    scores, as ``performance_rows`` does; the results are the same up to floating-point rounding.
 
     Each timeframe is replaced in one REPEATABLE READ transaction that first takes the table's refresh lock:
     readers keep seeing the previous rows until it commits, two refreshes never interleave (the snapshot is
@@ -271,9 +293,153 @@ def refresh_performance(engine: Engine, timeframe: str | None = None) -> int:
             conn = bound.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 lock_performance(conn)  # before the first query, which takes the snapshot
-                rows = performance_rows(scored_steps(conn, tf), tf)
+                rows = _incremental_rows(conn, tf, full)
                 written += replace_performance(conn, tf, rows, scored_through(conn, tf))
     return written
+
+
+_FOLD_MARGIN = timedelta(days=35)  # scores of forecasts this much older than the newest are folded (by month)
+
+
+class _Rebuild(Exception):
+    """The stored summaries cannot be extended (they keep fewer lags than a longer horizon needs)."""
+
+
+def _incremental_rows(conn: Connection, timeframe: str, full: bool) -> list[dict[str, Any]]:
+    change_ids, oldest_change = performance_changes(conn, timeframe)
+    stored = None if full else read_performance_state(conn, timeframe)
+    if stored is not None and oldest_change is not None and oldest_change < stored[0]:
+        stored = None  # scores older than the boundary changed
+    try:
+        rows, through, state = _rows_from(conn, timeframe, stored)
+    except _Rebuild:
+        rows, through, state = _rows_from(conn, timeframe, None)
+    if through is not None and (stored is None or through != stored[0] or state is not None):
+        write_performance_state(conn, timeframe, through, dump_state(state or {}))
+    forget_performance_changes(conn, change_ids)
+    return rows
+
+
+def _month_start(moment: datetime) -> datetime:
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def _rows_from(
+    conn: Connection, timeframe: str, stored: tuple[datetime, bytes] | None
+) -> tuple[list[dict[str, Any]], datetime | None, dict[tuple[str, str, int], Summary] | None]:
+    """The rows from the stored summaries (None: from scratch) and the scores since; the new boundary, and the
+    new summaries when they changed (None: unchanged)."""
+    periods = PERIODS_PER_YEAR[timeframe]
+    span = int(TRAILING_WINDOW.total_seconds() * 1_000_000)
+    through, prefix = (None, {}) if stored is None else (stored[0], load_state(stored[1]))
+    tail = scored_steps(conn, timeframe, since=through)
+    # the new boundary: whole months, old enough, and no forecast that may still gain scores after it
+    boundary = through
+    if len(tail):
+        newest = _timestamp(int(tail.as_of.max()))
+        candidate = newest - _FOLD_MARGIN
+        backlog = oldest_backlog_origin(conn, timeframe)
+        if backlog is not None:
+            candidate = min(candidate, backlog)
+        candidate = _month_start(candidate)
+        boundary = candidate if through is None else max(through, candidate)
+    boundary_raw = None if boundary is None else _raw(boundary)
+
+    order = np.lexsort((tail.as_of, tail.step, tail.group))
+    columns = {name: getattr(tail, name)[order] for name in _SCORED_COLUMNS}
+    blocks: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    group = columns["group"]
+    for start, end in _runs(group):
+        blocks[tail.groups[int(group[start])]] = {name: values[start:end] for name, values in columns.items()}
+    pairs = sorted({(k[0], k[1]) for k in prefix} | set(blocks))
+
+    folded: dict[tuple[str, str, int], Summary] = dict(prefix)
+    changed = stored is None
+    rows: list[dict[str, Any]] = []
+    trailing_needed: dict[tuple[str, str], tuple[int, int]] = {}  # pair -> (cutoff, lag) read separately
+    for pair in pairs:
+        block = blocks.get(pair)
+        kept = prefix.get((*pair, 0))
+        never = -(2**62)
+        newest_raw = max(
+            int(block["as_of"].max()) if block is not None else never,
+            kept.last if kept is not None and kept.last is not None else never,
+        )
+        max_step = max(int(block["step"].max()) if block is not None else 0, kept.max_step if kept else 0)
+        lag = max_step - 1
+        if kept is not None and kept.d.lag < lag:
+            raise _Rebuild
+        series_lag = kept.d.lag if kept is not None else lag
+        old_part = rest = None
+        if block is not None:
+            early = block["as_of"] < boundary_raw if boundary_raw is not None else np.zeros(len(block["step"]), bool)
+            if early.any():
+                old_part = {name: values[early] for name, values in block.items()}
+                changed = True
+            rest = {name: values[~early] for name, values in block.items()}
+        # 'all': the summaries, extended by the folded scores, then by the rest
+        steps = sorted({k[2] for k in prefix if k[:2] == pair and k[2]} | _steps_of(block))
+        for h in [0, *steps]:
+            key = (*pair, h)
+            base = folded.get(key)
+            if old_part is not None:
+                piece = _summary(old_part, h, series_lag)
+                if piece is not None:
+                    base = piece if base is None else base.then(piece)
+                    folded[key] = base
+            latest = _summary(rest, h, series_lag) if rest is not None else None
+            total = base if latest is None else latest if base is None else base.then(latest)
+            if total is None:
+                continue
+            row_lag = lag if h == 0 else h - 1
+            rows.append({"symbol": pair[0], "model_name": pair[1], "window_name": "all", "step": h,
+                         **row_values(total, periods / max(h, 1), row_lag, _timestamp)})  # fmt: skip
+        cutoff = newest_raw - span
+        if boundary_raw is None or cutoff >= boundary_raw - 1:
+            if rest is not None:
+                rows += _window_rows(rest, (*pair, "trailing_30d"), cutoff, periods, lag)
+        else:
+            trailing_needed[pair] = (cutoff, lag)
+    if trailing_needed:
+        windows = [(p[0], p[1], _timestamp(c)) for p, (c, _) in trailing_needed.items()]
+        extra = scored_steps(conn, timeframe, windows=windows)
+        order = np.lexsort((extra.as_of, extra.step, extra.group))
+        columns = {name: getattr(extra, name)[order] for name in _SCORED_COLUMNS}
+        group = columns["group"]
+        for start, end in _runs(group):
+            pair = extra.groups[int(group[start])]
+            cutoff, lag = trailing_needed[pair]
+            block = {name: values[start:end] for name, values in columns.items()}
+            rows += _window_rows(block, (*pair, "trailing_30d"), cutoff, periods, lag)
+    return rows, boundary, (folded if changed or boundary != through else None)
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of equal values."""
+    if not len(values):
+        return []
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    return list(zip(starts.tolist(), np.r_[starts[1:], len(values)].tolist(), strict=True))
+
+
+def _steps_of(block: dict[str, np.ndarray] | None) -> set[int]:
+    return set() if block is None else {int(h) for h in np.unique(block["step"])}
+
+
+def _summary(part: dict[str, np.ndarray], h: int, lag: int) -> Summary | None:
+    """The summary of step ``h`` (0: all steps, their per-forecast series kept with ``lag`` lags) of ``part``
+    (ordered by step, then origin); None when it has no such step."""
+    if h == 0:
+        return all_steps_summary(part, lag) if len(part["step"]) else None
+    lo, hi = np.searchsorted(part["step"], [h, h + 1])
+    if hi <= lo:
+        return None
+    return step_summary({name: values[lo:hi] for name, values in part.items()}, h)
+
+
+def _raw(moment: datetime) -> int:
+    """A datetime as a raw Postgres timestamp (microseconds since 2000-01-01 UTC)."""
+    return (moment - datetime(2000, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def performance_rows(scored: ScoredSteps, timeframe: str) -> list[dict[str, Any]]:
@@ -315,20 +481,31 @@ def performance_rows(scored: ScoredSteps, timeframe: str) -> list[dict[str, Any]
         symbol, model = scored.groups[int(group[start])]
         cutoffs = {"all": None, "trailing_30d": int(block["as_of"].max()) - span}
         assert tuple(cutoffs) == PERFORMANCE_WINDOWS
-        step_starts = np.flatnonzero(np.r_[True, block["step"][1:] != block["step"][:-1]])
-        step_bounds = list(zip(step_starts.tolist(), np.r_[step_starts[1:], end - start].tolist(), strict=True))
+        lag = int(block["step"].max()) - 1
         for window, cutoff in cutoffs.items():
-            labels = {"symbol": symbol, "model_name": model, "window_name": window}
-            # the whole block (all steps), then each step's run, where the origins are in order
-            member = np.ones(end - start, dtype=bool) if cutoff is None else block["as_of"] > cutoff
-            rows.append({**labels, "step": 0, **_all_steps_row(block, member, periods)})
-            for lo, hi in step_bounds:
-                h = int(block["step"][lo])
-                if cutoff is not None:  # the window is a suffix of the run
-                    lo += int(np.searchsorted(block["as_of"][lo:hi], cutoff, side="right"))
-                if hi > lo:
-                    part = {name: values[lo:hi] for name, values in block.items()}
-                    rows.append({**labels, "step": h, **_step_row(part, h, periods)})
+            rows += _window_rows(block, (symbol, model, window), cutoff, periods, lag)
+    return rows
+
+
+def _window_rows(
+    block: dict[str, np.ndarray], labels: tuple[str, str, str], cutoff: int | None, periods: int, lag: int
+) -> list[dict[str, Any]]:
+    """The rows of one (symbol, model, window) from the group's scored steps ``block`` (ordered by step, then
+    origin): the all-steps row (its Diebold–Mariano test with ``lag`` lags), then one row per step."""
+    n = len(block["step"])
+    step_starts = np.flatnonzero(np.r_[True, block["step"][1:] != block["step"][:-1]])
+    step_bounds = list(zip(step_starts.tolist(), np.r_[step_starts[1:], n].tolist(), strict=True))
+    names = {"symbol": labels[0], "model_name": labels[1], "window_name": labels[2]}
+    # the whole block (all steps), then each step's run, where the origins are in order
+    member = np.ones(n, dtype=bool) if cutoff is None else block["as_of"] > cutoff
+    rows = [{**names, "step": 0, **_all_steps_row(block, member, periods, lag)}]
+    for lo, hi in step_bounds:
+        h = int(block["step"][lo])
+        if cutoff is not None:  # the window is a suffix of the run
+            lo += int(np.searchsorted(block["as_of"][lo:hi], cutoff, side="right"))
+        if hi > lo:
+            part = {name: values[lo:hi] for name, values in block.items()}
+            rows.append({**names, "step": h, **_step_row(part, h, periods)})
     return rows
 
 
@@ -352,8 +529,9 @@ def _step_row(part: dict[str, np.ndarray], h: int, periods: int) -> dict[str, An
     }
 
 
-def _all_steps_row(block: dict[str, np.ndarray], member: np.ndarray, periods: int) -> dict[str, Any]:
-    """The values of the all-steps row of a (symbol, model) from its scored steps in the window."""
+def _all_steps_row(block: dict[str, np.ndarray], member: np.ndarray, periods: int, lag: int) -> dict[str, Any]:
+    """The values of the all-steps row of a (symbol, model) from its scored steps in the window (``lag``: the
+    Diebold–Mariano lags, the longest horizon scored in the group minus one)."""
     part = {name: values[member] for name, values in block.items()}
     origins, forecast = np.unique(part["as_of"], return_inverse=True)  # one forecast per origin
     d = part["crps"] - part["crps_rw"]
@@ -361,7 +539,7 @@ def _all_steps_row(block: dict[str, np.ndarray], member: np.ndarray, periods: in
     n_paired = np.bincount(forecast[paired], minlength=len(origins))
     d_sum = np.bincount(forecast[paired], weights=d[paired], minlength=len(origins))
     per_forecast = d_sum[n_paired > 0] / n_paired[n_paired > 0]  # in origin order
-    dm_stat, dm_pvalue = diebold_mariano(per_forecast, lag=int(block["step"].max()) - 1)
+    dm_stat, dm_pvalue = diebold_mariano(per_forecast, lag=lag)
     return {
         **_common(part),
         "n_predictions": len(origins),

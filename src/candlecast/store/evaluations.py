@@ -381,6 +381,12 @@ def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, n
             names = ", ".join(name for name, _ in _EVALUATION_COLUMNS)
             with cur.copy(f"COPY signal_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
                 copy.write(_evaluation_rows(steps, scores, keep))
+            # the incremental performance refresh learns which origins gained scores (store.performance)
+            oldest = _EPOCH + timedelta(microseconds=int(steps.as_of[keep].min()))
+            for timeframe in sorted({label[1] for label in steps.labels.values()}):
+                cur.execute(
+                    "INSERT INTO performance_changes (timeframe, min_as_of) VALUES (%s, %s)", (timeframe, oldest)
+                )
         settled = steps.settled_id[np.isin(steps.settled_id, unchanged)]
         if len(settled):
             cur.execute("DELETE FROM scoring_backlog WHERE prediction_id = ANY(%s::int8[])", (settled.tolist(),))

@@ -36,10 +36,15 @@ __all__ = [
     "PerformanceRow",
     "ScoredSteps",
     "calibration",
+    "forget_performance_changes",
     "lock_performance",
+    "oldest_backlog_origin",
     "performance",
+    "performance_changes",
+    "read_performance_state",
     "replace_performance",
     "scored_steps",
+    "write_performance_state",
 ]
 
 PERFORMANCE_WINDOWS: tuple[str, ...] = ("all", "trailing_30d")
@@ -213,30 +218,54 @@ def lock_performance(conn: Connection) -> None:
     conn.exec_driver_sql("LOCK TABLE signal_performance IN SHARE ROW EXCLUSIVE MODE")
 
 
-def scored_steps(conn: Connection, timeframe: str) -> ScoredSteps:
-    """Every scored step of ``timeframe`` (one binary COPY), each with the (symbol, model) of its forecast.
+def scored_steps(
+    conn: Connection,
+    timeframe: str,
+    since: datetime | None = None,
+    windows: Sequence[tuple[str, str, datetime]] | None = None,
+) -> ScoredSteps:
+    """The scored steps of ``timeframe`` (one binary COPY), each with the (symbol, model) of its forecast: all of
+    them, those of forecasts made at or after ``since``, or (``windows``: (symbol, model, start) triples) those of
+    each listed (symbol, model) made after its start. Reads only the partitions of the months asked for.
 
     Two statements: run it in a REPEATABLE READ transaction so that both see the same data.
     """
-    sql = """
+    if windows is not None:
+        scope = """ AND EXISTS (
+            SELECT 1 FROM unnest(%(w_symbols)s::text[], %(w_models)s::text[], %(w_starts)s::timestamptz[])
+                AS w(symbol, model_name, start)
+            WHERE w.symbol = t.symbol AND w.model_name = t.model_name AND t.as_of > w.start)
+            AND t.as_of > %(w_min)s"""
+    else:
+        scope = " AND (%(since)s::timestamptz IS NULL OR t.as_of >= %(since)s)"
+    params: dict[str, object] = {"tf": timeframe, "since": since}
+    if windows is not None:
+        params.update(
+            w_symbols=[w[0] for w in windows], w_models=[w[1] for w in windows], w_starts=[w[2] for w in windows],
+            w_min=min((w[2] for w in windows), default=None),
+        )  # fmt: skip
+    sql = f"""
         COPY (
             SELECT prediction_id, step, as_of, direction_hit, in_band, in_band_raw, coalesce(crps, 'NaN'),
                 coalesce(crps_rw, 'NaN'), coalesce(crps / nullif(last_close, 0), 'NaN'),
                 (pinball_10 + pinball_50 + pinball_90) / 3, strategy_return
-            FROM signal_evaluations WHERE timeframe = %(tf)s
+            FROM signal_evaluations t WHERE timeframe = %(tf)s{scope}
         ) TO STDOUT (FORMAT binary)"""
     payload = bytearray()
     with cursor(conn) as cur:
         cur.execute("SET LOCAL jit = off")
-        with cur.copy(sql, {"tf": timeframe}) as copy:
-            while data := copy.read():
-                payload += data
-        cur.execute(
-            "SELECT symbol, model_name, array_agg(id) FROM ml_predictions WHERE timeframe = %(tf)s "
-            "GROUP BY symbol, model_name ORDER BY symbol, model_name",
-            {"tf": timeframe},
-        )
-        labels = cur.fetchall()
+        if windows is not None and not windows:
+            labels: list[tuple] = []
+        else:
+            with cur.copy(sql, params) as copy:
+                while data := copy.read():
+                    payload += data
+            cur.execute(
+                "SELECT symbol, model_name, array_agg(id) FROM ml_predictions t WHERE timeframe = %(tf)s"
+                f"{scope} GROUP BY symbol, model_name ORDER BY symbol, model_name",
+                params,
+            )
+            labels = cur.fetchall()
     rows = decode_binary_copy(bytes(payload), _SCORED_FIELDS)
     ids = np.concatenate([np.asarray(row[2], dtype=np.int64) for row in labels]) if labels else np.zeros(0, np.int64)
     owner = np.repeat(np.arange(len(labels)), [len(row[2]) for row in labels])
@@ -247,6 +276,57 @@ def scored_steps(conn: Connection, timeframe: str) -> ScoredSteps:
         raise RuntimeError("scores of forecasts that do not exist (read outside one REPEATABLE READ snapshot?)")
     columns = {name: rows[name].astype(dtype.lstrip("><")) for name, dtype in _SCORED_FIELDS[1:]}
     return ScoredSteps(group=owner[order][position], **columns, groups=[(row[0], row[1]) for row in labels])
+
+
+# -- the incremental refresh's bookkeeping (migration 0012) ---------------------------------------------------
+
+
+def read_performance_state(conn: Connection, timeframe: str) -> tuple[datetime, bytes] | None:
+    """The stored summaries of ``timeframe`` (``jobs.performance_state``) and the origin they run up to."""
+    with cursor(conn) as cur:
+        cur.execute("SELECT through, state FROM performance_state WHERE timeframe = %s", (timeframe,))
+        row = cur.fetchone()
+    return None if row is None else (row[0], bytes(row[1]))
+
+
+def write_performance_state(conn: Connection, timeframe: str, through: datetime, state: bytes) -> None:
+    with cursor(conn) as cur:
+        cur.execute(
+            "INSERT INTO performance_state (timeframe, through, state) VALUES (%s, %s, %s) ON CONFLICT (timeframe) "
+            "DO UPDATE SET through = EXCLUDED.through, state = EXCLUDED.state, built_at = now()",
+            (timeframe, through, state),
+        )
+
+
+def performance_changes(conn: Connection, timeframe: str) -> tuple[list[int], datetime | None]:
+    """The logged changes of ``timeframe``'s scores (ids) and the oldest forecast origin among them (year 1 for a
+    TRUNCATE, logged as -infinity)."""
+    with cursor(conn) as cur:
+        cur.execute(
+            "SELECT coalesce(array_agg(id), '{}'), greatest(min(min_as_of), timestamptz '0001-01-01 00:00:00+00') "
+            "FROM performance_changes WHERE timeframe = %s",
+            (timeframe,),
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return [int(i) for i in row[0]], row[1]
+
+
+def forget_performance_changes(conn: Connection, ids: Sequence[int]) -> None:
+    with cursor(conn) as cur:
+        cur.execute("DELETE FROM performance_changes WHERE id = ANY(%s::int8[])", (list(ids),))
+
+
+def oldest_backlog_origin(conn: Connection, timeframe: str) -> datetime | None:
+    """The origin of the oldest forecast of ``timeframe`` still in the scoring backlog."""
+    with cursor(conn) as cur:
+        cur.execute(
+            "SELECT min(p.as_of) FROM scoring_backlog b JOIN ml_predictions p ON p.id = b.prediction_id "
+            "WHERE b.timeframe = %s",
+            (timeframe,),
+        )
+        row = cur.fetchone()
+    return None if row is None else row[0]
 
 
 def replace_performance(

@@ -32,6 +32,14 @@ dropped the forecast's sample paths; NULL while they are kept (or were never sto
 notifies gateways nor queues the forecast for scoring (the notify trigger and the backlog trigger skip rows with
 it set); ``ix_ml_predictions_samples_kept`` finds the forecasts that still have samples by age.
 
+The performance refresh becomes incremental (``jobs.scoring.refresh_performance``, ``jobs.performance_state``):
+
+- ``performance_state``: per timeframe, mergeable summaries of the scores of forecasts made before ``through``;
+- ``performance_changes``: the oldest origin whose scores changed, logged by ``write_evaluations`` for inserted
+  scores and by statement triggers on ``signal_evaluations`` for deleted or updated ones (rewritten or deleted
+  forecasts, ``--rescore``) and TRUNCATE (``-infinity``). A change older than ``through`` makes the next refresh
+  recompute from all scores.
+
 The downgrade rebuilds both tables unpartitioned with the 0011 keys, copying every row, and drops
 ``samples_dropped_at``.
 
@@ -201,6 +209,48 @@ def _partitions(parent: str, name: str, months: list[str]) -> None:
     op.execute(f"CREATE TABLE {name}_default PARTITION OF {parent} DEFAULT")
 
 
+def _incremental_performance() -> None:
+    op.execute("""
+    CREATE TABLE performance_state (
+        timeframe text PRIMARY KEY,
+        through timestamptz NOT NULL,     -- the summaries cover the scores of forecasts made before this
+        state bytea NOT NULL,             -- jobs.performance_state.dump_state
+        built_at timestamptz NOT NULL DEFAULT now()
+    )""")
+    op.execute("""
+    CREATE TABLE performance_changes (
+        id bigserial PRIMARY KEY,
+        timeframe text NOT NULL,
+        min_as_of timestamptz NOT NULL,   -- the oldest forecast origin whose scores changed
+        logged_at timestamptz NOT NULL DEFAULT now()
+    )""")
+    op.execute("""
+    CREATE FUNCTION log_score_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO performance_changes (timeframe, min_as_of)
+        SELECT timeframe, min(as_of) FROM changed GROUP BY timeframe;
+        RETURN NULL;
+    END $$""")
+    op.execute("""
+    CREATE FUNCTION log_scores_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO performance_changes (timeframe, min_as_of) VALUES ('1h', '-infinity'), ('1d', '-infinity');
+        RETURN NULL;
+    END $$""")
+    op.execute(
+        "CREATE TRIGGER trg_signal_evaluations_deleted AFTER DELETE ON signal_evaluations "
+        "REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION log_score_changes()"
+    )
+    op.execute(
+        "CREATE TRIGGER trg_signal_evaluations_updated AFTER UPDATE ON signal_evaluations "
+        "REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION log_score_changes()"
+    )
+    op.execute(
+        "CREATE TRIGGER trg_signal_evaluations_truncated AFTER TRUNCATE ON signal_evaluations "
+        "FOR EACH STATEMENT EXECUTE FUNCTION log_scores_truncated()"
+    )
+
+
 def upgrade() -> None:
     months = _months()
     op.execute("SET LOCAL jit = off")
@@ -233,12 +283,16 @@ def upgrade() -> None:
     _prediction_triggers(retention=True)
     # what retention (store.retention) looks for: forecasts that still have samples, by age
     op.execute("CREATE INDEX ix_ml_predictions_samples_kept ON ml_predictions (as_of) WHERE samples IS NOT NULL")
+    _incremental_performance()
     op.execute("ANALYZE ml_predictions")
     op.execute("ANALYZE signal_evaluations")
 
 
 def downgrade() -> None:
     op.execute("SET LOCAL jit = off")
+    op.execute("DROP TABLE performance_state, performance_changes")
+    op.execute("DROP FUNCTION log_score_changes() CASCADE")
+    op.execute("DROP FUNCTION log_scores_truncated() CASCADE")
     op.execute(_QUEUE.format(where=""))  # before the column it reads goes
     op.execute(f"CREATE TABLE ml_predictions_plain {_PREDICTIONS_BODY.format(extra='')}")
     op.execute(f"INSERT INTO ml_predictions_plain ({_PREDICTION_COLUMNS}) {_SELECT_PREDICTIONS}")
