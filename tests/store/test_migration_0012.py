@@ -136,6 +136,12 @@ def test_upgrade_keeps_every_row_readable_and_new_months_get_partitions(populate
     assert where == "ml_predictions_p201905"
     assert [tuple(r) for r in scored] == [("signal_evaluations_p201905", 2)]
 
+    # the newest forecast is still the newest (an older month was written); deleting it makes the previous one newest
+    assert latest_prediction(engine, "BTCUSDT", "m", "1h").as_of == ORIGINS[-1]  # type: ignore[union-attr]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ml_predictions WHERE as_of = :t"), {"t": ORIGINS[-1]})
+    assert latest_prediction(engine, "BTCUSDT", "m", "1h").as_of == ORIGINS[-2]  # type: ignore[union-attr]
+
     # deleting the instrument still deletes forecasts and scores of every month
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM instruments"))

@@ -229,15 +229,25 @@ def latest_prediction(
     with_samples: bool = False,
     as_of: datetime | None = None,
 ) -> Prediction | None:
-    """The newest forecast of a (symbol, model, timeframe), optionally the newest made by ``as_of``."""
+    """The newest forecast of a (symbol, model, timeframe), optionally the newest made by ``as_of``.
+
+    The newest one is found in ``forecast_heads`` (migration 0012), then read from its month's partition: two
+    index probes however many months the history holds. By ``as_of``, the partitions up to it are searched."""
     columns = _COLUMNS + (_SAMPLE_COLUMNS if with_samples else "")
-    sql = (
-        f"SELECT {columns} FROM ml_predictions WHERE symbol = %(symbol)s AND model_name = %(model)s "
-        "AND timeframe = %(timeframe)s AND (%(as_of)s::timestamptz IS NULL OR as_of <= %(as_of)s) "
-        "ORDER BY as_of DESC LIMIT 1"
-    )
     params = {"symbol": symbol, "model": model_name, "timeframe": timeframe, "as_of": as_of}
-    names, rows = read_rows(bind, sql, params)
+    slot = "symbol = %(symbol)s AND model_name = %(model)s AND timeframe = %(timeframe)s"
+    with connection(bind) as conn:
+        if as_of is None:
+            _, heads = read_rows(conn, f"SELECT as_of FROM forecast_heads WHERE {slot}", params)
+            if not heads:
+                return None
+            sql = f"SELECT {columns} FROM ml_predictions WHERE {slot} AND as_of = %(head)s"
+            names, rows = read_rows(conn, sql, {**params, "head": heads[0][0]})
+        else:
+            sql = (
+                f"SELECT {columns} FROM ml_predictions WHERE {slot} AND as_of <= %(as_of)s ORDER BY as_of DESC LIMIT 1"
+            )
+            names, rows = read_rows(conn, sql, params)
     return to_prediction(dict(zip(names, rows[0], strict=True))) if rows else None
 
 
@@ -249,11 +259,13 @@ def get_prediction(bind: Engine | Connection, prediction_id: int, with_samples: 
 
 
 def latest_predictions(bind: Engine | Connection, timeframe: str | None = None) -> list[Prediction]:
-    """The newest forecast of every (symbol, model, timeframe), without samples."""
+    """The newest forecast of every (symbol, model, timeframe), without samples (through ``forecast_heads``)."""
+    columns = ", ".join(f"p.{c.strip()}" for c in _COLUMNS.split(","))
     sql = (
-        f"SELECT DISTINCT ON (symbol, model_name, timeframe) {_COLUMNS} FROM ml_predictions "
-        "WHERE (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s) "
-        "ORDER BY symbol, model_name, timeframe, as_of DESC"
+        f"SELECT {columns} FROM forecast_heads h JOIN ml_predictions p ON p.symbol = h.symbol "
+        "AND p.model_name = h.model_name AND p.timeframe = h.timeframe AND p.as_of = h.as_of "
+        "WHERE (%(timeframe)s::text IS NULL OR h.timeframe = %(timeframe)s) "
+        "ORDER BY p.symbol, p.model_name, p.timeframe"
     )
     names, rows = read_rows(bind, sql, {"timeframe": timeframe})
     return [to_prediction(dict(zip(names, row, strict=True))) for row in rows]

@@ -84,10 +84,11 @@ def list_active_instruments(bind: Engine | Connection) -> list[Instrument]:
 def forecast_slots(bind: Engine | Connection, symbol: str | None = None) -> list[ForecastSlot]:
     """The newest forecast of every (symbol, model, timeframe), optionally of one symbol."""
     sql = """
-        SELECT DISTINCT ON (symbol, model_name, timeframe) symbol, model_name, timeframe, as_of, generated_at
-        FROM ml_predictions
-        WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s)
-        ORDER BY symbol, model_name, timeframe, as_of DESC"""
+        SELECT p.symbol, p.model_name, p.timeframe, p.as_of, p.generated_at
+        FROM forecast_heads h JOIN ml_predictions p ON p.symbol = h.symbol AND p.model_name = h.model_name
+            AND p.timeframe = h.timeframe AND p.as_of = h.as_of
+        WHERE (%(symbol)s::text IS NULL OR h.symbol = %(symbol)s)
+        ORDER BY p.symbol, p.model_name, p.timeframe"""
     names, rows = read_rows(bind, sql, {"symbol": symbol})
     return [ForecastSlot(**dict(zip(names, row, strict=True))) for row in rows]
 
@@ -103,9 +104,10 @@ def data_freshness(bind: Engine | Connection) -> dict[str, TimeframeFreshness]:
                 SELECT ts FROM {candle_table(timeframe).name} t WHERE t.symbol = i.symbol ORDER BY ts DESC LIMIT 1) c"""
         _, candle_rows = read_rows(bind, candles_sql)
         forecast_sql = """
-            SELECT max(as_of), max(generated_at), count(*) FROM (
-                SELECT DISTINCT ON (symbol, model_name) as_of, generated_at FROM ml_predictions
-                WHERE timeframe = %(timeframe)s ORDER BY symbol, model_name, as_of DESC) newest"""
+            SELECT max(p.as_of), max(p.generated_at), count(*)
+            FROM forecast_heads h JOIN ml_predictions p ON p.symbol = h.symbol AND p.model_name = h.model_name
+                AND p.timeframe = h.timeframe AND p.as_of = h.as_of
+            WHERE h.timeframe = %(timeframe)s"""
         _, forecast_rows = read_rows(bind, forecast_sql, {"timeframe": timeframe})
         (newest_ts, n_symbols), (newest_as_of, newest_generated, n_slots) = candle_rows[0], forecast_rows[0]
         out[timeframe] = TimeframeFreshness(

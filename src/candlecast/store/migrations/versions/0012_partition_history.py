@@ -40,6 +40,11 @@ The performance refresh becomes incremental (``jobs.scoring.refresh_performance`
   forecasts, ``--rescore``) and TRUNCATE (``-infinity``). A change older than ``through`` makes the next refresh
   recompute from all scores.
 
+The newest forecast of a slot is found without touching every partition: ``forecast_heads`` holds the newest
+``as_of`` of each (symbol, model, timeframe), advanced by a statement trigger on insert and moved back by a row
+trigger when the newest forecast is deleted (emptied by TRUNCATE), so the latest-forecast read is one probe of it
+and one of the partition of that month (``store.predictions.latest_prediction``).
+
 The downgrade rebuilds both tables unpartitioned with the 0011 keys, copying every row, and drops
 ``samples_dropped_at``.
 
@@ -251,6 +256,60 @@ def _incremental_performance() -> None:
     )
 
 
+def _forecast_heads() -> None:
+    op.execute("""
+    CREATE TABLE forecast_heads (
+        symbol text NOT NULL,
+        model_name text NOT NULL,
+        timeframe text NOT NULL,
+        as_of timestamptz NOT NULL,       -- the newest forecast of the slot
+        PRIMARY KEY (symbol, model_name, timeframe)
+    )""")
+    op.execute("""
+    INSERT INTO forecast_heads (symbol, model_name, timeframe, as_of)
+    SELECT DISTINCT ON (symbol, model_name, timeframe) symbol, model_name, timeframe, as_of FROM ml_predictions
+    ORDER BY symbol, model_name, timeframe, as_of DESC""")
+    op.execute("""
+    CREATE FUNCTION advance_forecast_heads() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO forecast_heads (symbol, model_name, timeframe, as_of)
+        SELECT DISTINCT ON (symbol, model_name, timeframe) symbol, model_name, timeframe, as_of FROM inserted
+        ORDER BY symbol, model_name, timeframe, as_of DESC
+        ON CONFLICT (symbol, model_name, timeframe) DO UPDATE SET as_of = greatest(forecast_heads.as_of, EXCLUDED.as_of)
+        WHERE EXCLUDED.as_of > forecast_heads.as_of;
+        RETURN NULL;
+    END $$""")
+    op.execute(
+        "CREATE TRIGGER trg_ml_predictions_heads AFTER INSERT ON ml_predictions "
+        "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION advance_forecast_heads()"
+    )
+    op.execute("""
+    CREATE FUNCTION retreat_forecast_head() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM forecast_heads h WHERE h.symbol = OLD.symbol AND h.model_name = OLD.model_name
+            AND h.timeframe = OLD.timeframe AND h.as_of = OLD.as_of;
+        IF FOUND THEN
+            INSERT INTO forecast_heads (symbol, model_name, timeframe, as_of)
+            SELECT symbol, model_name, timeframe, as_of FROM ml_predictions
+            WHERE symbol = OLD.symbol AND model_name = OLD.model_name AND timeframe = OLD.timeframe
+            ORDER BY as_of DESC LIMIT 1;
+        END IF;
+        RETURN OLD;
+    END $$""")
+    op.execute(
+        "CREATE TRIGGER trg_ml_predictions_head_deleted AFTER DELETE ON ml_predictions "
+        "FOR EACH ROW EXECUTE FUNCTION retreat_forecast_head()"
+    )
+    op.execute("""
+    CREATE OR REPLACE FUNCTION truncate_prediction_scores() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM signal_evaluations;  -- TRUNCATE is refused while the triggering TRUNCATE holds the table
+        DELETE FROM scoring_backlog;
+        DELETE FROM forecast_heads;
+        RETURN NULL;
+    END $$""")
+
+
 def upgrade() -> None:
     months = _months()
     op.execute("SET LOCAL jit = off")
@@ -284,13 +343,23 @@ def upgrade() -> None:
     # what retention (store.retention) looks for: forecasts that still have samples, by age
     op.execute("CREATE INDEX ix_ml_predictions_samples_kept ON ml_predictions (as_of) WHERE samples IS NOT NULL")
     _incremental_performance()
+    _forecast_heads()
     op.execute("ANALYZE ml_predictions")
     op.execute("ANALYZE signal_evaluations")
 
 
 def downgrade() -> None:
     op.execute("SET LOCAL jit = off")
-    op.execute("DROP TABLE performance_state, performance_changes")
+    op.execute("DROP TABLE performance_state, performance_changes, forecast_heads")
+    op.execute("DROP FUNCTION advance_forecast_heads() CASCADE")
+    op.execute("DROP FUNCTION retreat_forecast_head() CASCADE")
+    op.execute("""
+    CREATE OR REPLACE FUNCTION truncate_prediction_scores() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM signal_evaluations;  -- TRUNCATE is refused while the triggering TRUNCATE holds the table
+        DELETE FROM scoring_backlog;
+        RETURN NULL;
+    END $$""")
     op.execute("DROP FUNCTION log_score_changes() CASCADE")
     op.execute("DROP FUNCTION log_scores_truncated() CASCADE")
     op.execute(_QUEUE.format(where=""))  # before the column it reads goes
