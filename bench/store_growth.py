@@ -138,7 +138,7 @@ _EVALUATION_COLUMNS = (
 # The triggers a bulk load of settled history goes without: one NOTIFY per row and the scoring backlog. The
 # forecast_heads trigger (the latest-forecast read) stays on.
 _QUIET = ", ".join(
-    f"{{}} TRIGGER {name}"
+    f"{{0}} TRIGGER {name}"
     for name in ("trg_ml_predictions_notify", "trg_ml_predictions_backlog_insert", "trg_ml_predictions_backlog_update")
 )
 

@@ -42,3 +42,16 @@ def test_a_model_without_weights_is_one_line_not_a_traceback(engine: Engine, db_
     assert "Traceback" not in run.stderr and "WARNING" not in run.stderr  # said once, not also logged
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "ModelUnavailableError" in errors[0] and "kronos-small" in errors[0]
+
+
+def test_store_prune_says_when_retention_is_off_and_maintain_reports_its_work(engine: Engine, db_url: str) -> None:
+    env = {**os.environ, "CANDLECAST_DATABASE_URL": db_url}
+    env.pop("CANDLECAST_STORE__KEEP_SAMPLES_DAYS", None)
+    off = subprocess.run([*CLI, "store", "prune"], env=env, capture_output=True, text=True, timeout=120)
+    assert off.returncode == 2 and "store.keep_samples_days" in off.stderr
+    pruned = subprocess.run(
+        [*CLI, "store", "prune", "--keep-days", "30"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert pruned.returncode == 0 and "samples dropped from 0 forecasts" in pruned.stdout
+    kept = subprocess.run([*CLI, "store", "maintain"], env=env, capture_output=True, text=True, timeout=120)
+    assert kept.returncode == 0 and "partitions created" in kept.stdout and "retention off" in kept.stdout
