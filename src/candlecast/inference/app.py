@@ -477,6 +477,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. not UTF-8): bad input like bad JSON
+            return _error(422, "invalid_request", f"body: {exc.detail}", [("body", "could not be parsed as JSON")])
         code = "body_too_large" if exc.status_code == 413 else "http_error"
         return _error(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
