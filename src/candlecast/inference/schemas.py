@@ -3,8 +3,8 @@
 The JSON types are checked here, strictly: a whole number is a JSON integer (not ``true``, not ``"8"``), a
 price a JSON number, a flag a JSON boolean; numbers finite, ``null`` marking a missing open/high/low/volume/amount;
 everything that depends on settings or on the meaning of the numbers (context length, OHLC consistency,
-increasing timestamps within ``EARLIEST``..``LATEST``, event shape) is checked by ``to_series_inputs`` and ``SeriesInput`` so that every
-failure names its field.
+increasing timestamps within ``EARLIEST``..``LATEST``, event shape) is checked by ``to_series_inputs`` and
+``SeriesInput`` so that every failure names its field.
 """
 
 from __future__ import annotations
