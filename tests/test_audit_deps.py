@@ -5,6 +5,7 @@ answer fail, answered ones pass with their reason, and an answer without a reaso
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,53 +35,56 @@ WITH_A_FINDING = {
 }
 
 
-def run(tmp_path: Path, report: dict[str, Any], ignore: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    (tmp_path / "report.json").write_text(json.dumps(report))
-    (tmp_path / "ignore").write_text(ignore)
-    status = main(["--from-json", str(tmp_path / "report.json"), "--ignore-file", str(tmp_path / "ignore")])
-    return status, capsys.readouterr().out
+Audit = Callable[[dict[str, Any], str], tuple[int, str]]
 
 
-def test_a_report_that_audited_nothing_is_not_run_and_not_a_pass(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out = run(tmp_path, NOTHING_AUDITED, "", capsys)
+@pytest.fixture
+def audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Audit:
+    """``audit(report, ignore_file_text)``: the script's exit status and output on that report."""
+
+    def run(report: dict[str, Any], ignore: str) -> tuple[int, str]:
+        (tmp_path / "report.json").write_text(json.dumps(report))
+        (tmp_path / "ignore").write_text(ignore)
+        status = main(["--from-json", str(tmp_path / "report.json"), "--ignore-file", str(tmp_path / "ignore")])
+        return status, capsys.readouterr().out
+
+    return run
+
+
+def test_a_report_that_audited_nothing_is_not_run_and_not_a_pass(audit: Audit) -> None:
+    status, out = audit(NOTHING_AUDITED, "")
     assert status == 0
     assert out.startswith("dependency audit: NOT RUN (vulnerability database unreachable:")
     assert "ok" not in out and "No known" not in out
 
 
-def test_a_finding_without_an_answer_fails_naming_it_and_its_fix(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out = run(tmp_path, WITH_A_FINDING, "# nothing answered yet\n", capsys)
+def test_a_finding_without_an_answer_fails_naming_it_and_its_fix(audit: Audit) -> None:
+    status, out = audit(WITH_A_FINDING, "# nothing answered yet\n")
     assert status == 1
     assert out.startswith("dependency audit: FAILED (1 finding(s) without an answer; 2 package(s) audited")
     assert "FINDING   jinja2 3.1.4: GHSA-q2x7-8rv6-6q7h / CVE-2024-56326; fixed in: 3.1.5" in out
     assert "not audited: 1 package(s)" in out and "private-pkg" in out
 
 
-def test_an_answered_finding_passes_with_its_reason_by_any_of_its_ids(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_answered_finding_passes_with_its_reason_by_any_of_its_ids(audit: Audit) -> None:
     ignore = "cve-2024-56326 templates are ours, never user input; upgrade with the next pin bump\n"
-    status, out = run(tmp_path, WITH_A_FINDING, ignore, capsys)
+    status, out = audit(WITH_A_FINDING, ignore)
     assert status == 0
     assert out.startswith("dependency audit: ok (2 package(s) audited against the report, 1 not audited; 1 finding")
     assert "answered  jinja2 3.1.4" in out and "templates are ours" in out
 
 
-def test_an_answer_no_longer_reported_is_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out = run(tmp_path, WITH_A_FINDING, "CVE-2024-56326 ours\nPYSEC-2020-1 fixed long ago\n", capsys)
+def test_an_answer_no_longer_reported_is_noted(audit: Audit) -> None:
+    status, out = audit(WITH_A_FINDING, "CVE-2024-56326 ours\nPYSEC-2020-1 fixed long ago\n")
     assert status == 0
     assert "note: PYSEC-2020-1 is in the ignore file but was not reported" in out
 
 
-def test_an_answer_without_a_reason_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_answer_without_a_reason_is_refused(audit: Audit, tmp_path: Path) -> None:
     (tmp_path / "ignore").write_text("GHSA-q2x7-8rv6-6q7h\n")
     with pytest.raises(ConfigError, match="ignore:1: GHSA-q2x7-8rv6-6q7h has no reason"):
         read_ignores(tmp_path / "ignore")
-    status, out = run(tmp_path, WITH_A_FINDING, "GHSA-q2x7-8rv6-6q7h   # a comment is not a reason\n", capsys)
+    status, out = audit(WITH_A_FINDING, "GHSA-q2x7-8rv6-6q7h   # a comment is not a reason\n")
     assert status == 2
     assert out.startswith("dependency audit: ERROR (ignore:1: GHSA-q2x7-8rv6-6q7h has no reason")
 
