@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/gateway_load.py [--duration 10] [--rounds 2] [--processes 2] [--database-url URL]
 
-Needs wrk (Debian: ``apt-get install -y wrk``). Uses a fresh database on the local server (127.0.0.1:5432)
-unless --database-url is given, seeds a few forecasts, then:
+Needs wrk (Debian: ``apt-get install -y wrk``, or ``scripts/install-system-deps.sh --bench``). Uses a fresh
+database on the local server (127.0.0.1:5432) unless --database-url is given, seeds a few forecasts, then:
 
 1. starts the gateway (``candlecast.gateway.serve``: one uvicorn worker) in a child process, and a bare
    Starlette app (one uvicorn worker, same event loop and HTTP parser) that returns the gateway's exact
@@ -38,6 +38,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 
 from candlecast.store import create_engine_for, upgrade
 from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
@@ -139,7 +140,15 @@ def start_gateway(db_url: str, port: int, reuse_port: bool = False) -> subproces
     return subprocess.Popen([sys.executable, "-c", SERVE_REUSEPORT if reuse_port else code], env=env)
 
 
-def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
+def cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU seconds the server processes have used so far."""
+    return sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in processes)
+
+
+def wrk(url: str, connections: int, duration: int, servers: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """One wrk run: req/s, p50/p99 latency, and the servers' CPU microseconds per request (a cost that the other
+    load on the machine changes far less than req/s)."""
+    cpu_before = cpu_seconds(servers)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
         capture_output=True, text=True, check=True,
@@ -154,8 +163,10 @@ def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
         return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rps is not None, out
-    return {"rps": float(rps.group(1)), "p50_ms": ms("50"), "p99_ms": ms("99")}
+    total = re.search(r"(\d+) requests in", out)
+    assert rps is not None and total is not None, out
+    cpu_us = (cpu_seconds(servers) - cpu_before) * 1e6 / int(total.group(1))
+    return {"rps": float(rps.group(1)), "p50_ms": ms("50"), "p99_ms": ms("99"), "cpu_us": cpu_us}
 
 
 def fresh_read_latency(db_url: str, gateway_url: str, samples: int) -> list[float]:
@@ -213,22 +224,33 @@ def run(args: argparse.Namespace, db_url: str) -> None:
         wait_up(bare_url + PATH, bare)
         print(f"body: {len(body)} bytes; wrk -t2, {args.duration} s per run, median of {args.rounds} rounds; "
               f"{args.processes} gateway process(es) against one bare worker")  # fmt: skip
-        print(f"{'app':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+        print(f"{'app':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'cpu us':>9}")
         summary = {}
         for connections in args.connections:
             runs: dict[str, list[dict[str, float]]] = {"bare": [], "gateway": []}
             for _ in range(args.rounds):
-                for app, url in (("bare", bare_url), ("gateway", gateway_url)):
-                    run = wrk(url + PATH, connections, args.duration)
+                for app, url, servers in (("bare", bare_url, [bare]), ("gateway", gateway_url, gateways)):
+                    run = wrk(url + PATH, connections, args.duration, servers)
                     runs[app].append(run)
-                    print(f"  {app:<8}{connections:>6}{run['rps']:>10.0f}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}")
+                    print(f"  {app:<8}{connections:>6}{run['rps']:>10.0f}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}"
+                          f"{run['cpu_us']:>9.1f}")  # fmt: skip
             print(f"median of {args.rounds} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):")
             for app, results in runs.items():
                 med = {k: statistics.median(r[k] for r in results) for k in results[0]}
                 summary[(app, connections)] = med
-                print(f"{app:<10}{connections:>6}{med['rps']:>10.0f}{med['p50_ms']:>9.2f}{med['p99_ms']:>9.2f}")
-            ratio = summary[("gateway", connections)]["rps"] / summary[("bare", connections)]["rps"]
-            print(f"{'':<10}{connections:>6}  gateway/bare req/s = {ratio:.0%}")
+                print(f"{app:<10}{connections:>6}{med['rps']:>10.0f}{med['p50_ms']:>9.2f}{med['p99_ms']:>9.2f}"
+                      f"{med['cpu_us']:>9.1f}")  # fmt: skip
+            bare_m, gw_m = summary[("bare", connections)], summary[("gateway", connections)]
+            print(f"{'':<10}{connections:>6}  {args.processes} gateway process(es) / one bare worker, req/s measured: "
+                  f"{gw_m['rps'] / bare_m['rps']:.2f}x")  # fmt: skip
+            # What N processes would serve on N cores of their own, from the CPU each request cost them here (the
+            # load generator and the machine's other work share these cores; see docs/gateway.md), against the bare
+            # worker: its measured req/s, and one core's worth at its own CPU cost.
+            projected = args.processes * 1e6 / gw_m["cpu_us"]
+            print(f"{'':<10}{connections:>6}  from CPU per request ({gw_m['cpu_us']:.1f} us gateway, "
+                  f"{bare_m['cpu_us']:.1f} us bare): {args.processes} dedicated cores would serve {projected:.0f} "
+                  f"req/s = {projected / bare_m['rps']:.2f}x the bare worker's measured req/s, "
+                  f"{projected * bare_m['cpu_us'] / 1e6:.2f}x one core of bare worker")  # fmt: skip
 
         metrics = httpx.get(gateway_url + "/metrics").text
         hits = re.search(r'candlecast_gateway_cache_total\{result="hit"\} ([\d.e+]+)', metrics)

@@ -347,11 +347,14 @@ def with_cache_snapshot(settings: Settings) -> Settings:
 
 
 # The demo replays the last stretch of the shipped history: the data ends years ago (see
-# data/sample/SOURCES.md), so "now" is an as-of time inside it.
+# data/sample/SOURCES.md), so "now" is an as-of time inside it. Each replay starts early enough that the
+# calibration has outcomes for most horizon steps by the last quarter (daily) or week (hourly) shown: a step h
+# is calibrated once max(20, 5h) of its outcomes are known (docs/calibration.md), so daily step 30 needs about
+# seven months of slots and hourly step 100 three weeks.
 DEMO_REPLAYS: tuple[tuple[str, str, str], ...] = (
     # timeframe, from, to
-    ("1d", "2018-10-01", "2018-12-31"),
-    ("1h", "2019-10-10", "2019-10-17"),
+    ("1d", "2018-01-02", "2018-12-31"),
+    ("1h", "2019-09-20", "2019-10-17"),
 )
 
 

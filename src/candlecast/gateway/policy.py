@@ -5,9 +5,6 @@ with its cache key and a loader (a payload builder bound to its parameters, run 
 The rules, in order:
 
 1. a fresh entry is served as is;
-Every load and ping is given up after ``db_read_bound_s`` (a frozen database answers nothing, statement timeout
-included), which counts as the database being unreachable.
-
 2. when the database is believed unreachable (a read failed in the last ``db_retry_s``, or the LISTEN
    connection is down) an existing entry is served at once with ``stale: true`` and refreshed in the
    background;

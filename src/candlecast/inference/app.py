@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from candlecast.config import Settings, get_settings
 from candlecast.errors import CandlecastError, InputError, ModelUnavailableError, OverloadedError, http_status
-from candlecast.inference.batching import QueueEngine
+from candlecast.inference.batching import Job, QueueEngine
 from candlecast.inference.metrics import ServiceMetrics
 from candlecast.inference.schemas import (
     ErrorBody,
@@ -58,7 +58,7 @@ from candlecast.inference.schemas import (
     to_series_inputs,
 )
 from candlecast.models import calendars
-from candlecast.models.base import Forecast, SeriesInput, series_seeds
+from candlecast.models.base import Forecast, series_seeds
 from candlecast.models.registry import Registry, UnknownModelError
 
 __all__ = ["Engine", "check_exposure", "create_app", "serve"]
@@ -85,18 +85,9 @@ class Engine(Protocol):
         """Called once the registry is loaded, in the app's event loop."""
         ...
 
-    def submit(
-        self,
-        model: str,
-        series: list[SeriesInput],
-        *,
-        pred_len: int,
-        sample_count: int,
-        levels: tuple[float, ...],
-        seeds: list[int | None],
-    ) -> asyncio.Future[list[Forecast]]:
-        """Queue one request's series for a loaded model; cancelling the future drops the work if not begun.
-        May raise ``OverloadedError`` (503)."""
+    def submit(self, model: str, job: Job) -> asyncio.Future[list[Forecast]]:
+        """Queue one request's series (``job``) for a loaded model; cancelling the future drops the work if not
+        begun. May raise ``OverloadedError`` (503)."""
         ...
 
     async def stop(self) -> None: ...
@@ -358,9 +349,9 @@ async def _forecast(
     if errors:
         raise RequestInvalid(errors)
     registry.get(name)  # ModelUnavailableError -> 503
-    future = service.engine.submit(
-        name, series, pred_len=pred_len, sample_count=count, levels=levels, seeds=series_seeds(seed, len(series))
-    )
+    seeds = series_seeds(seed, len(series))
+    job = Job(series=series, seeds=seeds, pred_len=pred_len, sample_count=count, levels=levels)
+    future = service.engine.submit(name, job)
     try:
         forecasts = await _await_job(request, future, settings.inference.request_timeout_s)
     except InputError as exc:  # the model's own checks name fields "series[i]...."; /predict has no list
@@ -477,6 +468,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. not UTF-8): bad input like bad JSON
+            return _error(422, "invalid_request", f"body: {exc.detail}", [("body", "could not be parsed as JSON")])
         code = "body_too_large" if exc.status_code == 413 else "http_error"
         return _error(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 

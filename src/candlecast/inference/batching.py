@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class Job:
-    """One request's series, as queued for a model."""
+    """One request's series, as the service submits them to an engine (``app.Engine.submit``) and a model call
+    takes them (``run_group``): validated inputs, one seed per series, and the shape of the answer."""
 
     series: list[SeriesInput]
     seeds: list[int | None]
@@ -105,21 +106,13 @@ class ModelBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def submit(
-        self,
-        series: list[SeriesInput],
-        *,
-        pred_len: int,
-        sample_count: int,
-        levels: tuple[float, ...],
-        seeds: list[int | None],
-    ) -> asyncio.Future[list[Forecast]]:
+    def submit(self, job: Job) -> asyncio.Future[list[Forecast]]:
         """Queue one request's series; the future resolves to one Forecast per series (or the error)."""
-        if self._queued_series + len(series) > self.max_queued_series:
+        if self._queued_series + len(job.series) > self.max_queued_series:
             raise OverloadedError(f"{self._queued_series} series already queued for model {self.forecaster.name!r}")
         future: asyncio.Future[list[Forecast]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(series, seeds, pred_len, sample_count, levels, future=future))
-        self._set_queued(self._queued_series + len(series))
+        self._pending.append(_Job(**vars(job), future=future))
+        self._set_queued(self._queued_series + len(job.series))
         self._wakeup.set()
         return future
 
@@ -187,18 +180,8 @@ class QueueEngine:
                 batcher.start()
                 self.batchers[entry.name] = batcher
 
-    def submit(
-        self,
-        model: str,
-        series: list[SeriesInput],
-        *,
-        pred_len: int,
-        sample_count: int,
-        levels: tuple[float, ...],
-        seeds: list[int | None],
-    ) -> asyncio.Future[list[Forecast]]:
-        return self.batchers[model].submit(series, pred_len=pred_len, sample_count=sample_count, levels=levels,
-                                           seeds=seeds)  # fmt: skip
+    def submit(self, model: str, job: Job) -> asyncio.Future[list[Forecast]]:
+        return self.batchers[model].submit(job)
 
     async def stop(self) -> None:
         for batcher in self.batchers.values():

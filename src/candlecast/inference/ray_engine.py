@@ -45,7 +45,7 @@ from candlecast.errors import OverloadedError
 from candlecast.inference.app import check_exposure, create_app, is_loopback
 from candlecast.inference.batching import Job, Outcome, group_jobs, run_group
 from candlecast.inference.metrics import ServiceMetrics
-from candlecast.models.base import Forecast, Forecaster, SeriesInput
+from candlecast.models.base import Forecast, Forecaster
 from candlecast.models.registry import Registry
 
 __all__ = ["APP_NAME", "InferenceReplica", "ServeBatchEngine", "application", "deploy", "local_runtime_env", "serve"]
@@ -83,22 +83,13 @@ class ServeBatchEngine:
             self._queues[entry.name] = batched
             self._in_flight[entry.name] = 0
 
-    def submit(
-        self,
-        model: str,
-        series: list[SeriesInput],
-        *,
-        pred_len: int,
-        sample_count: int,
-        levels: tuple[float, ...],
-        seeds: list[int | None],
-    ) -> asyncio.Future[list[Forecast]]:
-        in_flight = self._in_flight[model]
-        if in_flight + len(series) > self.cfg.max_queued_series:
+    def submit(self, model: str, job: Job) -> asyncio.Future[list[Forecast]]:
+        in_flight, n = self._in_flight[model], len(job.series)
+        if in_flight + n > self.cfg.max_queued_series:
             raise OverloadedError(f"{in_flight} series already in flight for model {model!r} on this replica")
-        self._set_in_flight(model, in_flight + len(series))
-        task = asyncio.ensure_future(self._call(model, Job(series, seeds, pred_len, sample_count, levels)))
-        task.add_done_callback(lambda _: self._set_in_flight(model, self._in_flight[model] - len(series)))
+        self._set_in_flight(model, in_flight + n)
+        task = asyncio.ensure_future(self._call(model, job))
+        task.add_done_callback(lambda _: self._set_in_flight(model, self._in_flight[model] - n))
         return task  # cancelling it cancels the queued request, which @serve.batch then skips
 
     async def stop(self) -> None:

@@ -3,14 +3,14 @@
 The JSON types are checked here, strictly: a whole number is a JSON integer (not ``true``, not ``"8"``), a
 price a JSON number, a flag a JSON boolean; numbers finite, ``null`` marking a missing open/high/low/volume/amount;
 everything that depends on settings or on the meaning of the numbers (context length, OHLC consistency,
-increasing timestamps, event shape) is checked by ``to_series_inputs`` and ``SeriesInput`` so that every
-failure names its field.
+increasing timestamps within ``EARLIEST``..``LATEST``, event shape) is checked by ``to_series_inputs`` and
+``SeriesInput`` so that every failure names its field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,11 @@ __all__ = [
     "check_request",
     "to_series_inputs",
 ]
+
+# Candle times the service takes: pandas' nanosecond times end in 1677 and 2262; the margin leaves room for the
+# target times of the longest forecast of the coarsest timeframe.
+EARLIEST = datetime(1700, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 # One candle: [open, high, low, close(, volume(, amount))], null for a missing value; or an object with
@@ -324,6 +329,15 @@ def to_series_inputs(
         ragged = [name for name in ("events", "future_events") if len({len(r) for r in getattr(p, name) or []}) > 1]
         if ragged:
             errors.append((f"{where}{ragged[0]}", "rows of different lengths; expected 20 values per candle"))
+            continue
+        outside = next((j for j, t in enumerate(p.timestamps) if not EARLIEST <= t < LATEST), None)
+        if outside is not None:
+            errors.append(
+                (
+                    f"{where}timestamps[{outside}]",
+                    f"must be from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}, found {p.timestamps[outside]}",
+                )
+            )
             continue
         calendar = p.calendar or calendar_for(p.symbol, settings.universe, settings.market_calendars)
         try:

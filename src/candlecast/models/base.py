@@ -29,6 +29,7 @@ from candlecast.models.provenance import CODE_VERSION, plain, stable_hash
 __all__ = [
     "N_EVENT_CHANNELS",
     "OHLCV_COLUMNS",
+    "PerSeriesForecaster",
     "Forecast",
     "Forecaster",
     "InputError",
@@ -473,3 +474,26 @@ class Forecaster(ABC):
     ) -> list[SamplePaths]:
         """Sample paths for each (already trimmed) series over its ``targets`` (all of length pred_len);
         ``seeds[i]`` seeds series ``i`` alone."""
+
+
+class PerSeriesForecaster(Forecaster):
+    """A forecaster that samples each series on its own (the statistical models): ``_sample_one`` per series."""
+
+    def _sample(
+        self,
+        series: list[SeriesInput],
+        targets: list[pd.DatetimeIndex],
+        sample_count: int,
+        seeds: list[int | None],
+        quantile_levels: tuple[float, ...],
+    ) -> list[SamplePaths]:
+        return [
+            self._sample_one(s, i, len(target), sample_count, seed, quantile_levels)
+            for i, (s, target, seed) in enumerate(zip(series, targets, seeds, strict=True))
+        ]
+
+    @abstractmethod
+    def _sample_one(
+        self, s: SeriesInput, index: int, pred_len: int, sample_count: int, seed: int | None, levels: tuple[float, ...]
+    ) -> SamplePaths:
+        """``pred_len`` steps of ``sample_count`` paths for series ``s`` (``index`` names it in errors)."""

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
-import pandas as pd
 
 from candlecast.errors import InputError
-from candlecast.models.base import Forecaster, SamplePaths, SeriesInput
+from candlecast.models.base import PerSeriesForecaster, SamplePaths, SeriesInput
 
 __all__ = ["BASELINE_METHODS", "DEFAULT_METHOD", "BaselineConfig", "BaselineForecaster"]
 
@@ -50,7 +49,7 @@ class BaselineConfig:
             raise ValueError(f"invalid baseline config {self}")
 
 
-class BaselineForecaster(Forecaster):
+class BaselineForecaster(PerSeriesForecaster):
     """A random walk on log prices with volatility-sized steps (see the module docstring)."""
 
     kind = "baseline"
@@ -62,28 +61,10 @@ class BaselineForecaster(Forecaster):
         self.max_context = self.config.max_context
         self.version = f"{self.config.method}-hl{self.config.halflife:g}-v1"
 
-    def _sample(
-        self,
-        series: list[SeriesInput],
-        targets: list[pd.DatetimeIndex],
-        sample_count: int,
-        seeds: list[int | None],
-        quantile_levels: tuple[float, ...],
-    ) -> list[SamplePaths]:
-        return [
-            self._one(s.close, i, len(target), sample_count, seed, quantile_levels)
-            for i, (s, target, seed) in enumerate(zip(series, targets, seeds, strict=True))
-        ]
-
-    def _one(
-        self,
-        close: np.ndarray,
-        index: int,
-        pred_len: int,
-        sample_count: int,
-        seed: int | None,
-        levels: tuple[float, ...],
+    def _sample_one(
+        self, s: SeriesInput, index: int, pred_len: int, sample_count: int, seed: int | None, levels: tuple[float, ...]
     ) -> SamplePaths:
+        close = s.close
         if (close <= 0).any():
             raise InputError(f"series[{index}].ohlcv", "the baseline needs positive close prices")
         returns = np.diff(np.log(close))  # (T-1,)

@@ -32,12 +32,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from arch import arch_model
 
 from candlecast.config import GarchSettings
 from candlecast.errors import InputError
-from candlecast.models.base import Forecaster, SamplePaths, SeriesInput
+from candlecast.models.base import PerSeriesForecaster, SamplePaths, SeriesInput
 
 __all__ = ["FALLBACK_HALFLIFE", "GarchFit", "GarchForecaster", "fit_garch", "simulate_returns"]
 
@@ -133,7 +132,7 @@ def simulate_returns(fit: GarchFit, pred_len: int, n_paths: int, rng: np.random.
     return out
 
 
-class GarchForecaster(Forecaster):
+class GarchForecaster(PerSeriesForecaster):
     """GARCH(1,1)-t on log returns, refitted per series and call (see the module docstring)."""
 
     kind = "garch"
@@ -148,20 +147,7 @@ class GarchForecaster(Forecaster):
         self.min_context = self.settings.min_window
         self.version = f"garch11-t-{self.settings.mean}-w{self.settings.window}-v1"
 
-    def _sample(
-        self,
-        series: list[SeriesInput],
-        targets: list[pd.DatetimeIndex],
-        sample_count: int,
-        seeds: list[int | None],
-        quantile_levels: tuple[float, ...],
-    ) -> list[SamplePaths]:
-        return [
-            self._one(s, i, len(target), sample_count, seed, quantile_levels)
-            for i, (s, target, seed) in enumerate(zip(series, targets, seeds, strict=True))
-        ]
-
-    def _one(
+    def _sample_one(
         self, s: SeriesInput, index: int, pred_len: int, sample_count: int, seed: int | None, levels: tuple[float, ...]
     ) -> SamplePaths:
         close = s.close
