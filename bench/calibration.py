@@ -42,6 +42,7 @@ from candlecast.config import Settings
 from candlecast.inference.transports import LocalTransport
 from candlecast.ingest.candles import ingest_candles
 from candlecast.ingest.sample import load_sample_manifest
+from candlecast.jobs.ensemble import ENSEMBLE_MODEL
 from candlecast.jobs.replay import run_replay
 from candlecast.jobs.scoring import refresh_performance, run_scoring
 from candlecast.store import create_engine_for
@@ -61,7 +62,7 @@ def utc(text: str) -> datetime:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="baseline,garch")
+    parser.add_argument("--models", default="baseline,garch,ensemble", help="ensemble: replayed with the others")
     parser.add_argument("--every", type=int, default=1, help="replay every N-th slot")
     parser.add_argument("--warmup-from", default="2017-04-01", help="daily replay starts here (warm-up)")
     parser.add_argument("--daily-from", default="2018-01-01", help="daily evaluation period starts here")
@@ -101,8 +102,11 @@ def main() -> None:
 
 def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load the data, replay every model, score; the table (one row per series and model) and the quarters."""
-    settings = Settings(models=args.models, jobs={"calibrate": calibrate})
-    models = settings.model_names()
+    wanted_models = [m.strip() for m in args.models.split(",") if m.strip()]
+    ensemble = ENSEMBLE_MODEL in wanted_models
+    members = [m for m in wanted_models if m != ENSEMBLE_MODEL]
+    settings = Settings(models=",".join(members), jobs={"calibrate": calibrate})
+    models = members + ([ENSEMBLE_MODEL] if ensemble else [])
     engine = create_engine_for(url)
     started = time.perf_counter()
     wanted = {(s, "1d") for s in DAILY} | (set() if args.no_hourly else {(s, "1h") for s in HOURLY})
@@ -117,7 +121,17 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
     if not args.no_hourly:
         warmup = hourly_from - args.hourly_warmup * timedelta(hours=1)
         periods.append(("1h", HOURLY, warmup, hourly_from, hourly_to))
-    for model in models:
+    if ensemble:  # one replay runs the members' batches, scoring and the ensemble at every slot, in that order
+        for timeframe, symbols, first, _, last in periods:
+            t0 = time.perf_counter()
+            result = run_replay(
+                settings, engine, timeframe, ENSEMBLE_MODEL, first, last, every=args.every, symbols=list(symbols),
+                progress=False,
+            )  # fmt: skip
+            print(f"replay {'+'.join(models)} {timeframe} {first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M}: "
+                  f"{result.slots} slots, {result.predictions_written} ensemble forecasts, {result.symbols_failed} "
+                  f"failed, {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+    for model in [] if ensemble else models:
         transport = LocalTransport.load(settings, model)
         try:
             for timeframe, symbols, first, _, last in periods:
