@@ -16,7 +16,7 @@ evaluation stretches (daily 2018, hourly 2019-08 → 10) are never read for fore
    next to the raw forecasts', per series, model and method; also coverage per half-year (per 200 hours) and
    by horizon third, so a method that fixes the average by being wrong in both directions shows.
 
-    PYTHONPATH=src .venv/bin/python bench/calibration_dev.py [--methods current,shared] [--series SPY,BTCUSDT]
+    PYTHONPATH=src .venv/bin/python bench/calibration_dev.py [--methods shipped,aci] [--gamma 0.1] [--series SPY]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def raw_forecasts(symbol: str, model: str, cache: Path) -> Raw:
 Method = Callable[..., BandCalibration]
 
 
-def quantile_tracking(
+def candidate(
     raw_lower: np.ndarray,
     raw_upper: np.ndarray,
     scale: float,
@@ -128,10 +128,10 @@ def quantile_tracking(
     pooled: bool = False,
     tracking: bool = True,
 ) -> BandCalibration:
-    """Candidate: conformal quantile tracking with an integrator (Angelopoulos, Candes, Tibshirani 2023) per
-    step: ``q_h = Q_{1-alpha}(window scores of step h) + (gamma / h) * B_h * sum_j (err_j - alpha)``, ``B_h`` the
-    spread of the step's scores (their 0.9 minus 0.1 quantile), so the step is in units of the score, and the
-    correction is not capped at the largest score as ACI's level is."""
+    """The candidates tried: per step the integrator ``e_h = (gamma / h) * sum_j (err_j - alpha)`` (``pooled``:
+    its mean over steps 1..h), used either as ACI's level (``tracking=False``: the ``1 - alpha + e_h`` conformal
+    quantile of the step's scores, the method before this one when not pooled) or in quantile tracking
+    (``q_h = Q_{1-alpha} + B_h * e_h``, ``B_h`` the spread of the step's scores: as shipped when pooled)."""
     lo, hi = np.asarray(raw_lower, np.float64), np.asarray(raw_upper, np.float64)
     n_steps = len(lo)
     alpha, q = np.full(n_steps, np.nan), np.full(n_steps, np.nan)
@@ -172,14 +172,16 @@ def quantile_tracking(
     shift = np.where(done, q, 0.0) * (scale if scale_ok else 0.0)
     lower = np.where(done, np.minimum(lo - shift, inner_lower), lo)
     upper = np.where(done, np.maximum(hi + shift, inner_upper), hi)
-    return BandCalibration(lower, upper, alpha, q, counts)
+    return BandCalibration(lower, upper, alpha, q, counts, drift)
 
 
+# name -> (method, its default gamma). "shipped" is candlecast.calibration.calibrate_band (quantile tracking with
+# the integrator pooled over steps 1..h, gamma 0.1); "aci" is the method it replaced (per-step ACI, gamma / h).
 METHODS: dict[str, tuple[Method, float]] = {
-    "current": (calibrate_band, 0.02),
-    "qt": (quantile_tracking, 0.02),
-    "pooled": (partial(quantile_tracking, pooled=True, tracking=False), 0.02),
-    "qt-pooled": (partial(quantile_tracking, pooled=True), 0.02),
+    "shipped": (calibrate_band, 0.1),
+    "aci": (partial(candidate, pooled=False, tracking=False), 0.02),
+    "aci-pooled": (partial(candidate, pooled=True, tracking=False), 0.02),
+    "qt": (partial(candidate, pooled=False), 0.1),
 }
 
 
