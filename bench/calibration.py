@@ -21,8 +21,8 @@ Defaults (all settings at their defaults otherwise: 30 daily steps, 120 hourly s
 daily evaluation 2018-01-01 → 2018-12-31 after a warm-up from 2017-04-01; hourly evaluation of the 300 slots
 up to 2019-10-12 23:00 after 600 warm-up slots (step h is calibrated once 5 h of its outcomes are known, so
 step 120 needs 600). Shorter: ``--every 2`` (every other slot), ``--models baseline``, ``--no-hourly``,
-``--warmup-from 2017-10-01``, ``--hourly-slots 150 --hourly-warmup 300``. ``--raw-too`` replays everything
-again with ``jobs.calibrate = false`` and adds the raw forecasts' CRPS and skill (``crps_bp_raw``,
+``--no-daily``, ``--warmup-from 2017-10-01``, ``--hourly-slots 150 --hourly-warmup 300``. ``--raw-too`` replays
+everything again with ``jobs.calibrate = false`` and adds the raw forecasts' CRPS and skill (``crps_bp_raw``,
 ``skill_raw``): what calibrating the samples costs or gains.
 
     PYTHONPATH=src .venv/bin/python bench/calibration.py [--models baseline,garch] [--every 1] [--raw-too]
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--hourly-slots", type=int, default=300, help="hourly slots evaluated")
     parser.add_argument("--hourly-warmup", type=int, default=600, help="hourly warm-up slots before them")
     parser.add_argument("--no-hourly", action="store_true")
+    parser.add_argument("--no-daily", action="store_true", help="hourly only (run the two halves in parallel)")
     parser.add_argument("--raw-too", action="store_true", help="replay again with calibration off (twice the time)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -109,7 +110,9 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
     models = members + ([ENSEMBLE_MODEL] if ensemble else [])
     engine = create_engine_for(url)
     started = time.perf_counter()
-    wanted = {(s, "1d") for s in DAILY} | (set() if args.no_hourly else {(s, "1h") for s in HOURLY})
+    wanted = (set() if args.no_daily else {(s, "1d") for s in DAILY}) | (
+        set() if args.no_hourly else {(s, "1h") for s in HOURLY}
+    )
     for item in load_sample_manifest(settings.sample_dir):
         if (item.symbol, item.timeframe) in wanted:
             ingest_candles(engine, item.path, item.symbol, item.timeframe, item.asset_class, source=item.source)
@@ -117,7 +120,7 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
 
     hourly_to = utc(args.hourly_to)
     hourly_from = hourly_to - (args.hourly_slots - 1) * timedelta(hours=1)
-    periods = [("1d", DAILY, utc(args.warmup_from), utc(args.daily_from), utc(args.daily_to))]
+    periods = [] if args.no_daily else [("1d", DAILY, utc(args.warmup_from), utc(args.daily_from), utc(args.daily_to))]
     if not args.no_hourly:
         warmup = hourly_from - args.hourly_warmup * timedelta(hours=1)
         periods.append(("1h", HOURLY, warmup, hourly_from, hourly_to))
