@@ -81,7 +81,7 @@ class PastOutcomes:
     served_lower: np.ndarray  # the band that was served (the raw one where nothing calibrated it)
     served_upper: np.ndarray
     scale: np.ndarray  # last close * volatility at the forecast's origin; NaN = unknown (no score)
-    governed: np.ndarray  # bool: ACI set the served band of that step
+    governed: np.ndarray  # bool: calibration set the served band of that step
 
     def __len__(self) -> int:
         return len(self.step)
@@ -105,7 +105,7 @@ class BandCalibration:
 
     @property
     def calibrated(self) -> np.ndarray:
-        """Per step: whether ACI set the band (False: raw band, too few outcomes or no scale)."""
+        """Per step: whether calibration set the band (False: raw band, too few outcomes or no scale)."""
         return ~np.isnan(self.q)
 
 
