@@ -21,8 +21,8 @@ Defaults (all settings at their defaults otherwise: 30 daily steps, 120 hourly s
 daily evaluation 2018-01-01 → 2018-12-31 after a warm-up from 2017-04-01; hourly evaluation of the 300 slots
 up to 2019-10-12 23:00 after 600 warm-up slots (step h is calibrated once 5 h of its outcomes are known, so
 step 120 needs 600). Shorter: ``--every 2`` (every other slot), ``--models baseline``, ``--no-hourly``,
-``--warmup-from 2017-10-01``, ``--hourly-slots 150 --hourly-warmup 300``. ``--raw-too`` replays everything
-again with ``jobs.calibrate = false`` and adds the raw forecasts' CRPS and skill (``crps_bp_raw``,
+``--no-daily``, ``--warmup-from 2017-10-01``, ``--hourly-slots 150 --hourly-warmup 300``. ``--raw-too`` replays
+everything again with ``jobs.calibrate = false`` and adds the raw forecasts' CRPS and skill (``crps_bp_raw``,
 ``skill_raw``): what calibrating the samples costs or gains.
 
     PYTHONPATH=src .venv/bin/python bench/calibration.py [--models baseline,garch] [--every 1] [--raw-too]
@@ -42,6 +42,7 @@ from candlecast.config import Settings
 from candlecast.inference.transports import LocalTransport
 from candlecast.ingest.candles import ingest_candles
 from candlecast.ingest.sample import load_sample_manifest
+from candlecast.jobs.ensemble import ENSEMBLE_MODEL
 from candlecast.jobs.replay import run_replay
 from candlecast.jobs.scoring import refresh_performance, run_scoring
 from candlecast.store import create_engine_for
@@ -61,7 +62,7 @@ def utc(text: str) -> datetime:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="baseline,garch")
+    parser.add_argument("--models", default="baseline,garch,ensemble", help="ensemble: replayed with the others")
     parser.add_argument("--every", type=int, default=1, help="replay every N-th slot")
     parser.add_argument("--warmup-from", default="2017-04-01", help="daily replay starts here (warm-up)")
     parser.add_argument("--daily-from", default="2018-01-01", help="daily evaluation period starts here")
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--hourly-slots", type=int, default=300, help="hourly slots evaluated")
     parser.add_argument("--hourly-warmup", type=int, default=600, help="hourly warm-up slots before them")
     parser.add_argument("--no-hourly", action="store_true")
+    parser.add_argument("--no-daily", action="store_true", help="hourly only (run the two halves in parallel)")
     parser.add_argument("--raw-too", action="store_true", help="replay again with calibration off (twice the time)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -101,11 +103,16 @@ def main() -> None:
 
 def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load the data, replay every model, score; the table (one row per series and model) and the quarters."""
-    settings = Settings(models=args.models, jobs={"calibrate": calibrate})
-    models = settings.model_names()
+    wanted_models = [m.strip() for m in args.models.split(",") if m.strip()]
+    ensemble = ENSEMBLE_MODEL in wanted_models
+    members = [m for m in wanted_models if m != ENSEMBLE_MODEL]
+    settings = Settings(models=",".join(members), jobs={"calibrate": calibrate})
+    models = members + ([ENSEMBLE_MODEL] if ensemble else [])
     engine = create_engine_for(url)
     started = time.perf_counter()
-    wanted = {(s, "1d") for s in DAILY} | (set() if args.no_hourly else {(s, "1h") for s in HOURLY})
+    wanted = (set() if args.no_daily else {(s, "1d") for s in DAILY}) | (
+        set() if args.no_hourly else {(s, "1h") for s in HOURLY}
+    )
     for item in load_sample_manifest(settings.sample_dir):
         if (item.symbol, item.timeframe) in wanted:
             ingest_candles(engine, item.path, item.symbol, item.timeframe, item.asset_class, source=item.source)
@@ -113,11 +120,21 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
 
     hourly_to = utc(args.hourly_to)
     hourly_from = hourly_to - (args.hourly_slots - 1) * timedelta(hours=1)
-    periods = [("1d", DAILY, utc(args.warmup_from), utc(args.daily_from), utc(args.daily_to))]
+    periods = [] if args.no_daily else [("1d", DAILY, utc(args.warmup_from), utc(args.daily_from), utc(args.daily_to))]
     if not args.no_hourly:
         warmup = hourly_from - args.hourly_warmup * timedelta(hours=1)
         periods.append(("1h", HOURLY, warmup, hourly_from, hourly_to))
-    for model in models:
+    if ensemble:  # one replay runs the members' batches, scoring and the ensemble at every slot, in that order
+        for timeframe, symbols, first, _, last in periods:
+            t0 = time.perf_counter()
+            result = run_replay(
+                settings, engine, timeframe, ENSEMBLE_MODEL, first, last, every=args.every, symbols=list(symbols),
+                progress=False,
+            )  # fmt: skip
+            print(f"replay {'+'.join(models)} {timeframe} {first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M}: "
+                  f"{result.slots} slots, {result.predictions_written} ensemble forecasts, {result.symbols_failed} "
+                  f"failed, {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+    for model in [] if ensemble else models:
         transport = LocalTransport.load(settings, model)
         try:
             for timeframe, symbols, first, _, last in periods:

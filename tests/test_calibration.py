@@ -12,12 +12,12 @@ from numpy.lib.stride_tricks import sliding_window_view
 from candlecast.calibration import (
     CalibrationParams,
     PastOutcomes,
-    aci_level,
     calibrate_band,
     conformal_quantile,
     ewma_volatility,
     sample_centre,
     stretch_samples,
+    tracking_integrator,
 )
 
 Z90 = 1.2815515655446004  # the standard normal's 0.9 quantile
@@ -33,14 +33,14 @@ def test_the_conformal_quantile_is_the_rank_ceil_n_plus_1_times_level() -> None:
         conformal_quantile(np.zeros(0), 0.9)
 
 
-def test_the_aci_level_moves_by_gamma_times_target_minus_each_error() -> None:
-    assert aci_level(0.1, 0.02, np.zeros(0, dtype=bool)) == pytest.approx(0.1)
-    errors = np.array([True, False, False, True, False])
-    # alpha_{t+1} = alpha_t + gamma (0.1 - err_t), unrolled from 0.1
-    expected = 0.1
+def test_the_integrator_adds_gamma_times_each_error_minus_the_target() -> None:
+    assert tracking_integrator(0.1, 0.02, np.zeros(0, dtype=bool)) == pytest.approx(0.0)
+    errors = np.array([True, False, False, True, True])
+    # q_{t+1} = q_t + gamma (err_t - 0.1), unrolled from 0
+    expected = 0.0
     for e in errors:
-        expected += 0.02 * (0.1 - e)
-    assert aci_level(0.1, 0.02, errors) == pytest.approx(expected)
+        expected += 0.02 * (float(e) - 0.1)
+    assert tracking_integrator(0.1, 0.02, errors) == pytest.approx(expected)
 
 
 def test_ewma_volatility_weighs_returns_by_half_life_and_reads_nothing_after_the_cutoff() -> None:
@@ -126,7 +126,7 @@ def walk_forward(
     return np.array(inside), np.array(inside_raw), np.array(widths), np.array(raw_widths)
 
 
-PARAMS = CalibrationParams(alpha=0.2, gamma=0.02, window=500, min_outcomes=20, min_outcomes_per_h=5)
+PARAMS = CalibrationParams(alpha=0.2, gamma=0.1, window=500, min_outcomes=20, min_outcomes_per_h=5)
 
 
 @pytest.mark.parametrize(("width", "raw_coverage"), [(0.35, (0.0, 0.45)), (2.5, (0.97, 1.0))], ids=["narrow", "wide"])
@@ -143,7 +143,7 @@ def test_coverage_converges_to_80_percent_whatever_the_raw_band(width: float, ra
     assert ratio < 0.6 if width > 1 else ratio > 2
 
 
-def test_aci_tracks_a_volatility_regime_change() -> None:
+def test_calibration_tracks_a_volatility_regime_change() -> None:
     # volatility triples at candle 500; the model's 250-candle volatility lags behind, so its band is too narrow
     vol = np.r_[np.full(500, 0.01), np.full(500, 0.03)]
     changed = slice(400, 550)  # forecasts made in the 150 candles after the change (origins start at 100)
@@ -181,13 +181,27 @@ def test_steps_with_too_few_outcomes_keep_the_raw_band() -> None:
     assert not nothing.calibrated.any()  # no volatility at the origin: raw
 
 
-def test_each_miss_of_a_governed_band_lowers_the_miss_level_by_gamma_over_h() -> None:
-    k = 40
+def test_misses_of_governed_bands_move_the_shift_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
+    # step 1: 30 governed outcomes, all misses; step 2: 40 outcomes, 20 governed, 10 of them misses
+    y1 = np.full(30, 150.0)
+    y2 = np.r_[np.full(30, 100.0), np.full(10, 150.0)]
+    k1, k2 = len(y1), len(y2)
     history = PastOutcomes(
-        step=np.full(k, 2), realised_at=np.arange(k), observed=np.r_[np.full(30, 100.0), np.full(10, 150.0)],
-        raw_lower=np.full(k, 99.0), raw_upper=np.full(k, 101.0), served_lower=np.full(k, 99.0),
-        served_upper=np.full(k, 101.0), scale=np.ones(k), governed=np.r_[np.zeros(20, bool), np.ones(20, bool)],
+        step=np.r_[np.ones(k1, np.int64), np.full(k2, 2)], realised_at=np.r_[np.arange(k1), np.arange(k2)],
+        observed=np.r_[y1, y2], raw_lower=np.full(k1 + k2, 99.0), raw_upper=np.full(k1 + k2, 101.0),
+        served_lower=np.full(k1 + k2, 99.0), served_upper=np.full(k1 + k2, 101.0), scale=np.ones(k1 + k2),
+        governed=np.r_[np.ones(k1, bool), np.zeros(20, bool), np.ones(20, bool)],
     )  # fmt: skip
-    band = calibrate_band(np.array([99.0, 99.0]), np.array([101.0, 101.0]), 1.0, history, PARAMS)
-    # 20 governed outcomes at step 2, 10 of them misses: 0.2 + 0.02 / 2 * (20 * 0.2 - 10)
-    assert band.alpha[1] == pytest.approx(0.2 + 0.01 * (4 - 10))
+    band = calibrate_band(np.array([99.0, 99.0, 99.0]), np.array([101.0, 101.0, 101.0]), 1.0, history, PARAMS)
+    own = np.array([0.1 * (30 - 0.2 * 30), 0.1 / 2 * (10 - 0.2 * 20), 0.0])  # step 3 has no outcomes
+    np.testing.assert_allclose(band.drift, np.cumsum(own) / [1, 2, 3])
+    assert band.drift[1] < own[0]  # step 2 learns from step 1's misses before its own outcomes all came back
+    # the shift is the conformal 0.8 quantile of the step's scores plus its spread times the pooled integrator
+    scores2 = np.maximum(99.0 - y2, y2 - 101.0)
+    spread = np.sort(scores2)[36] - np.sort(scores2)[4]  # the 0.9 and 0.1 order statistics of 40
+    assert band.q[1] == pytest.approx(np.sort(scores2)[32] + spread * band.drift[1])  # ceil(41 * 0.8) = 33rd
+    assert band.calibrated.tolist() == [True, True, False]
+    # no misses at all: the integrator narrows the band
+    calm = PastOutcomes(**{**history.__dict__, "observed": np.full(k1 + k2, 100.0)})
+    narrowed = calibrate_band(np.array([99.0, 99.0]), np.array([101.0, 101.0]), 1.0, calm, PARAMS)
+    assert (narrowed.drift < 0).all()

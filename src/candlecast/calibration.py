@@ -1,11 +1,11 @@
-"""Adaptive conformal calibration of a forecast's p10–p90 band, pure numpy.
+"""Conformal calibration of a forecast's p10–p90 band that adapts as outcomes come in, pure numpy.
 
 The batch job (``jobs.calibrate``) reads a model's past forecasts and what happened, and asks this module for
 the band to serve. Nothing here touches the store.
 
-Method (per instrument, timeframe, model and horizon step ``h``: adaptive conformal inference, ACI, Gibbs &
-Candès 2021, on one two-sided score, so the band is widened or narrowed by the same amount on both sides; not
-equal-tailed):
+Method (per instrument, timeframe, model and horizon step ``h``: conformal quantile tracking with an integrator
+pooled over the steps up to ``h``, on one two-sided score, so the band is widened or narrowed by the same amount
+on both sides; not equal-tailed):
 
 - **Scale.** ``scale = c0 * sigma``: the last close times the EWMA volatility of the instrument's log returns
   known at the forecast origin (``ewma_volatility``). It is not multiplied by ``sqrt(h)``: every step is
@@ -13,21 +13,23 @@ equal-tailed):
 - **Score** of a past forecast with realised close ``y`` and raw (the model's own) band ``[l, u]``:
   ``s = max(l - y, y - u) / scale``, signed: negative inside the band, so a band that is too wide shrinks as
   well as one that is too narrow widens.
-- **ACI.** The miss level is ``a_t = alpha + gamma_h * sum_j (alpha - err_j)``, the sum over the past outcomes
-  whose served band ACI had set (``err_j = 1`` when ``y_j`` fell outside the band that was served): the
-  unrolled recursion ``a_{t+1} = a_t + gamma_h (alpha - err_t)`` started at ``alpha``, each forecast's error
-  counted once its outcome is known (feedback delayed by ``h``). ``gamma_h = gamma / h``: forecasts made one
-  candle apart share ``h - 1`` of their ``h`` candles, so one shock misses about ``h`` of them in a row; the
-  step size per error shrinks by as much, and one shock moves ``a_t`` by about ``gamma`` at every step.
-- **Quantile.** ``q`` is the conformal ``(1 - a_t)`` quantile of the most recent ``window`` scores: the
-  ``ceil((n + 1)(1 - a_t))``-th smallest of ``n`` (the largest when that exceeds ``n``, the smallest when
-  ``a_t >= 1``).
+- **Quantile tracking with an integrator** (conformal PID without its scorecaster, Angelopoulos, Candès &
+  Tibshirani 2023). ``q_h = Q_h + B_h * d_h``: ``Q_h`` the conformal ``(1 - alpha)`` quantile of the most
+  recent ``window`` scores of step ``h`` (the ``ceil((n + 1)(1 - alpha))``-th smallest of ``n``), ``B_h`` their
+  spread (the 0.9 minus the 0.1 order statistic), so the integrator moves the band in units of the score, and
+  ``d_h`` the integrator: per step ``k`` the miss count ``e_k = (gamma / k) * sum_j (err_j - alpha)`` over
+  the known outcomes of step ``k`` whose served band calibration had set (``err_j = 1`` when ``y_j`` fell
+  outside the band that was served), and ``d_h`` the mean of ``e_1 .. e_h``. Dividing by ``k``: forecasts
+  made one candle apart share ``k - 1`` of their ``k`` candles, so one shock misses about ``k`` of them in a
+  row and moves ``e_k`` by about ``gamma``. Pooling the steps up to ``h``: the short steps' outcomes come back
+  first (step 1 the next candle), so a long step learns from a regime change before its own outcomes return.
+  Unlike ACI's level, the correction is not capped by the largest score in the window.
 - **Band.** ``[l - q * scale, u + q * scale]``, never past the inner bounds (the median): a side never crosses
   the centre of the forecast.
 
 Step ``h`` needs ``max(min_outcomes, min_outcomes_per_h * h)`` realised scores (overlapping outcomes carry
 about ``n / h`` independent ones); with fewer it keeps the raw band (``calibrated`` is False, alpha and q are
-NaN).
+NaN); a step left raw has no outcomes of a calibrated band, so it adds 0 to the pooled integrator.
 
 ``stretch_samples`` then maps each sample path onto the calibrated band, step by step: values below the
 middle of the samples are scaled about it by one factor, values above by another, so the median stays and
@@ -46,19 +48,19 @@ __all__ = [
     "BandCalibration",
     "CalibrationParams",
     "PastOutcomes",
-    "aci_level",
     "calibrate_band",
     "conformal_quantile",
     "ewma_volatility",
     "sample_centre",
     "stretch_samples",
+    "tracking_integrator",
 ]
 
 
 @dataclass(frozen=True)
 class CalibrationParams:
     alpha: float = 0.2  # nominal miss rate of the two-sided band
-    gamma: float = 0.02  # ACI step size at step 1; step h uses gamma / h
+    gamma: float = 0.1  # integrator gain per miss at step 1 (in units of the score spread); step k uses gamma / k
     window: int = 500  # most recent scores per step in the quantile
     min_outcomes: int = 20  # fewer scores at a step: the step is left raw ...
     min_outcomes_per_h: int = 5  # ... or fewer than this many times h
@@ -79,7 +81,7 @@ class PastOutcomes:
     served_lower: np.ndarray  # the band that was served (the raw one where nothing calibrated it)
     served_upper: np.ndarray
     scale: np.ndarray  # last close * volatility at the forecast's origin; NaN = unknown (no score)
-    governed: np.ndarray  # bool: ACI set the served band of that step
+    governed: np.ndarray  # bool: calibration set the served band of that step
 
     def __len__(self) -> int:
         return len(self.step)
@@ -96,13 +98,14 @@ class BandCalibration:
 
     lower: np.ndarray  # (H,)
     upper: np.ndarray
-    alpha: np.ndarray  # the ACI miss level
-    q: np.ndarray  # the conformal quantile of the scores, in units of scale
+    alpha: np.ndarray  # the nominal miss rate at calibrated steps
+    q: np.ndarray  # the shift of each side, in units of scale: the quantile of the scores plus the integrator
     n_outcomes: np.ndarray  # int: scores in the quantile (all realised ones when too few)
+    drift: np.ndarray  # the pooled integrator d_h, in units of the score spread (known at every step)
 
     @property
     def calibrated(self) -> np.ndarray:
-        """Per step: whether ACI set the band (False: raw band, too few outcomes or no scale)."""
+        """Per step: whether calibration set the band (False: raw band, too few outcomes or no scale)."""
         return ~np.isnan(self.q)
 
 
@@ -118,11 +121,11 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(np.partition(s, k - 1)[k - 1])
 
 
-def aci_level(target: float, gamma: float, errors: np.ndarray) -> float:
-    """The ACI miss level after ``errors`` (booleans, each a miss of the band ACI set):
-    ``target + gamma * sum(target - err)``."""
+def tracking_integrator(target: float, gamma: float, errors: np.ndarray) -> float:
+    """The integrator of one step after ``errors`` (booleans, each a miss of a band calibration set):
+    ``gamma * sum(err - target)``; positive when the band missed more often than ``target``."""
     e = np.asarray(errors, dtype=np.float64)
-    return float(target + gamma * (target * len(e) - e.sum()))
+    return float(gamma * (e.sum() - target * len(e)))
 
 
 def calibrate_band(
@@ -162,20 +165,33 @@ def calibrate_band(
     governed = np.asarray(past.governed, dtype=bool)
     scale_ok = math.isfinite(scale) and scale > 0
 
+    own = np.zeros(n_steps)  # per step the integrator of its own outcomes; pooled over steps 1..h below
+    for h in range(n_steps):
+        rows = order[bounds[h] : bounds[h + 1]]
+        own[h] = tracking_integrator(params.alpha, params.gamma / (h + 1), missed[rows][governed[rows]])
+    drift = np.cumsum(own) / np.arange(1, n_steps + 1)
     for h in range(n_steps):
         rows = order[bounds[h] : bounds[h + 1]]
         scored = rows[usable[rows]][-params.window :]
         counts[h] = len(scored)
         if not scale_ok or len(scored) < max(params.min_outcomes, params.min_outcomes_per_h * (h + 1)):
             continue
-        alpha[h] = aci_level(params.alpha, params.gamma / (h + 1), missed[rows][governed[rows]])
-        q[h] = conformal_quantile(scores[scored], 1 - alpha[h])
+        s = scores[scored]
+        low, high = _order_statistic(s, 0.1), _order_statistic(s, 0.9)
+        alpha[h] = params.alpha
+        q[h] = conformal_quantile(s, 1 - params.alpha) + (high - low) * drift[h]
 
     done = ~np.isnan(q)
     shift = np.where(done, q, 0.0) * (scale if scale_ok else 0.0)
     lower = np.where(done, np.minimum(lo - shift, inner_lo), lo)
     upper = np.where(done, np.maximum(hi + shift, inner_hi), hi)
-    return BandCalibration(lower, upper, alpha, q, counts)
+    return BandCalibration(lower, upper, alpha, q, counts, drift)
+
+
+def _order_statistic(scores: np.ndarray, level: float) -> float:
+    """The ``floor(level * n)``-th order statistic (0-based) of ``n`` scores: a quantile without interpolation."""
+    k = min(int(level * len(scores)), len(scores) - 1)
+    return float(np.partition(scores, k)[k])
 
 
 def sample_centre(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

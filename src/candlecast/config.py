@@ -217,15 +217,16 @@ class GatewaySettings(BaseModel):
 
 
 class CalibrationSettings(BaseModel):
-    """Adaptive conformal calibration of the served p10-p90 band (docs/calibration.md), e.g.
-    ``CANDLECAST_JOBS__CALIBRATION__GAMMA=0.02``."""
+    """Conformal calibration of the served p10-p90 band (quantile tracking with a pooled integrator,
+    docs/calibration.md), e.g. ``CANDLECAST_JOBS__CALIBRATION__GAMMA=0.1``."""
 
     alpha: float = Field(0.2, gt=0.0, lt=1.0)  # nominal miss rate of the p10-p90 band (80% two-sided)
-    gamma: float = Field(0.02, ge=0.0)  # ACI step size (step h uses gamma / h): how fast the miss rate is pulled back
+    # integrator gain (step k's misses count gamma / k, in units of the score spread): how fast misses are pulled back
+    gamma: float = Field(0.1, ge=0.0)
     window: int = Field(500, ge=1)  # most recent realised scores per step in the conformal quantile
     min_outcomes: int = Field(20, ge=1)  # fewer realised outcomes at a step: that step is served raw ...
     min_outcomes_per_h: int = Field(5, ge=0)  # ... or fewer than this many times h (step h's outcomes overlap)
-    lookback: int = Field(500, ge=1)  # past forecasts of the (symbol, timeframe, model) read per slot
+    lookback: int = Field(650, ge=1)  # past forecasts of the (symbol, timeframe, model) read per slot
     halflife: float = Field(20.0, gt=0.0)  # candles; the EWMA volatility that scales the scores
 
 

@@ -135,10 +135,12 @@ def test_the_served_band_and_samples_are_calibrated_and_the_raw_band_is_kept(
 
         record = c.calibration
         assert record is not None and record["status"] == "calibrated" and record["steps_calibrated"] == 4
-        assert record["method"] == "aci" and record["gamma"] == 0.02 and record["forecasts_read"] == 30
+        assert record["method"] == "quantile-tracking" and record["gamma"] == 0.1 and record["forecasts_read"] == 30
         steps = record["steps"]
         assert steps["n_outcomes"] == [30, 29, 28, 27]  # forecasts of T - h - 29 .. T - h had step h realised
         assert all(isinstance(v, float) for v in steps["alpha"])
+        # the pooled integrator: the running mean over steps 1..h of each step's own integrator
+        assert len(steps["drift"]) == 4 and all(isinstance(v, float) for v in steps["drift"])
         scale = record["sigma"] * c.last_close  # the band moves by q volatilities on each side
         np.testing.assert_allclose(c.p10, c.p10_raw - np.array(steps["q"]) * scale)
         np.testing.assert_allclose(c.p90, c.p90_raw + np.array(steps["q"]) * scale)

@@ -5,12 +5,14 @@ and "the rows are written" (replays run the batch job, so they calibrate as they
 This module owns the step from the store's history of a model's past forecasts
 (``store.predictions.calibration_history``) to the maths of ``candlecast.calibration`` and back to the row:
 
-- ``p10``/``p90``: the calibrated band (adaptive conformal inference per instrument, timeframe, model and
-  horizon step on volatility-scaled two-sided scores; docs/calibration.md), ``p50`` unchanged;
+- ``p10``/``p90``: the calibrated band (conformal quantile tracking with an integrator pooled over the steps up
+  to each step, per instrument, timeframe, model and horizon step, on volatility-scaled two-sided scores;
+  docs/calibration.md), ``p50`` unchanged;
 - ``samples``: each path stretched about the step's median so the samples' p10/p90 are the calibrated band;
 - ``p10_raw``/``p90_raw``: the model's own band;
-- ``calibration``: how the band was reached (per step the ACI miss level, the conformal quantile and the
-  outcomes used; the settings; the volatility) or why it was not (``too few outcomes``, ``off``, ...).
+- ``calibration``: how the band was reached (per step the nominal miss rate, the shift ``q``, the pooled
+  integrator and the outcomes used; the settings; the volatility) or why it was not (``too few outcomes``,
+  ``off``, ...).
 
 No look-ahead: a forecast of slot ``t`` uses only forecasts made before ``t`` and their steps whose candle had
 closed by ``t``, and candles closed by ``t``. It reads forecasts and candles, never scores, so it does not
@@ -127,10 +129,10 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         status = "partial" if calibrated.any() else "too few outcomes"
     record: dict[str, Any] = {
         "status": status,
-        "method": "aci",
+        "method": "quantile-tracking",  # with an integrator pooled over steps 1..h
         "score": "max(p10_raw - y, y - p90_raw) / (last_close * sigma)",  # two-sided, not equal-tailed
         "alpha": cfg.alpha,
-        "gamma": cfg.gamma,  # step h uses gamma / h
+        "gamma": cfg.gamma,  # integrator gain; step k's misses count gamma / k
         "window": cfg.window,
         "min_outcomes": cfg.min_outcomes,
         "min_outcomes_per_h": cfg.min_outcomes_per_h,
@@ -141,6 +143,7 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         "steps": {
             "alpha": _numbers(band.alpha),
             "q": _numbers(band.q),
+            "drift": _numbers(band.drift),
             "n_outcomes": band.n_outcomes.tolist(),
         },
     }

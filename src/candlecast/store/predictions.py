@@ -336,7 +336,7 @@ class CalibrationHistory:
     raw_upper: np.ndarray
     served_lower: np.ndarray  # float64: the p10 that was served
     served_upper: np.ndarray
-    governed: np.ndarray  # bool: the forecast's calibration (ACI) set the served band of this step
+    governed: np.ndarray  # bool: the forecast's calibration set the served band of this step
     candle_ts: np.ndarray  # int64, ascending: the instrument's candles up to the slot's last closed one
     candle_close: np.ndarray  # float64
 
