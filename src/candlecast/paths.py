@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from scipy.special import ndtr  # type: ignore[import-untyped]
 
 from candlecast.errors import InputError

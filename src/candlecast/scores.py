@@ -255,9 +255,7 @@ def reliability_table(
             "observed": observed}  # fmt: skip
 
 
-def brier_decomposition(
-    probability: np.ndarray, outcome: np.ndarray, bins: int = RELIABILITY_BINS
-) -> dict[str, float]:
+def brier_decomposition(probability: np.ndarray, outcome: np.ndarray, bins: int = RELIABILITY_BINS) -> dict[str, float]:
     """Murphy's decomposition over the bins of ``reliability_table``: ``reliability`` (the count-weighted mean
     squared gap between mean predicted and observed: 0 is perfectly reliable), ``resolution`` (how far the
     bins' frequencies are from the base rate: higher is better) and ``uncertainty`` (``base rate (1 - base
