@@ -7,11 +7,13 @@ from sqlalchemy.engine import Engine
 
 from candlecast.store.candles import (
     Instrument,
+    candles_covering,
     latest_candles,
     latest_candles_many,
     list_instruments,
     upsert_candles,
     upsert_instruments,
+    window_before,
 )
 
 
@@ -63,6 +65,20 @@ def test_latest_candles_many_reads_each_symbol_and_omits_empty_ones(btc: Engine)
     got = latest_candles_many(btc, ["BTCUSDT", "ETHUSDT", "SOLUSDT"], "1h", 4, datetime(2021, 1, 1, tzinfo=UTC))
     assert sorted(got) == ["BTCUSDT", "ETHUSDT"]
     assert got["ETHUSDT"]["close"].tolist() == [14.0, 15.0, 16.0, 17.0]
+
+
+def test_windows_sliced_from_one_covering_read_equal_separate_reads(btc: Engine) -> None:
+    # a gap (hours 30-39 missing) so that "the last n candles" is not "the last n hours"
+    frame = hourly(80)
+    with btc.begin() as conn:
+        upsert_candles(conn, "BTCUSDT", "1h", frame[(frame.index < 30) | (frame.index >= 40)])
+    first, last = datetime(2020, 1, 1, 3, tzinfo=UTC), datetime(2020, 1, 3, 20, tzinfo=UTC)
+    covering = candles_covering(btc, "BTCUSDT", "1h", 12, first, last)
+    for as_of in pd.date_range(first, last, freq="7h"):
+        for n in (1, 5, 12):
+            want = latest_candles(btc, "BTCUSDT", "1h", n, as_of.to_pydatetime())
+            window = window_before(pd.DatetimeIndex(covering["ts"]), "1h", n, as_of.to_pydatetime())
+            pd.testing.assert_frame_equal(covering.iloc[window].reset_index(drop=True), want, check_dtype=False)
 
 
 def test_naive_timestamps_are_refused(btc: Engine) -> None:

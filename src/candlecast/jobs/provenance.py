@@ -24,20 +24,17 @@ from candlecast.errors import InputError
 from candlecast.models.base import OHLCV_COLUMNS, SeriesInput
 from candlecast.models.provenance import candles_sha256
 from candlecast.store._sql import cursor, read_rows
-from candlecast.store.candles import latest_candles_many
+from candlecast.store.candles import candles_covering, window_before
 
-__all__ = ["check_inputs", "inputs_sha256"]
+__all__ = ["check_inputs"]
 
 
-def inputs_sha256(frame: pd.DataFrame, symbol: str, timeframe: str) -> str | None:
-    """The inputs hash of candles read as the batch job reads them (None when they are no longer usable)."""
+def _sha256(stamps: pd.DatetimeIndex, ohlcv: np.ndarray, symbol: str, timeframe: str) -> str | None:
+    """The inputs hash of a candle window as the batch job computes it (None when it is no longer usable)."""
+    if not len(stamps):
+        return None
     try:
-        series = SeriesInput(
-            timestamps=pd.DatetimeIndex(frame["ts"]),
-            ohlcv=frame[list(OHLCV_COLUMNS)].to_numpy(dtype=np.float64),
-            symbol=symbol,
-            timeframe=timeframe,
-        )
+        series = SeriesInput(timestamps=stamps, ohlcv=ohlcv, symbol=symbol, timeframe=timeframe)
     except InputError:
         return None
     return candles_sha256(series.timestamps.asi8, series.ohlcv)  # type: ignore[attr-defined]
@@ -60,20 +57,30 @@ def check_inputs(engine: Engine, prediction_ids: Iterable[int], checked_at: date
         "AND coalesce((provenance->>'inputs_changed')::boolean, false) = false",
         {"ids": ids},
     )
-    groups: dict[tuple[str, datetime, int], list[tuple[int, str, str]]] = {}
+    by_series: dict[tuple[str, str], list[tuple[int, datetime, int, str]]] = {}
     for pid, symbol, timeframe, as_of, n, digest in rows:
-        groups.setdefault((timeframe, as_of, n), []).append((int(pid), symbol, digest))
+        by_series.setdefault((symbol, timeframe), []).append((int(pid), as_of, int(n), digest))
     changed: dict[int, dict[str, Any]] = {}
-    for (timeframe, as_of, n), members in groups.items():
-        frames = latest_candles_many(engine, sorted({m[1] for m in members}), timeframe, n, as_of)
-        for pid, symbol, digest in members:
-            frame = frames.get(symbol)
-            now = None if frame is None else inputs_sha256(frame, symbol, timeframe)
+    for (symbol, timeframe), members in by_series.items():
+        # one read per series covers every member's window (a scoring run checks ~h forecasts per series)
+        candles = candles_covering(
+            engine,
+            symbol,
+            timeframe,
+            max(m[2] for m in members),
+            min(m[1] for m in members),
+            max(m[1] for m in members),
+        )
+        stamps = pd.DatetimeIndex(candles["ts"])
+        values = candles[list(OHLCV_COLUMNS)].to_numpy(dtype=np.float64)
+        for pid, as_of, n, digest in members:
+            window = window_before(stamps, timeframe, n, as_of)
+            now = _sha256(stamps[window], values[window], symbol, timeframe)
             if now != digest:
                 changed[pid] = {
                     "found_at": (checked_at or datetime.now().astimezone()).isoformat(),
                     "inputs_sha256_now": now,
-                    "candles_now": 0 if frame is None else len(frame),
+                    "candles_now": window.stop - window.start,
                 }
     if changed:
         with engine.begin() as conn, cursor(conn) as cur:

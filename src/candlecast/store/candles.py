@@ -185,6 +185,35 @@ def latest_candles_many(
     return {str(sym): part.drop(columns="symbol").reset_index(drop=True) for sym, part in frame.groupby("symbol")}
 
 
+def candles_covering(
+    engine: Engine | Connection, symbol: str, timeframe: str, n: int, first_as_of: datetime, last_as_of: datetime
+) -> pd.DataFrame:
+    """Every candle that ``latest_candles(symbol, timeframe, k, as_of)`` reads for any ``k <= n`` and any
+    ``first_as_of <= as_of <= last_as_of``, oldest first, in one round trip: the candles that closed between the
+    two cutoffs plus the ``n`` before the first. Slice a window with ``window_before``."""
+    table = candle_table(timeframe).name
+    sql = f"""
+        SELECT ts, open, high, low, close, volume, amount FROM (
+            SELECT * FROM {table} WHERE symbol = %(symbol)s AND ts <= %(last)s ORDER BY ts DESC
+            LIMIT %(n)s + (SELECT count(*) FROM {table}
+                           WHERE symbol = %(symbol)s AND ts > %(first)s AND ts <= %(last)s)) c
+        ORDER BY ts"""
+    params = {
+        "symbol": symbol,
+        "n": n,
+        "first": closed_cutoff(timeframe, first_as_of),
+        "last": closed_cutoff(timeframe, last_as_of),
+    }
+    return _typed(read_frame(engine, sql, params))
+
+
+def window_before(stamps: pd.DatetimeIndex, timeframe: str, n: int, as_of: datetime) -> slice:
+    """Where, in the (sorted) candle times ``stamps`` of a ``candles_covering`` read, ``latest_candles`` with ``n``
+    and ``as_of`` would read: the last ``n`` candles closed by ``as_of``."""
+    end = int(stamps.searchsorted(pd.Timestamp(closed_cutoff(timeframe, as_of)), side="right"))
+    return slice(max(0, end - n), end)
+
+
 def candles_between(
     engine: Engine | Connection, symbol: str, timeframe: str, start: datetime, end: datetime
 ) -> pd.DataFrame:
