@@ -29,7 +29,6 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pandas as pd
 
 from candlecast.config import Settings
@@ -111,7 +110,6 @@ def main() -> None:
                 score = touch_scores(
                     g.as_of, g.prediction_id, g.p_touch, g.p_touch_rw, g.touched, g.paths, int(g.horizon.max())
                 )
-                uses, counts = np.unique(g.uses.astype(str), return_counts=True)
                 rows.append({
                     "model": g.model_name, "tf": timeframe, "fcst": score.forecasts, "questions": score.questions,
                     "brier": score.brier, "brier_plain": score.brier_plain, "brier_rw": score.brier_rw,
@@ -119,16 +117,15 @@ def main() -> None:
                     "verdict": verdict(score.forecasts, score.skill, score.dm_pvalue, 30, 0.05),
                     "rel": score.decomposition["reliability"], "res": score.decomposition["resolution"],
                     "unc": score.decomposition["uncertainty"], "touched": score.base_rate,
-                    "basis": " ".join(f"{u}:{n}" for u, n in zip(uses, counts, strict=True)),
+                    "basis": " ".join(f"{u}:{n}" for u, n in g.uses.items()),
                 })  # fmt: skip
                 table = pd.DataFrame(score.reliability)
                 table = table[table["count"] > 0]
                 table.insert(0, "model", f"{g.model_name} {timeframe}")
                 tables.append(table)
                 per_k = []
-                k = np.tile(np.array(TOUCH_GRID), len(g.p_touch) // len(TOUCH_GRID))
                 for kk in TOUCH_GRID:
-                    m = k == kk
+                    m = g.k == kk
                     per_k.append(f"k={kk:+d}: p {g.p_touch[m].mean():.3f} rw {g.p_touch_rw[m].mean():.3f} "
                                  f"obs {g.touched[m].mean():.3f}")  # fmt: skip
                 print(f"{g.model_name} {timeframe} per level: " + "; ".join(per_k))

@@ -195,5 +195,8 @@ def test_grades_of_a_forecast_rewritten_since_it_was_read_are_not_written(engine
     with engine.begin() as conn:  # the same grades again: nothing new
         assert write_path_evaluations(conn, grades, forecasts) == 0
     (graded,) = graded_touches(engine)
-    assert graded.model_name == "walk" and graded.p_touch.tolist() == [0.5, 0.25]
+    assert graded.model_name == "walk" and graded.timeframe == "1h" and graded.uses == {"close": 2}
+    order = np.argsort(graded.k)
+    assert graded.k[order].tolist() == [-1, 1] and graded.p_touch[order].tolist() == [0.5, 0.25]
+    assert graded.touched[order].tolist() == [True, False] and set(graded.paths) == {16}
     assert forecasts_to_grade(engine, "1h", as_of, [pid])[0] == []  # graded forecasts are not asked again

@@ -18,7 +18,6 @@ import decimal
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy.engine import Engine
 
 from candlecast.config import GatewaySettings
@@ -62,14 +61,13 @@ def _path_score(g: GradedTouches, gw: GatewaySettings) -> dict[str, Any]:
     score = touch_scores(g.as_of, g.prediction_id, g.p_touch, g.p_touch_rw, g.touched, g.paths, int(g.horizon.max()))
     table = score.reliability
     skill, pvalue = floats([score.skill, score.dm_pvalue])
-    uses, counts = np.unique(g.uses.astype(str), return_counts=True)
     return {
         "model_name": g.model_name,
         "timeframe": g.timeframe,
         "forecasts": score.forecasts,
         "questions": score.questions,
         "grid": list(TOUCH_GRID),
-        "uses": {str(u): int(n) for u, n in zip(uses, counts, strict=True)},
+        "uses": g.uses,
         "brier": floats([score.brier])[0],
         "brier_plain": floats([score.brier_plain])[0],
         "brier_rw": floats([score.brier_rw])[0],
