@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors"},
     "errors": set(),
     "scores": set(),
-    "paths": {"errors"},
+    "paths": {"errors", "scores"},
     "calibration": set(),
     "store": {"config", "errors"},
     "events": {"config", "errors"},

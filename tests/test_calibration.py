@@ -16,6 +16,7 @@ from candlecast.calibration import (
     conformal_quantile,
     ewma_volatility,
     sample_centre,
+    stretch_map,
     stretch_samples,
     tracking_integrator,
 )
@@ -78,6 +79,36 @@ def test_stretched_samples_read_back_the_band_and_keep_the_median() -> None:
         np.testing.assert_array_equal(out[:, 5], samples[:, 5])  # a step left raw is untouched
         np.testing.assert_array_equal(np.argsort(out, axis=0, kind="stable")[:, :5],
                                       np.argsort(samples, axis=0, kind="stable")[:, :5])  # fmt: skip
+
+
+def test_highs_and_lows_move_with_their_closes_by_the_same_per_step_per_side_map() -> None:
+    rng = np.random.default_rng(4)
+    m, h = 32, 6
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (m, h)), axis=1))
+    highs = closes * (1 + rng.uniform(0, 0.01, (m, h)))
+    lows = closes * (1 - rng.uniform(0, 0.01, (m, h)))
+    a, b = sample_centre(closes)
+    chosen = np.array([True, True, False, True, True, True])
+    for widen in (3.0, 0.3):  # a band much wider, then narrower than the samples'
+        lower = a - widen * (a - np.quantile(closes, 0.1, axis=0))
+        upper = b + widen * (np.quantile(closes, 0.9, axis=0) - b)
+        stretch = stretch_map(closes, lower, upper, chosen)
+        assert stretch is not None
+        np.testing.assert_array_equal(stretch.apply(closes), stretch_samples(closes, lower, upper, chosen))
+        new_close, new_high, new_low = stretch.apply(closes), stretch.apply(highs), stretch.apply(lows)
+        assert (new_high >= new_close).all() and (new_low <= new_close).all()
+        # by hand: a value below the step's lower middle a moves to a + f_low (x - a), one above the upper
+        # middle b to b + f_high (x - b), with the factors of the closes
+        f_high = (upper - b) / (np.quantile(closes, 0.9, axis=0) - b)
+        f_low = (a - lower) / (a - np.quantile(closes, 0.1, axis=0))
+
+        for before, after in ((highs, new_high), (lows, new_low)):
+            by_hand = np.where(
+                before < a, a + f_low * (before - a), np.where(before > b, b + f_high * (before - b), before)
+            )
+            np.testing.assert_allclose(after[:, chosen], by_hand[:, chosen], rtol=1e-12)
+        np.testing.assert_array_equal(new_high[:, 2], highs[:, 2])  # a step left raw is untouched
+    assert stretch_map(closes[:2], lower, upper) is None  # too few paths: nothing moves
 
 
 # -- walk-forward on synthetic markets -------------------------------------------------------------------------

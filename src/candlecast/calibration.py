@@ -33,7 +33,9 @@ NaN); a step left raw has no outcomes of a calibrated band, so it adds 0 to the 
 
 ``stretch_samples`` then maps each sample path onto the calibrated band, step by step: values below the
 middle of the samples are scaled about it by one factor, values above by another, so the median stays and
-``np.quantile`` (linear) of the new samples at 0.1 and 0.9 equals the calibrated band.
+``np.quantile`` (linear) of the new samples at 0.1 and 0.9 equals the calibrated band. The same map, step by
+step (``stretch_map``), moves the paths' highs and lows where the model gives OHLC paths: it never decreases,
+so a high stays at or above its close and a low at or below it.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ __all__ = [
     "BandCalibration",
     "CalibrationParams",
     "PastOutcomes",
+    "Stretch",
     "calibrate_band",
     "conformal_quantile",
     "ewma_volatility",
     "sample_centre",
+    "stretch_map",
     "stretch_samples",
     "tracking_integrator",
 ]
@@ -201,6 +205,42 @@ def sample_centre(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.quantile(x, 0.5, axis=0, method="lower"), np.quantile(x, 0.5, axis=0, method="higher")
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """The per-step map ``stretch_samples`` applies (``stretch_map``): values below ``a`` move to
+    ``a + f_low (x - a)``, values above ``b`` to ``b + f_high (x - b)``, values in ``[a, b]`` stay. Each factor is
+    at least 0, so the map never decreases: a high above its close stays above it, a low below it."""
+
+    a: np.ndarray  # (H,) the lower middle sample
+    b: np.ndarray  # (H,) the upper middle sample
+    f_low: np.ndarray  # (H,)
+    f_high: np.ndarray  # (H,)
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """The map applied to paths ``(M, H)`` (closes, or the highs or lows of the same paths). Returns float64."""
+        x = np.asarray(values, dtype=np.float64)
+        a, b = self.a, self.b
+        return np.where(x < a, a + self.f_low * (x - a), np.where(x > b, b + self.f_high * (x - b), x))
+
+
+def stretch_map(
+    samples: np.ndarray, lower: np.ndarray, upper: np.ndarray, steps: np.ndarray | None = None
+) -> Stretch | None:
+    """The map of ``stretch_samples`` for these closes and band (None: fewer than 3 paths, nothing is moved)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 3:
+        return None
+    chosen = np.ones(x.shape[1], dtype=bool) if steps is None else np.asarray(steps, dtype=bool)
+    a, b = sample_centre(x)
+    low, high = np.quantile(x, [0.1, 0.9], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_low = np.where(a - low > 0, (a - np.asarray(lower)) / (a - low), 1.0)
+        f_high = np.where(high - b > 0, (np.asarray(upper) - b) / (high - b), 1.0)
+    f_low = np.where(chosen & np.isfinite(f_low), np.maximum(f_low, 0.0), 1.0)
+    f_high = np.where(chosen & np.isfinite(f_high), np.maximum(f_high, 0.0), 1.0)
+    return Stretch(a, b, f_low, f_high)
+
+
 def stretch_samples(
     samples: np.ndarray, lower: np.ndarray, upper: np.ndarray, steps: np.ndarray | None = None
 ) -> np.ndarray:
@@ -212,19 +252,12 @@ def stretch_samples(
     order of the paths at each step is kept. Exact (up to rounding) when ``M >= 3``, the samples spread on
     each side and ``lower <= a``, ``b <= upper``; a side without spread is left as it is, a bound beyond the
     centre collapses that side onto it. Steps outside ``steps`` are returned unchanged. Returns float64.
+    The same map (``stretch_map``) moves the paths' highs and lows, so they stay on the calibrated scale.
     """
-    x = np.asarray(samples, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 3:
-        return x.copy()
-    chosen = np.ones(x.shape[1], dtype=bool) if steps is None else np.asarray(steps, dtype=bool)
-    a, b = sample_centre(x)
-    low, high = np.quantile(x, [0.1, 0.9], axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f_low = np.where(a - low > 0, (a - np.asarray(lower)) / (a - low), 1.0)
-        f_high = np.where(high - b > 0, (np.asarray(upper) - b) / (high - b), 1.0)
-    f_low = np.where(chosen & np.isfinite(f_low), np.maximum(f_low, 0.0), 1.0)
-    f_high = np.where(chosen & np.isfinite(f_high), np.maximum(f_high, 0.0), 1.0)
-    return np.where(x < a, a + f_low * (x - a), np.where(x > b, b + f_high * (x - b), x))
+    stretch = stretch_map(samples, lower, upper, steps)
+    if stretch is None:
+        return np.asarray(samples, dtype=np.float64).copy()
+    return stretch.apply(samples)
 
 
 def ewma_volatility(

@@ -10,6 +10,13 @@ Standard errors: a probability estimated as k/M has the binomial standard error 
 p = (k + 1/2)/(M + 1) so that 0 or M hits still report an honest, non-zero error. ``require_precision``
 refuses an answer whose standard error exceeds what was asked (too few paths), instead of returning it.
 Quantiles (drawdown, run-up) come with a distribution-free 95% interval from the order statistics.
+
+Grading (``docs/paths.md``, "Scored like forecasts"): once a forecast's horizon has passed, the scoring job asks it
+the touch questions of a fixed grid of levels (``touch_levels``: ``k`` = ±1, ±2, ±3 standard deviations of the
+random walk over the horizon from the last close), with the probability its paths give
+(``touch_probabilities``), the random walk's (``random_walk_touch``, the reflection principle) and what happened
+(``touch_probabilities`` of the realised path); ``touch_scores`` grades many of them: fair Brier score against
+the random walk's, a Diebold–Mariano test and a reliability table.
 """
 
 from __future__ import annotations
@@ -18,18 +25,27 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import ndtr  # type: ignore[import-untyped]
 
 from candlecast.errors import InputError
+from candlecast.scores import brier, brier_decomposition, diebold_mariano, fair_brier, reliability_table
 
 __all__ = [
+    "BGK_BETA",
+    "TOUCH_GRID",
     "Answer",
     "QuantileAnswer",
+    "TouchScore",
     "close_beyond",
     "first_touch",
     "max_drawdown",
     "max_runup",
     "require_precision",
+    "random_walk_touch",
     "touch",
+    "touch_levels",
+    "touch_probabilities",
+    "touch_scores",
 ]
 
 _Z95 = 1.959963984540054
@@ -169,6 +185,118 @@ def require_precision(answer: Answer, max_standard_error: float) -> Answer:
         "max_standard_error",
         f"{answer.paths} paths give a standard error of {answer.standard_error:.3f}, more than the "
         f"{max_standard_error:.3f} asked; about {needed} paths would be needed (ask for less precision)",
+    )
+
+
+# -- grading touch questions -----------------------------------------------------------------------
+
+# The levels every forecast is asked about, in standard deviations of the random walk over the horizon.
+TOUCH_GRID: tuple[int, ...] = (-3, -2, -1, 1, 2, 3)
+# Broadie, Glasserman and Kou's continuity correction: a walk seen only at its closes touches a barrier about as
+# often as continuous Brownian motion touches one moved 0.5826 one-step sigmas further away (-zeta(1/2)/sqrt(2 pi)).
+BGK_BETA = 0.5826
+
+
+def touch_levels(
+    last_close: np.ndarray, sigma: np.ndarray, horizon: np.ndarray, grid: tuple[int, ...] = TOUCH_GRID
+) -> np.ndarray:
+    """The grid of levels of each forecast, ``(F, K)``: ``last_close * exp(k * sigma * sqrt(horizon))`` for
+    ``k`` in ``grid`` (above the last close for ``k > 0``, below for ``k < 0``); ``sigma`` is the one-candle
+    volatility of log returns known at the origin (``scores.log_return_volatility``), ``horizon`` the steps."""
+    c0 = np.asarray(last_close, dtype=np.float64)[:, None]
+    width = np.asarray(sigma, dtype=np.float64) * np.sqrt(np.asarray(horizon, dtype=np.float64))
+    return c0 * np.exp(np.asarray(grid, dtype=np.float64)[None, :] * width[:, None])
+
+
+def touch_probabilities(
+    closes: np.ndarray,
+    levels: np.ndarray,
+    above: np.ndarray,
+    highs: np.ndarray | None = None,
+    lows: np.ndarray | None = None,
+) -> tuple[np.ndarray, str]:
+    """Per level, the share of paths that touch it by the end of the paths, and the basis.
+
+    ``closes`` (and ``highs``/``lows``, judged on when both are given) have shape ``(..., M, H)``; ``levels`` and
+    ``above`` (bool: touched from below by a high, else from above by a low) ``(..., K)``, leading axes
+    broadcasting (e.g. ``(F, M, H)`` with ``(F, K)``). Returns ``(..., K)``. A realised path is one path
+    (``M = 1``): its "probability" is 1 if it touched, else 0.
+    """
+    extremes = highs is not None and lows is not None
+    up = np.asarray(highs if extremes else closes, dtype=np.float64).max(axis=-1)  # (..., M)
+    down = np.asarray(lows if extremes else closes, dtype=np.float64).min(axis=-1)
+    lv = np.asarray(levels, dtype=np.float64)[..., None, :]  # (..., 1, K)
+    hit = np.where(np.asarray(above)[..., None, :], up[..., :, None] >= lv, down[..., :, None] <= lv)
+    return hit.mean(axis=-2), ("high/low" if extremes else "close")
+
+
+def random_walk_touch(k: np.ndarray, horizon: np.ndarray, basis: np.ndarray | str) -> np.ndarray:
+    """P(a driftless Gaussian random walk of log prices touches ``k`` of its horizon standard deviations away
+    within ``horizon`` steps), by the reflection principle: ``2 Phi(-|k|)`` when watched continuously (basis
+    ``"high/low"``: a candle's high and low see inside it), ``2 Phi(-(|k| sqrt(h) + 0.5826) / sqrt(h))`` when
+    only the closes are seen (basis ``"close"``, the continuity correction ``BGK_BETA``)."""
+    h = np.asarray(horizon, dtype=np.float64)
+    distance = np.abs(np.asarray(k, dtype=np.float64)) * np.sqrt(h)  # in one-step sigmas
+    shift = np.where(np.asarray(basis) == "close", BGK_BETA, 0.0)
+    return 2 * ndtr(-(distance + shift) / np.sqrt(h))
+
+
+@dataclass(frozen=True)
+class TouchScore:
+    """How a set of graded touch questions scored (``touch_scores``)."""
+
+    forecasts: int
+    questions: int
+    brier: float  # fair Brier score of the paths' probabilities (unbiased for the model's own probability)
+    brier_plain: float  # the Brier score of the counted probabilities as they are
+    brier_rw: float  # the random walk's, on the same questions
+    skill: float  # 1 - brier / brier_rw (> 0: better than the random walk)
+    dm_stat: float  # Diebold–Mariano statistic of brier - brier_rw (< 0: the model's score is lower)
+    dm_pvalue: float
+    base_rate: float  # share of questions whose level was touched
+    reliability: dict[str, np.ndarray]  # scores.reliability_table of the paths' probabilities
+    decomposition: dict[str, float]  # scores.brier_decomposition
+
+
+def touch_scores(
+    origin: np.ndarray,
+    forecast: np.ndarray,
+    probability: np.ndarray,
+    probability_rw: np.ndarray,
+    touched: np.ndarray,
+    paths: np.ndarray,
+    horizon: int,
+) -> TouchScore:
+    """Grade touch questions, one entry each: the forecast's ``origin`` (sortable) and id, the paths'
+    ``probability`` counted from ``paths`` paths, the random walk's, and whether the level was ``touched``.
+
+    The Diebold–Mariano test takes, per origin, the mean of ``fair Brier - random walk Brier`` over every
+    question asked at that origin (levels, instruments: they share the same market moves), in time order,
+    with a Newey–West variance of ``horizon - 1`` lags (forecasts ``horizon`` candles long made every candle
+    overlap).
+    """
+    o = np.asarray(touched, dtype=np.float64)
+    p = np.asarray(probability, dtype=np.float64)
+    fair = fair_brier(p, o, paths)
+    reference = brier(probability_rw, o)
+    d = fair - reference
+    origins, at = np.unique(np.asarray(origin), return_inverse=True)  # ascending origins
+    per_origin = np.bincount(at, weights=d, minlength=len(origins)) / np.bincount(at, minlength=len(origins))
+    dm_stat, dm_pvalue = diebold_mariano(per_origin, lag=max(int(horizon) - 1, 0))
+    mean_rw = float(reference.mean()) if len(o) else math.nan
+    mean_fair = float(fair.mean()) if len(o) else math.nan
+    return TouchScore(
+        forecasts=len(np.unique(np.asarray(forecast))),
+        questions=len(o),
+        brier=mean_fair,
+        brier_plain=float(brier(p, o).mean()) if len(o) else math.nan,
+        brier_rw=mean_rw,
+        skill=1 - mean_fair / mean_rw if mean_rw > 0 else math.nan,
+        dm_stat=dm_stat,
+        dm_pvalue=dm_pvalue,
+        base_rate=float(o.mean()) if len(o) else math.nan,
+        reliability=reliability_table(p, o),
+        decomposition=brier_decomposition(p, o),
     )
 
 

@@ -12,6 +12,9 @@ steps and returns one value per step (``diebold_mariano`` takes one loss-differe
 - ``in_band``: whether the outcome lies in ``[lower, upper]`` (averaged, the band's coverage);
 - ``direction_hit``: whether the median and the outcome move the same way from the last close;
 - ``diebold_mariano``: is one forecast's mean loss different from another's (HAC variance)?
+- ``brier``, ``fair_brier``: the Brier score of a probability, and its unbiased form for a probability counted
+  from M sample paths;
+- ``reliability_table``, ``brier_decomposition``: predicted probability against observed frequency, in bins.
 """
 
 from __future__ import annotations
@@ -23,18 +26,23 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import ndtr  # type: ignore[import-untyped]  # the normal CDF; scipy comes with scoringrules
 
 __all__ = [
+    "RELIABILITY_BINS",
     "RW_MIN_RETURNS",
     "RW_RETURNS",
+    "brier",
+    "brier_decomposition",
     "crps_from_samples",
     "crps_lognormal",
     "crps_random_walk",
     "diebold_mariano",
     "diebold_mariano_from_moments",
     "direction_hit",
+    "fair_brier",
     "in_band",
     "log_return_volatility",
     "newey_west_variance",
     "pinball",
+    "reliability_table",
 ]
 
 
@@ -206,3 +214,69 @@ def diebold_mariano_from_moments(mean: float, variance: float, n: int) -> tuple[
     statistic = mean / math.sqrt(variance / n)
     p_value = float(2 * ndtr(-abs(statistic)))
     return statistic, p_value
+
+
+# -- probabilities of events -----------------------------------------------------------------------
+
+RELIABILITY_BINS = 10  # equal-width bins of the predicted probability: [0, 0.1), ..., [0.9, 1]
+
+
+def brier(probability: np.ndarray, outcome: np.ndarray) -> np.ndarray:
+    """Brier score ``(p - o)^2`` per question (``o`` is 1 when the event happened, else 0)."""
+    return (np.asarray(probability, dtype=np.float64) - np.asarray(outcome, dtype=np.float64)) ** 2
+
+
+def fair_brier(probability: np.ndarray, outcome: np.ndarray, paths: np.ndarray) -> np.ndarray:
+    """The fair (unbiased) Brier score of a probability counted from ``paths`` sample paths, ``p = k / M``:
+    ``(p - o)^2 - p (1 - p) / (M - 1)``.
+
+    ``p`` estimates the probability ``q`` of the distribution the paths were drawn from with variance
+    ``q (1 - q) / M``, so the plain Brier score reads that much too high on average (like the plain CRPS);
+    ``p (1 - p) / (M - 1)`` is an unbiased estimate of it. The expectation over the paths is ``(q - o)^2``: the
+    score of the model's own probability. NaN where ``M < 2``.
+    """
+    p = np.asarray(probability, dtype=np.float64)
+    m = np.asarray(paths, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        correction = np.where(m >= 2, p * (1 - p) / (m - 1), np.nan)
+    return brier(p, outcome) - correction
+
+
+def reliability_table(
+    probability: np.ndarray, outcome: np.ndarray, bins: int = RELIABILITY_BINS
+) -> dict[str, np.ndarray]:
+    """Predicted probability against observed frequency in ``bins`` equal-width bins of ``[0, 1]`` (the last
+    bin holds 1): per bin its ``lower`` and ``upper`` edge, the ``count`` of questions, their
+    ``mean_predicted`` probability and the ``observed`` frequency of the event (NaN in an empty bin). A
+    reliable forecaster's bins lie on the diagonal, within ``sqrt(f (1 - f) / count)``."""
+    p = np.asarray(probability, dtype=np.float64)
+    o = np.asarray(outcome, dtype=np.float64)
+    index = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_predicted = np.bincount(index, weights=p, minlength=bins) / count
+        observed = np.bincount(index, weights=o, minlength=bins) / count
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return {"lower": edges[:-1], "upper": edges[1:], "count": count, "mean_predicted": mean_predicted,
+            "observed": observed}  # fmt: skip
+
+
+def brier_decomposition(probability: np.ndarray, outcome: np.ndarray, bins: int = RELIABILITY_BINS) -> dict[str, float]:
+    """Murphy's decomposition over the bins of ``reliability_table``: ``reliability`` (the count-weighted mean
+    squared gap between mean predicted and observed: 0 is perfectly reliable), ``resolution`` (how far the
+    bins' frequencies are from the base rate: higher is better) and ``uncertainty`` (``base rate (1 - base
+    rate)``). ``reliability - resolution + uncertainty`` equals the Brier score up to the spread of the
+    predictions inside each bin."""
+    table = reliability_table(probability, outcome, bins)
+    n = int(table["count"].sum())
+    if n == 0:
+        return {"reliability": math.nan, "resolution": math.nan, "uncertainty": math.nan, "base_rate": math.nan}
+    base = float(np.mean(np.asarray(outcome, dtype=np.float64)))
+    full = table["count"] > 0
+    weights = table["count"][full] / n
+    return {
+        "reliability": float(weights @ (table["mean_predicted"][full] - table["observed"][full]) ** 2),
+        "resolution": float(weights @ (table["observed"][full] - base) ** 2),
+        "uncertainty": base * (1 - base),
+        "base_rate": base,
+    }

@@ -245,3 +245,42 @@ def test_the_history_holds_realised_stored_steps_with_raw_and_governed_sides(eng
     assert history.raw_lower.tolist() == [90.0, 92.0, 81.0] and history.raw_upper.tolist() == [110.0, 112.0, 121.0]
     assert history.governed.tolist() == [False, False, True]
     assert history.candle_ts.max() == (t0 + H - datetime(2000, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def test_ohlc_paths_are_stretched_with_their_closes() -> None:
+    """calibrate_one moves a forecast's highs and lows by the map that moves its closes (on a history whose raw
+    bands were too narrow, so the served band widens)."""
+    from candlecast.config import CalibrationSettings
+    from candlecast.jobs.calibrate import calibrate_one
+    from candlecast.store.predictions import CalibrationHistory
+
+    rng = np.random.default_rng(0)
+    n_past, steps, hour = 60, 2, 3_600_000_000
+    candle_ts = np.arange(200, dtype=np.int64) * hour
+    candle_close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 200)))
+    origin = np.repeat(np.arange(100, 100 + n_past, dtype=np.int64) * hour, steps)
+    step = np.tile(np.arange(1, steps + 1, dtype=np.int32), n_past)
+    target_ts = origin + (step.astype(np.int64) - 1) * hour
+    realised = 100 + rng.normal(0, 2, len(step))
+    history = CalibrationHistory(
+        origin=origin, step=step, target_ts=target_ts, last_close=np.full(len(step), 100.0),
+        realised=realised, raw_lower=np.full(len(step), 99.5), raw_upper=np.full(len(step), 100.5),
+        served_lower=np.full(len(step), 99.5), served_upper=np.full(len(step), 100.5),
+        governed=np.zeros(len(step), dtype=bool), candle_ts=candle_ts, candle_close=candle_close,
+    )  # fmt: skip
+    closes = 100 + rng.normal(0, 0.4, (32, steps))
+    as_of = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(hours=170)
+    p = Prediction(
+        symbol="BTCUSDT", timeframe="1h", model_name="kronos", as_of=as_of, target_ts=[as_of, as_of + H],
+        p10=np.quantile(closes, 0.1, axis=0), p50=np.quantile(closes, 0.5, axis=0),
+        p90=np.quantile(closes, 0.9, axis=0), last_close=100.0, samples=closes, samples_high=closes + 0.3,
+        samples_low=closes - 0.3,
+    )  # fmt: skip
+    out = calibrate_one(p, history, CalibrationSettings())
+    assert out.calibration is not None and out.calibration["status"] == "calibrated"
+    assert out.samples is not None and out.samples_high is not None and out.samples_low is not None
+    assert (out.p90 - out.p10 > p.p90 - p.p10).all()  # widened
+    assert (out.samples_high >= out.samples).all() and (out.samples_low <= out.samples).all()
+    # the highs and lows spread out with the closes: the extremes of the paths widen as the band does
+    assert (out.samples_high.max(axis=0) > p.samples_high.max(axis=0)).all()  # type: ignore[union-attr]
+    assert (out.samples_low.min(axis=0) < p.samples_low.min(axis=0)).all()  # type: ignore[union-attr]

@@ -296,6 +296,34 @@ class CalibrationRow(BaseModel):
     observed: list[float | None] = Field(description="Share of realised closes below each of them.")
 
 
+class Reliability(BaseModel):
+    lower: list[float | None] = Field(description="Each bin's lower edge of the predicted probability.")
+    upper: list[float | None]
+    count: list[int] = Field(description="Questions in the bin.")
+    mean_predicted: list[float | None] = Field(description="Their mean predicted touch probability (null: empty).")
+    observed: list[float | None] = Field(description="The share of them whose level was touched.")
+
+
+class PathScore(BaseModel):
+    """How one model's touch probabilities scored: each forecast whose horizon passed was asked whether the
+    levels k random-walk standard deviations from its last close (k in grid) were touched by the horizon."""
+
+    model_config = ConfigDict(extra="allow")
+    model_name: str
+    timeframe: str
+    forecasts: int
+    questions: int = Field(description="Graded (forecast, level) questions.")
+    grid: list[int] = Field(description="The levels asked about, in random-walk standard deviations over the horizon.")
+    uses: dict[str, int] = Field(description="Questions judged on highs/lows ('ohlc') and on closes ('close').")
+    brier: float | None = Field(description="Fair Brier score of the paths' probabilities (lower is better).")
+    brier_rw: float | None = Field(description="The random walk's Brier score on the same questions.")
+    skill: float | None = Field(description="1 - brier / brier_rw (above 0: better than the random walk).")
+    dm_pvalue: float | None = Field(description="Diebold-Mariano p-value of the Brier difference.")
+    verdict: Literal["edge", "no edge", "worse than random walk", "too few scores"]
+    base_rate: float | None = Field(description="Share of the questions whose level was touched.")
+    reliability: Reliability
+
+
 class Period(_Strict):
     first_as_of: str | None = _ts(TIMESTAMP)
     last_as_of: str | None = _ts(TIMESTAMP)
@@ -312,6 +340,9 @@ class Performance(DataStatus):
     period: Period = Field(description="The evaluation period: the oldest and newest forecast origin of the rows.")
     rows: list[PerformanceRow]
     calibration: list[CalibrationRow] = Field(description="Over the scored steps of the same window.")
+    path_scores: list[PathScore] = Field(
+        description="Touch probabilities of the sample paths graded like forecasts (docs/paths.md), per model."
+    )
     stale: bool
 
 

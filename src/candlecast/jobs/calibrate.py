@@ -9,6 +9,8 @@ This module owns the step from the store's history of a model's past forecasts
   to each step, per instrument, timeframe, model and horizon step, on volatility-scaled two-sided scores;
   docs/calibration.md), ``p50`` unchanged;
 - ``samples``: each path stretched about the step's median so the samples' p10/p90 are the calibrated band;
+  ``samples_high``/``samples_low`` (OHLC paths) moved by the same per-step, per-side map, so touch questions on
+  highs and lows are asked on the calibrated scale (the map never decreases: highs stay above their closes);
 - ``p10_raw``/``p90_raw``: the model's own band;
 - ``calibration``: how the band was reached (per step the nominal miss rate, the shift ``q``, the pooled
   integrator and the outcomes used; the settings; the volatility) or why it was not (``too few outcomes``,
@@ -39,7 +41,7 @@ from candlecast.calibration import (
     calibrate_band,
     ewma_volatility,
     sample_centre,
-    stretch_samples,
+    stretch_map,
 )
 from candlecast.config import CalibrationSettings, Settings
 from candlecast.store.candles import timeframe_delta
@@ -119,8 +121,16 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         inner_lower=inner_lower, inner_upper=inner_upper,
     )  # fmt: skip
     calibrated = band.calibrated
-    if calibrated.any() and samples is not None:
-        samples = stretch_samples(samples, band.lower, band.upper, calibrated)
+    highs, lows = p.samples_high, p.samples_low
+    if (
+        calibrated.any()
+        and samples is not None
+        and (stretch := stretch_map(samples, band.lower, band.upper, calibrated))
+    ):
+        # the closes, and the highs and lows of the same paths by the same per-step, per-side map
+        samples = stretch.apply(samples)
+        highs = None if highs is None else stretch.apply(highs)
+        lows = None if lows is None else stretch.apply(lows)
     if not np.isfinite(sigma_now) or sigma_now <= 0:
         status = "no volatility"
     elif calibrated.all():
@@ -148,8 +158,9 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         },
     }
     return replace(
-        p, p10=band.lower, p90=band.upper, samples=samples, p10_raw=raw_lower, p90_raw=raw_upper, calibration=record
-    )
+        p, p10=band.lower, p90=band.upper, samples=samples, samples_high=highs, samples_low=lows, p10_raw=raw_lower,
+        p90_raw=raw_upper, calibration=record,
+    )  # fmt: skip
 
 
 def _served_raw(p: Prediction, record: dict[str, Any]) -> Prediction:

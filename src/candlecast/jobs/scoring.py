@@ -19,6 +19,11 @@ backlog (``store.evaluations``), so it finds unscored steps of any age, and only
 have none: running it again is a no-op; rewriting a forecast deletes its scores and it is scored afresh.
 One scorer runs per timeframe at a time (an advisory lock; a second one waits).
 
+Path questions are graded in the same pass (``jobs.touches``): a forecast of the backlog whose horizon has
+passed with every candle in is asked whether each level of a fixed grid (±1, ±2, ±3 random-walk deviations from
+its last close) was touched; the grades (``path_evaluations``) commit with the step scores of the chunk.
+Forecasts that left the backlog before grading existed are graded by a re-check (``since``) or ``rescore``.
+
 ``refresh_performance`` recomputes ``signal_performance`` (see ``performance_rows`` for every column) from
 all the scores of a timeframe and replaces that timeframe's rows in one transaction.
 """
@@ -46,6 +51,7 @@ from candlecast.jobs.performance_state import (
 )
 from candlecast.jobs.provenance import check_inputs
 from candlecast.jobs.records import recorded_run
+from candlecast.jobs.touches import TouchGrades, grade_touches, touch_sigma
 from candlecast.scores import (
     RW_RETURNS,
     crps_from_samples,
@@ -70,6 +76,7 @@ from candlecast.store.evaluations import (
     write_evaluations,
 )
 from candlecast.store.jobs import job_lock
+from candlecast.store.path_evaluations import forecasts_to_grade, write_path_evaluations
 from candlecast.store.performance import (
     PERFORMANCE_WINDOWS,
     TRAILING_WINDOW,
@@ -109,6 +116,9 @@ class ScoreResult:
     run_id: int
     forecasts_settled: int = 0  # forecasts that left the backlog (nothing left to score)
     scores_reopened: int = 0  # scores deleted to be computed again (``rescore``)
+    touch_questions: int = 0  # graded touch questions written (``path_evaluations``, jobs.touches)
+    touch_forecasts: int = 0  # forecasts they belong to
+    touch_skipped: int = 0  # forecasts past their horizon not graded: no samples, no volatility, a candle missing
 
 
 # Sharpe ratios are annualised with this many candles a year.
@@ -218,6 +228,7 @@ def run_scoring(
         raise ValueError(f"jobs.score_chunk_predictions must be >= 1, found {chunk}")
     with recorded_run(engine, job_name, as_of=as_of, run_id=run_id, record=record) as run:
         n_steps = n_predictions = n_settled = reopened = 0
+        touch_questions = touch_forecasts = touch_skipped = 0
         # One scorer per timeframe at a time (a manual `score` waits for a scheduled one, then finds less to do).
         with job_lock(engine, f"scoring-{timeframe}", wait=True):
             if rescore:
@@ -228,29 +239,35 @@ def run_scoring(
             inputs_changed = check_inputs(engine, ids)  # rewritten input candles are flagged (jobs/provenance.py)
             chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
 
-            def read(part: np.ndarray) -> tuple[StepsToScore, dict[int, np.ndarray], np.ndarray]:
+            def read(part: np.ndarray) -> tuple[StepsToScore, dict[int, np.ndarray], np.ndarray, TouchGrades, int]:
+                touches, incomplete = _touch_grades(engine, timeframe, as_of, part)
                 steps = unscored_steps(engine, timeframe, as_of, part)
                 if not len(steps):
-                    return steps, {}, np.zeros(0)
+                    return steps, {}, np.zeros(0), touches, incomplete
                 with_steps = forecast_runs(steps.prediction_id)[0]
                 history = closes_before(engine, timeframe, with_steps, RW_RETURNS + 1)
-                return steps, prediction_samples(engine, with_steps), random_walk_sigma(steps, history, timeframe)
+                rw_sigma = random_walk_sigma(steps, history, timeframe)
+                return steps, prediction_samples(engine, with_steps), rw_sigma, touches, incomplete
 
             # The next chunk is read (mostly Postgres' work) while this one is scored and written.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader:
                 upcoming = [reader.submit(read, part) for part in chunks[:1]]
                 for i in range(len(chunks)):
-                    steps, samples, rw_sigma = upcoming.pop().result()
+                    steps, samples, rw_sigma, touches, incomplete = upcoming.pop().result()
                     if i + 1 < len(chunks):
                         upcoming.append(reader.submit(read, chunks[i + 1]))
-                    if not len(steps) and not len(steps.settled_id):
+                    touch_skipped += incomplete + touches.skipped_no_samples + touches.skipped_no_volatility
+                    if not len(steps) and not len(steps.settled_id) and not touches.graded:
                         continue
                     scores = score_steps(steps, samples, rw_sigma) if len(steps) else {}
-                    with engine.begin() as conn:
+                    with engine.begin() as conn:  # step scores and touch grades of the chunk commit together
                         written = write_evaluations(conn, steps, scores)
+                        n_touches = write_path_evaluations(conn, touches.columns, touches.graded)
                     n_steps += written.steps
                     n_settled += written.settled
                     n_predictions += len(forecast_runs(steps.prediction_id)[0])
+                    touch_questions += n_touches
+                    touch_forecasts += len(np.unique(touches.columns["prediction_id"])) if n_touches else 0
             with engine.begin() as conn:
                 advance_scored_through(conn, timeframe, as_of)
         if refresh:
@@ -258,12 +275,26 @@ def run_scoring(
         run.counts.update(
             steps_scored=n_steps, predictions_scored=n_predictions, forecasts_checked=len(ids),
             forecasts_settled=n_settled, chunks=len(chunks), inputs_changed=len(inputs_changed),
+            touch_questions=touch_questions, touch_forecasts=touch_forecasts, touch_skipped=touch_skipped,
         )  # fmt: skip
         if rescore:
             run.counts["scores_reopened"] = reopened
         level = logging.INFO if record else logging.DEBUG  # a replay logs its own summary
         log.log(level, "%s: scored %d steps of %d forecasts as of %s", job_name, n_steps, n_predictions, as_of)
-    return ScoreResult(job_name, timeframe, as_of, n_steps, n_predictions, run.duration_s, run.id, n_settled, reopened)
+    return ScoreResult(
+        job_name, timeframe, as_of, n_steps, n_predictions, run.duration_s, run.id, n_settled, reopened,
+        touch_questions, touch_forecasts, touch_skipped,
+    )  # fmt: skip
+
+
+def _touch_grades(engine: Engine, timeframe: str, as_of: datetime, ids: np.ndarray) -> tuple[TouchGrades, int]:
+    """The touch questions of the forecasts ``ids`` whose horizon has passed, graded (``jobs.touches``), and how
+    many of them passed with a candle missing."""
+    forecasts, incomplete = forecasts_to_grade(engine, timeframe, as_of, ids)
+    if not forecasts:
+        return grade_touches([], np.zeros(0)), incomplete
+    history = closes_before(engine, timeframe, [f.prediction_id for f in forecasts], RW_RETURNS + 1)
+    return grade_touches(forecasts, touch_sigma(forecasts, history, timeframe)), incomplete
 
 
 # -- signal_performance ----------------------------------------------------------------------------

@@ -420,6 +420,8 @@ def reopen_forecasts(conn: Connection, timeframe: str, until: datetime, since: d
         ), queued AS (
             INSERT INTO scoring_backlog (prediction_id, timeframe) SELECT id, timeframe FROM chosen
             ON CONFLICT (prediction_id) DO NOTHING
+        ), touches AS (  -- graded touch questions (path_evaluations) are asked again too
+            DELETE FROM path_evaluations t USING chosen c WHERE t.prediction_id = c.id
         )
         DELETE FROM signal_evaluations e USING chosen c WHERE e.prediction_id = c.id"""
     with cursor(conn) as cur:

@@ -112,8 +112,8 @@ _SAMPLE_COLUMNS = ", samples, samples_high, samples_low"
 def upsert_prediction(conn: Connection, p: Prediction) -> int:
     """Write the forecast of one slot, replacing a previous one; returns the row id.
 
-    Runs in the caller's transaction. A replaced forecast's scores are deleted with it, because
-    they scored numbers that no longer exist.
+    Runs in the caller's transaction. A replaced forecast's scores (and graded path questions) are deleted
+    with it, because they scored numbers that no longer exist.
     """
     return upsert_predictions(conn, [p])[0]
 
@@ -158,7 +158,8 @@ def upsert_predictions(conn: Connection, predictions: Sequence[Prediction]) -> l
             f"{updates}, generated_at = now(), samples_dropped_at = NULL "
             "RETURNING id, symbol, timeframe, model_name, as_of), "
             "dropped AS (DELETE FROM signal_evaluations e USING written w "
-            "WHERE e.prediction_id = w.id AND e.as_of = w.as_of) "
+            "WHERE e.prediction_id = w.id AND e.as_of = w.as_of), "
+            "dropped_paths AS (DELETE FROM path_evaluations WHERE prediction_id IN (SELECT id FROM written)) "
             "SELECT id, symbol, timeframe, model_name, as_of FROM written"
         )
         ids = {(row[1], row[2], row[3], row[4]): int(row[0]) for row in cur.fetchall()}

@@ -23,6 +23,7 @@ __all__ = [
     "model_adapters",
     "ohlcv_1d",
     "ohlcv_1h",
+    "path_evaluations",
     "scoring_backlog",
     "scoring_state",
     "signal_evaluations",
@@ -182,6 +183,27 @@ signal_performance = sa.Table(
     sa.Column("last_as_of", _TS),
     sa.Column("refreshed_from", _TS),
     sa.Column("refreshed_at", _TS, nullable=False),
+)
+
+# Touch questions of past forecasts, graded once the horizon passed (migration 0013): one row per (forecast, k).
+path_evaluations = sa.Table(
+    "path_evaluations",
+    metadata,
+    sa.Column("prediction_id", sa.BigInteger, primary_key=True),
+    sa.Column("k", sa.SmallInteger, primary_key=True),  # the level is k random-walk deviations over the horizon
+    sa.Column("symbol", sa.Text, nullable=False),
+    sa.Column("timeframe", sa.Text, nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("as_of", _TS, nullable=False),
+    sa.Column("horizon", sa.Integer, nullable=False),
+    sa.Column("level", sa.Float, nullable=False),
+    sa.Column("side", sa.Text, nullable=False),  # 'above' | 'below'
+    sa.Column("p_touch", sa.Float, nullable=False),  # share of the forecast's paths that touch the level
+    sa.Column("p_touch_rw", sa.Float, nullable=False),  # the random walk's probability (reflection principle)
+    sa.Column("paths", sa.Integer, nullable=False),
+    sa.Column("touched", sa.Boolean, nullable=False),
+    sa.Column("uses", sa.Text, nullable=False),  # 'ohlc' (highs/lows) | 'close'
+    sa.Column("scored_at", _TS, nullable=False),
 )
 
 # Forecasts that may still have steps to score (filled by triggers, emptied by the scoring job).

@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from tests.gateway.pages.helpers import PHONE, new_tab, open_page, traces
 
+from candlecast.paths import touch_scores
+from candlecast.store.path_evaluations import graded_touches
 from candlecast.store.performance import calibration, performance
 
 pytestmark = pytest.mark.browser
@@ -100,3 +102,49 @@ def test_the_evaluation_page_shows_served_and_raw_coverage_skill_verdicts_the_pe
     open_page(tab, "/evaluation?window=trailing_30d")
     assert tab.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     tab.screenshot(path=str(artifacts / "evaluation-track-phone.png"), full_page=True)
+
+
+def test_the_evaluation_page_plots_the_reliability_of_touch_probabilities_and_their_brier_score(
+    tab: Any, tracked_store: Engine, artifacts: Path
+) -> None:
+    """The graded touch questions of the tracked replay, summarised independently here, against what the page
+    draws and says."""
+    graded = {(g.model_name, g.timeframe): g for g in graded_touches(tracked_store)}
+    assert {("sharp", "1h"), ("wild", "1h")} <= set(graded)
+    open_page(tab, "/evaluation")
+    drawn = traces(tab, "touch-reliability")
+    assert drawn["touch-diagonal"]["x"] == [0, 1] and drawn["touch-diagonal"]["y"] == [0, 1]
+    for (model, tf), g in graded.items():
+        score = touch_scores(
+            g.as_of, g.prediction_id, g.p_touch, g.p_touch_rw, g.touched, g.paths, int(g.horizon.max())
+        )
+        table = score.reliability
+        full = table["count"] > 0
+        trace = drawn[f"touch:{model} {tf}"]
+        assert trace["x"] == pytest.approx(table["mean_predicted"][full].tolist(), rel=1e-12)
+        assert trace["y"] == pytest.approx(table["observed"][full].tolist(), rel=1e-12)
+        assert trace["customdata"] == table["count"][full].tolist()
+        assert f"(n={score.questions})" in trace["name"] and score.questions == 6 * score.forecasts
+        cells = tab.eval_on_selector_all(
+            f"#touch-scores tr[data-model='{model}'][data-timeframe='{tf}'] td", "cs => cs.map(c => c.innerText.trim())"
+        )
+        assert cells[2:6] == [str(score.forecasts), str(score.questions), f"{score.brier:.4f}", f"{score.brier_rw:.4f}"]
+        assert cells[6] == percent(score.skill, signed=True)
+        said = tab.inner_text(f"#touch-verdicts li[data-model='{model}'][data-timeframe='{tf}']")
+        verdict = cells[8]
+        if verdict == "no edge":
+            assert "no edge: its touch probabilities score no better than the random walk's." in said
+        elif verdict == "edge":
+            assert score.skill > 0 and "beat the random walk's" in said
+        elif verdict == "worse than random walk":
+            assert score.skill < 0 and "worse than the random walk's" in said
+        else:
+            assert verdict == "too few scores" and "too few graded forecasts" in said
+    # paths hugging what happened beat the random walk; paths 5% above the last close lose to it
+    verdicts = tab.eval_on_selector_all(
+        "#touch-scores tr", "rs => rs.map(r => [r.dataset.model + ' ' + r.dataset.timeframe, r.dataset.verdict])"
+    )
+    assert dict(verdicts)["sharp 1h"] == "edge" and dict(verdicts)["wild 1h"] == "worse than random walk"
+    assert dict(verdicts)["baseline 1d"] == "too few scores"
+    tab.screenshot(path=str(artifacts / "evaluation-touches.png"), full_page=True)
+    assert tab.errors == []

@@ -5,6 +5,11 @@ A symbol or model that is not stored is a ``NotFoundError`` listing those that a
 "not scored yet"). Rows (the all-steps rows of the window) carry the instrument's ``name`` and the track-record
 ``verdict`` (``payloads.track``); the calibration summary covers the same window; ``period`` is the evaluation
 period, the oldest and newest forecast origin of the rows. The data status is that of the newest scored forecast.
+
+``path_scores``: per (model, timeframe), how the touch probabilities of its paths scored on the graded questions
+of the window (``store.path_evaluations``; docs/paths.md, "Scored like forecasts"): fair Brier score against the
+random walk's, skill, a Diebold–Mariano p-value and the same plain verdict as the CRPS rows, the base rate, and
+the reliability table (predicted against observed touch frequency, with counts).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from candlecast.gateway.params import PerformanceParams
 from candlecast.gateway.payloads import Payload
 from candlecast.gateway.payloads.fields import data_status, floats, iso
 from candlecast.gateway.payloads.track import NOMINAL_COVERAGE, verdict
+from candlecast.paths import TOUCH_GRID, touch_scores
 from candlecast.store.candles import get_instruments
+from candlecast.store.path_evaluations import GradedTouches, graded_touches
 from candlecast.store.performance import CalibrationRow, PerformanceRow, calibration, performance
 from candlecast.store.status import forecast_slots
 
@@ -50,6 +57,33 @@ def _calibration(c: CalibrationRow) -> dict[str, Any]:
     return {**out, "nominal": [0.1, 0.5, 0.9], "observed": [out["below_p10"], out["below_p50"], out["below_p90"]]}
 
 
+def _path_score(g: GradedTouches, gw: GatewaySettings) -> dict[str, Any]:
+    score = touch_scores(g.as_of, g.prediction_id, g.p_touch, g.p_touch_rw, g.touched, g.paths, int(g.horizon.max()))
+    table = score.reliability
+    skill, pvalue = floats([score.skill, score.dm_pvalue])
+    return {
+        "model_name": g.model_name,
+        "timeframe": g.timeframe,
+        "forecasts": score.forecasts,
+        "questions": score.questions,
+        "grid": list(TOUCH_GRID),
+        "uses": g.uses,
+        "brier": floats([score.brier])[0],
+        "brier_plain": floats([score.brier_plain])[0],
+        "brier_rw": floats([score.brier_rw])[0],
+        "skill": skill,
+        "dm_pvalue": pvalue,
+        "verdict": verdict(score.forecasts, skill, pvalue, gw.track_record_min_scored, gw.track_record_alpha),
+        "base_rate": floats([score.base_rate])[0],
+        "reliability": {
+            "lower": floats(table["lower"].tolist()), "upper": floats(table["upper"].tolist()),
+            "count": [int(n) for n in table["count"]], "mean_predicted": floats(table["mean_predicted"].tolist()),
+            "observed": floats(table["observed"].tolist()),
+        },
+        "decomposition": {name: floats([value])[0] for name, value in score.decomposition.items()},
+    }  # fmt: skip
+
+
 def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySettings) -> Payload:
     symbol, model, timeframe, window = params
     instruments = get_instruments(engine)
@@ -62,6 +96,7 @@ def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySe
             raise NotFoundError("model_name", f"no forecast by model {model!r} is stored", models)
     rows = performance(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
     calib = calibration(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
+    touches = graded_touches(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
     newest = max((t for r in rows if (t := r.last_as_of) is not None), default=None)
     oldest = min((t for r in rows if (t := r.first_as_of) is not None), default=None)
     return {
@@ -73,6 +108,7 @@ def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySe
         "period": {"first_as_of": iso(oldest), "last_as_of": iso(newest)},
         "rows": [_row(r, names, gw) for r in rows],
         "calibration": [_calibration(c) for c in calib],
+        "path_scores": [_path_score(g, gw) for g in touches],
         **data_status(newest, gw.replay_after_h),
         "stale": False,
     }

@@ -380,6 +380,30 @@
         xaxis: { range: [0, 1], tickformat: ".0%", title: { text: "forecast quantile (nominal)" } },
         yaxis: { range: [0, 1], tickformat: ".0%", title: { text: "realised below it" } },
       }, PLOT_CONFIG);
+
+      // touch probabilities: predicted vs observed frequency per bin, marker area by count
+      const touches = data.path_scores || [];
+      if (touches.length && document.getElementById("touch-reliability")) {
+        const reliability = touches.map((t) => {
+          const r = t.reliability;
+          const full = r.count.map((n, i) => i).filter((i) => r.count[i] > 0);
+          return {
+            type: "scatter", mode: "lines+markers", name: `${t.model_name} ${t.timeframe} (n=${t.questions})`,
+            meta: "touch:" + t.model_name + " " + t.timeframe,
+            x: full.map((i) => r.mean_predicted[i]), y: full.map((i) => r.observed[i]),
+            customdata: full.map((i) => r.count[i]),
+            marker: { size: full.map((i) => 6 + 4 * Math.log10(r.count[i])) },
+            hovertemplate: "predicted %{x:.1%}, touched %{y:.1%} (n=%{customdata})<extra>%{meta}</extra>",
+          };
+        });
+        reliability.push({ type: "scatter", mode: "lines", name: "reliable", meta: "touch-diagonal", x: [0, 1],
+          y: [0, 1], line: { dash: "dot", color: "#9ca3af" } });
+        Plotly.react("touch-reliability", reliability, {
+          ...legendLayout(),
+          xaxis: { range: [0, 1], tickformat: ".0%", title: { text: "predicted touch probability" } },
+          yaxis: { range: [0, 1], tickformat: ".0%", title: { text: "levels touched" } },
+        }, PLOT_CONFIG);
+      }
       updateCue();
     }
     draw();

@@ -1,0 +1,132 @@
+"""Grading the touch questions of past forecasts (docs/paths.md, "Scored like forecasts"); the scoring job runs it.
+
+Once every candle of a forecast's horizon ``H`` is in, it is asked, for each ``k`` of ``paths.TOUCH_GRID`` (±1, ±2,
+±3): "is ``level_k = c0 exp(k sigma sqrt(H))`` touched by the horizon?" (from above for ``k > 0``, from below for
+``k < 0``), where ``c0`` is its last close and ``sigma`` the random walk's one-candle volatility: the sample std
+(ddof 1) of the 60 log returns of the candles closed by its origin (``scores.log_return_volatility``, the same
+sigma as the CRPS reference). The grid is known at the origin (no look-ahead) and the same for every model of
+the slot, so models answer the same questions. Then:
+
+- ``p_touch``: the share of the forecast's stored (served, calibrated) paths that touch the level, on their
+  highs and lows where the forecast has OHLC paths and the realised candles have highs and lows (``uses =
+  'ohlc'``), else on closes (``'close'``);
+- ``touched``: whether the realised candles did, judged on the same basis;
+- ``p_touch_rw``: the random walk's probability (``paths.random_walk_touch``: ``2 Phi(-|k|)`` on highs/lows,
+  with the discrete-monitoring correction on closes).
+
+A forecast without samples, or with fewer than 20 returns behind it (no sigma), is skipped and counted; so is
+one whose horizon passed with a candle missing. All of it is numpy over (forecasts, paths, levels) blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from candlecast.paths import TOUCH_GRID, random_walk_touch, touch_levels, touch_probabilities
+from candlecast.scores import log_return_volatility
+from candlecast.store.candles import timeframe_delta
+from candlecast.store.path_evaluations import ForecastToGrade
+
+__all__ = ["TouchGrades", "grade_touches", "touch_sigma"]
+
+
+@dataclass
+class TouchGrades:
+    """Grades ready for ``store.path_evaluations.write_path_evaluations`` and what could not be graded."""
+
+    columns: dict[str, np.ndarray]
+    graded: list[ForecastToGrade] = field(default_factory=list)
+    skipped_no_samples: int = 0
+    skipped_no_volatility: int = 0
+
+
+def touch_sigma(
+    forecasts: list[ForecastToGrade], history: dict[str, tuple[np.ndarray, np.ndarray]], timeframe: str
+) -> np.ndarray:
+    """Per forecast, the random walk's one-candle sigma at its origin, from ``history``
+    (``store.evaluations.closes_before``: raw Postgres timestamps and closes); NaN without enough returns."""
+    candle = timeframe_delta(timeframe)
+    sigma = np.full(len(forecasts), np.nan)
+    symbols = np.array([f.symbol for f in forecasts], dtype=object)
+    cutoffs = np.array([_raw(f.as_of - candle) for f in forecasts], dtype=np.int64)
+    for symbol in set(symbols.tolist()):
+        if symbol in history:
+            members = symbols == symbol
+            times, closes = history[symbol]
+            sigma[members] = log_return_volatility(times, closes, cutoffs[members])
+    return sigma
+
+
+def grade_touches(forecasts: list[ForecastToGrade], sigma: np.ndarray) -> TouchGrades:
+    """The grid's questions asked of ``forecasts`` (``sigma``: ``touch_sigma``), graded; see the module docstring."""
+    grid = np.asarray(TOUCH_GRID)
+    above = grid > 0
+    no_samples = [f.samples is None or f.samples.shape[0] < 1 for f in forecasts]
+    no_sigma = [not (np.isfinite(s) and s > 0) for s in sigma]
+    ready = [i for i, f in enumerate(forecasts) if not no_samples[i] and not no_sigma[i]]
+    # forecasts with the same shape of paths and the same basis are graded together, one numpy block each
+    blocks: dict[tuple[tuple[int, ...], bool], list[int]] = {}
+    for i in ready:
+        f = forecasts[i]
+        assert f.samples is not None
+        blocks.setdefault((f.samples.shape, _ohlc(f)), []).append(i)
+    parts: list[dict[str, np.ndarray]] = []
+    for (shape, ohlc), members in blocks.items():
+        chosen = [forecasts[i] for i in members]
+        closes = np.stack([f.samples for f in chosen])  # type: ignore[misc]  # (F, M, H)
+        horizon = np.full(len(chosen), shape[1])
+        levels = touch_levels(np.array([f.last_close for f in chosen]), sigma[members], horizon)
+        realised = np.stack([f.realised_close for f in chosen])[:, None, :]  # (F, 1, H)
+        if ohlc:
+            highs = np.stack([f.samples_high for f in chosen])  # type: ignore[misc]
+            lows = np.stack([f.samples_low for f in chosen])  # type: ignore[misc]
+            p, basis = touch_probabilities(closes, levels, above, highs, lows)
+            touched, _ = touch_probabilities(
+                realised, levels, above,
+                np.stack([f.realised_high for f in chosen])[:, None, :],  # type: ignore[misc]
+                np.stack([f.realised_low for f in chosen])[:, None, :],  # type: ignore[misc]
+            )  # fmt: skip
+        else:
+            p, basis = touch_probabilities(closes, levels, above)
+            touched, _ = touch_probabilities(realised, levels, above)
+        p_rw = random_walk_touch(grid, np.full(len(grid), shape[1]), basis)
+        n, k = p.shape
+        parts.append({
+            "prediction_id": np.repeat([f.prediction_id for f in chosen], k),
+            "k": np.tile(grid, n), "horizon": np.full(n * k, shape[1]), "level": levels.ravel(),
+            "side": np.tile(np.where(above, "above", "below"), n), "p_touch": p.ravel(),
+            "p_touch_rw": np.tile(p_rw, n), "paths": np.full(n * k, shape[0]), "touched": touched.ravel() > 0.5,
+            "uses": np.full(n * k, "ohlc" if ohlc else "close"),
+        })  # fmt: skip
+    columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else _empty()
+    return TouchGrades(
+        columns=columns,
+        graded=[forecasts[i] for i in ready],
+        skipped_no_samples=sum(no_samples),
+        skipped_no_volatility=sum(1 for i in range(len(forecasts)) if no_sigma[i] and not no_samples[i]),
+    )
+
+
+def _ohlc(f: ForecastToGrade) -> bool:
+    """Whether the forecast's touches are judged on highs and lows: OHLC paths and realised highs/lows."""
+    return (
+        f.samples_high is not None
+        and f.samples_low is not None
+        and f.realised_high is not None
+        and f.realised_low is not None
+        and f.samples is not None
+        and f.samples_high.shape == f.samples.shape == f.samples_low.shape
+    )
+
+
+def _raw(when: datetime) -> int:
+    """A timezone-aware datetime as a raw Postgres timestamp (microseconds since 2000-01-01 UTC)."""
+    return (when - datetime(2000, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _empty() -> dict[str, np.ndarray]:
+    names = ("prediction_id", "k", "horizon", "level", "side", "p_touch", "p_touch_rw", "paths", "touched", "uses")
+    return {name: np.zeros(0) for name in names}
