@@ -3,6 +3,8 @@ headers, CORS, and the refusal to listen openly on a non-loopback address."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy.engine import make_url
 from tests.gateway import support
@@ -62,6 +64,21 @@ def test_pages_and_api_answers_carry_security_headers(gateway: support.GatewaySe
         assert "frame-ancestors 'none'" in csp, path
     assert "script-src 'self';" in gateway.get("/").headers["content-security-policy"]
     assert gateway.get(SHOWCASE).headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_a_fast_path_hit_answers_with_the_headers_of_the_full_stack(gateway: support.GatewayServer) -> None:
+    url = SHOWCASE  # a new gateway: the first read is a miss
+    miss = gateway.get(url)  # through every layer and the FastAPI route
+    hit = gateway.get(url)  # a fresh hit: the outermost fast path alone
+    not_modified = [gateway.get(url, headers={"if-none-match": miss.headers["etag"]}) for _ in range(2)]
+
+    def shown(answer: Any) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in answer.headers.multi_items() if k not in ("date", "server"))
+
+    assert miss.status_code == hit.status_code == 200 and miss.content == hit.content
+    assert shown(hit) == shown(miss)
+    assert "Origin" in hit.headers["vary"] and hit.headers["x-content-type-options"] == "nosniff"
+    assert [a.status_code for a in not_modified] == [304, 304] and shown(not_modified[1]) == shown(not_modified[0])
 
 
 def test_cors_allows_cross_origin_gets_without_credentials(gateway: support.GatewayServer) -> None:

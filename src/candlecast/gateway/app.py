@@ -168,12 +168,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     # added innermost first
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(
-        ShowcaseFastPath,
-        cache=data.cache,
-        metrics=metrics,
-        default_model=gw.default_model,
-    )
     if gw.public_rate_limit_per_minute > 0:
         public = make_limiter(gw.public_rate_limit_per_minute, gw.rate_limit_redis_url, gw.rate_limit_redis_prefix)
         app.add_middleware(PublicRateLimit, limiter=public, metrics=metrics)
@@ -188,6 +182,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(  # outermost: a fresh showcase hit skips every layer above, adding what they would add
+        ShowcaseFastPath,
+        cache=data.cache,
+        metrics=metrics,
+        default_model=gw.default_model,
+        cors=bool(gw.cors_allow_origins),
+        rate_limited=gw.public_rate_limit_per_minute > 0,
+    )
     return app
 
 
