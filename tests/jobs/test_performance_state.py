@@ -170,6 +170,11 @@ def test_a_refresh_rewrites_only_the_series_whose_scores_changed(engine: Engine)
     with engine.begin() as conn:
         for symbol, model in everyone:
             upsert_predictions(conn, _forecasts(market, symbol, model, range(1, 100), 4 if model == "walk" else 3))
+    run_scoring(Settings(), engine, "1d", as_of=START + 100 * D)  # scores and refreshes
+    _assert_same(engine)
+    # every series gains scores, with one boundary for all (read in one scan from it)
+    with engine.connect() as conn:
+        assert len({through for through, _ in read_performance_summaries(conn, "1d").values()}) == 1
     run_scoring(Settings(), engine, "1d", as_of=START + 110 * D)  # scores every step, refreshes
     _assert_same(engine)
     rows_before, summaries_before = _snapshot(engine)

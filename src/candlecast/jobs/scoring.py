@@ -75,6 +75,7 @@ from candlecast.store.performance import (
     PERFORMANCE_WINDOWS,
     TRAILING_WINDOW,
     ScoredSteps,
+    count_performance_summaries,
     forget_performance_changes,
     lock_performance,
     oldest_backlog_origin,
@@ -367,9 +368,17 @@ def _series_rows(
         blocks = {}
         resumed = [(p[0], p[1], stored[p][0] - _US) for p in series if p in stored]  # scores from the boundary on
         fresh = [(p[0], p[1], _YEAR_ONE) for p in series if p not in stored]
-        for windows in (resumed, fresh):
-            if windows:
-                blocks.update(_blocks(scored_steps(conn, timeframe, windows=windows)))
+        if (
+            resumed
+            and len({w[2] for w in resumed}) == 1
+            and len(resumed) == count_performance_summaries(conn, timeframe)
+        ):
+            # every stored series, one boundary (the hourly case): one scan from it, no per-series filter
+            blocks.update(_blocks(scored_steps(conn, timeframe, since=resumed[0][2] + _US)))
+        elif resumed:
+            blocks.update(_blocks(scored_steps(conn, timeframe, windows=resumed)))
+        if fresh:  # their scores since year one replace any read above
+            blocks.update(_blocks(scored_steps(conn, timeframe, windows=fresh)))
     backlog = oldest_backlog_origin(conn, timeframe)
     rows: list[dict[str, Any]] = []
     summaries: dict[_Pair, tuple[datetime, bytes] | None] = {}

@@ -38,6 +38,7 @@ __all__ = [
     "PerformanceRow",
     "ScoredSteps",
     "calibration",
+    "count_performance_summaries",
     "forget_performance_changes",
     "lock_performance",
     "oldest_backlog_origin",
@@ -321,6 +322,14 @@ def read_performance_summaries(
     with cursor(conn) as cur:
         cur.execute(sql, params)
         return {(row[0], row[1]): (row[2], bytes(row[3])) for row in cur.fetchall()}
+
+
+def count_performance_summaries(conn: Connection, timeframe: str) -> int:
+    """How many series of ``timeframe`` have stored summaries."""
+    with cursor(conn) as cur:
+        cur.execute("SELECT count(*) FROM performance_summaries WHERE timeframe = %s", (timeframe,))
+        row = cur.fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def write_performance_summaries(
