@@ -8,7 +8,7 @@ with ``--pred-len`` steps (4) and ``--samples`` sample paths (8), so a forecast 
 carry 32 x 120 paths: about 50 KB); every step is scored (``signal_evaluations``: pred_len rows per forecast).
 Rows go in with binary COPY (encoded with numpy), their month's partitions created first as the store's writers
 do; the NOTIFY and scoring-backlog triggers of ``ml_predictions`` are disabled during the load (the loaded history
-counts as settled), the ``forecast_heads`` one stays, and the load logs its scores' oldest origin as
+counts as settled), the ``forecast_heads`` one stays, and the load logs each series' oldest scored origin as
 ``write_evaluations`` does.
 
 At each size it prints:
@@ -18,7 +18,10 @@ At each size it prints:
 - ``refresh_performance`` from scratch (``full=True``: what every refresh cost before it became incremental:
   every score of the timeframe read and aggregated);
 - the steady-state hourly refresh: one more hour of forecasts and scores (one per symbol) is added, as a batch and
-  a scoring run would, then ``refresh_performance`` runs incrementally (only the recent partitions are read).
+  a scoring run would, then ``refresh_performance`` runs incrementally (every series gained scores: each one's
+  summaries and its scores from its boundary on are read, in the recent partitions only);
+- the refresh after an hour in which only one series gained a forecast and scores (only that series' summaries,
+  scores and rows are read and rewritten).
 """
 
 from __future__ import annotations
@@ -164,8 +167,10 @@ def load(engine: sa.Engine, first_hour: int, last_hour: int, names: np.ndarray, 
                 copy.write(evaluation_stream(ids, symbols, hours, pred_len))
         cur.execute(f"ALTER TABLE ml_predictions {_QUIET.format('ENABLE')}")
         cur.execute("SELECT setval('ml_predictions_id_seq', %s)", (next_id - 1,))
-        cur.execute("INSERT INTO performance_changes (timeframe, min_as_of) VALUES ('1h', %s)",
-                    (START + first_hour * H,))  # fmt: skip
+        cur.executemany(
+            "INSERT INTO performance_changes (timeframe, symbol, model_name, min_as_of) VALUES ('1h', %s, %s, %s)",
+            [(name.decode(), MODEL, START + first_hour * H) for name in names],
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE ml_predictions")
         conn.exec_driver_sql("VACUUM ANALYZE signal_evaluations")
@@ -204,7 +209,7 @@ def main() -> None:
     print(f"{args.symbols} symbols, 1 model, hourly; {args.pred_len} steps, {args.samples} paths per forecast; "
           f"every step scored")  # fmt: skip
     print(f"{'forecasts':>10} {'scores':>10} {'months':>6} {'load s':>7} {'read p50 ms':>11} {'read p99 ms':>11} "
-          f"{'full refresh s':>14} {'hourly refresh s':>16}")  # fmt: skip
+          f"{'full refresh s':>14} {'hourly refresh s':>16} {'one-series refresh s':>20}")  # fmt: skip
     with temporary_database(args.server_url, prefix="candlecast_bench") as url:
         engine = create_engine_for(url, pool_size=2)
         with engine.begin() as conn:
@@ -223,13 +228,18 @@ def main() -> None:
             next_id = load(engine, hours_loaded, hours_loaded + 1, names, next_id, args.pred_len, args.samples)
             hours_loaded += 1
             hourly = timed(refresh_performance, engine, "1h")
+            # one more hour in which only one series gains a forecast and scores: the refresh rewrites only it
+            next_id = load(engine, hours_loaded, hours_loaded + 1, names[:1], next_id, args.pred_len, args.samples)
+            single = timed(refresh_performance, engine, "1h")
+            next_id = load(engine, hours_loaded, hours_loaded + 1, names[1:], next_id, args.pred_len, args.samples)
+            hours_loaded += 1
             with engine.connect() as conn:
                 counts = conn.execute(sa.text(
                     "SELECT (SELECT count(*) FROM ml_predictions), (SELECT count(*) FROM signal_evaluations), "
                     "(SELECT count(*) FROM pg_inherits WHERE inhparent = 'ml_predictions'::regclass)"
                 )).one()  # fmt: skip
             print(f"{counts[0]:>10,} {counts[1]:>10,} {counts[2] - 1:>6} {load_s:>7.1f} {p50:>11.2f} {p99:>11.2f} "
-                  f"{full:>14.2f} {hourly:>16.2f}", flush=True)  # fmt: skip
+                  f"{full:>14.2f} {hourly:>16.2f} {single:>20.2f}", flush=True)  # fmt: skip
         engine.dispose()
 
 

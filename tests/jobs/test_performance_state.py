@@ -15,7 +15,7 @@ from candlecast.config import Settings
 from candlecast.jobs.performance_state import Series, all_steps_summary, dump_state, load_state, step_summary
 from candlecast.jobs.scoring import performance_rows, refresh_performance, run_scoring
 from candlecast.scores import diebold_mariano
-from candlecast.store.performance import performance, read_performance_state, scored_steps
+from candlecast.store.performance import performance, read_performance_summaries, scored_steps
 from candlecast.store.predictions import Prediction, upsert_predictions
 
 from .conftest import load_market
@@ -47,8 +47,7 @@ def test_summaries_survive_serialisation() -> None:
         "crps": rng.random(n), "crps_rw": np.where(rng.random(n) > 0.1, rng.random(n), np.nan),
         "crps_relative": rng.random(n), "pinball": rng.random(n), "strategy_return": rng.normal(0, 0.01, n),
     }  # fmt: skip
-    summaries = {("A", "m", 0): all_steps_summary(part, 1), ("A", "m", 1): step_summary(
-        {k: v[: n // 2] for k, v in part.items()}, 1)}  # fmt: skip
+    summaries = {0: all_steps_summary(part, 1), 1: step_summary({k: v[: n // 2] for k, v in part.items()}, 1)}
     back = load_state(dump_state(summaries))
     assert set(back) == set(summaries)
     for key, s in summaries.items():
@@ -119,11 +118,14 @@ def test_incremental_refresh_equals_full_recompute_as_history_grows(engine: Engi
         refresh_performance(engine, "1d")
         _assert_same(engine)
         with engine.connect() as conn:
-            state = read_performance_state(conn, "1d")
-        boundaries.append(None if state is None else state[0])
+            state = read_performance_summaries(conn, "1d")
+        boundaries.append(state[("BTCUSDT", "walk")][0] if ("BTCUSDT", "walk") in state else None)
+        assert all(through.day == 1 for through, _ in state.values())
     # the boundary moved forward by whole months, so later refreshes read only recent partitions
     assert boundaries[-2] is not None and boundaries[-2] >= datetime(2023, 4, 1, tzinfo=UTC)
-    assert all(b is None or b.day == 1 for b in boundaries)
+    with engine.connect() as conn:  # the stale series stopped early: its boundary stayed behind
+        state = read_performance_summaries(conn, "1d")
+    assert state[("ETHUSDT", "stale")][0] < boundaries[-1]
 
     # an old forecast rewritten (its scores deleted, then scored afresh) is noticed: a rebuild, still equal
     with engine.begin() as conn:
@@ -144,3 +146,70 @@ def test_incremental_refresh_equals_full_recompute_as_history_grows(engine: Engi
     # and a full recomputation on request gives the same rows
     refresh_performance(engine, "1d", full=True)
     _assert_same(engine)
+
+
+def _snapshot(engine: Engine) -> tuple[dict[tuple, tuple], dict[tuple[str, str], tuple]]:
+    """Every signal_performance row with its system columns (ctid, xmin: a rewritten row changes them), and every
+    stored summary row with its xmin."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT symbol, model_name, window_name, step, ctid::text, xmin::text, refreshed_at "
+            "FROM signal_performance WHERE timeframe = '1d'"
+        )).all()  # fmt: skip
+        summaries = conn.execute(
+            sa.text("SELECT symbol, model_name, xmin::text, through FROM performance_summaries WHERE timeframe = '1d'")
+        ).all()
+    return {tuple(r[:4]): tuple(r[4:]) for r in rows}, {(r[0], r[1]): tuple(r[2:]) for r in summaries}
+
+
+def test_a_refresh_rewrites_only_the_series_whose_scores_changed(engine: Engine) -> None:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    market = load_market(engine, symbols, START - 80 * D, 80 + 140, timeframe="1d")
+    market = {s: f[f.ts >= START].reset_index(drop=True) for s, f in market.items()}
+    everyone = [(symbol, model) for symbol in symbols for model in ("walk", "drift")]
+    with engine.begin() as conn:
+        for symbol, model in everyone:
+            upsert_predictions(conn, _forecasts(market, symbol, model, range(1, 100), 4 if model == "walk" else 3))
+    run_scoring(Settings(), engine, "1d", as_of=START + 100 * D)  # scores and refreshes
+    _assert_same(engine)
+    # every series gains scores, with one boundary for all (read in one scan from it)
+    with engine.connect() as conn:
+        assert len({through for through, _ in read_performance_summaries(conn, "1d").values()}) == 1
+    run_scoring(Settings(), engine, "1d", as_of=START + 110 * D)  # scores every step, refreshes
+    _assert_same(engine)
+    rows_before, summaries_before = _snapshot(engine)
+    assert {k[:2] for k in rows_before} == set(everyone) == set(summaries_before)
+
+    # one series gains forecasts and scores, past a month boundary (its summaries fold a month)
+    with engine.begin() as conn:
+        upsert_predictions(conn, _forecasts(market, "ETHUSDT", "walk", range(100, 130), 4))
+    run_scoring(Settings(), engine, "1d", as_of=START + 135 * D)
+    _assert_same(engine)
+    rows_after, summaries_after = _snapshot(engine)
+    assert set(rows_after) >= set(rows_before)
+    for key, before in rows_before.items():
+        if key[:2] == ("ETHUSDT", "walk"):
+            assert rows_after[key] != before, key  # rewritten
+        else:
+            assert rows_after[key] == before, key  # the very same tuple: untouched
+    for pair, before in summaries_before.items():
+        if pair == ("ETHUSDT", "walk"):
+            assert summaries_after[pair][1] > before[1]  # its boundary moved on
+        else:
+            assert summaries_after[pair] == before, pair
+    # every row says how far scoring had reached, the untouched ones included
+    assert {r.refreshed_from for r in performance(engine, window=None, step=None)} == {START + 135 * D}
+
+    # nothing new: nothing rewritten
+    refresh_performance(engine, "1d")
+    assert _snapshot(engine) == (rows_after, summaries_after)
+    _assert_same(engine)
+
+    # a series whose scores all go (its forecasts deleted) loses its rows and its summaries; the others stay
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ml_predictions WHERE symbol = 'SOLUSDT' AND model_name = 'drift'"))
+    refresh_performance(engine, "1d")
+    _assert_same(engine)
+    rows_last, summaries_last = _snapshot(engine)
+    assert ("SOLUSDT", "drift") not in summaries_last and all(k[:2] != ("SOLUSDT", "drift") for k in rows_last)
+    assert all(rows_last[k] == v for k, v in rows_after.items() if k[:2] != ("SOLUSDT", "drift"))

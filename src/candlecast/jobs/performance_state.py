@@ -11,8 +11,9 @@ Every value of a ``signal_performance`` row is a function of sums that can be ad
   ``Q_k`` of the last ``k``. A summary keeps ``n``, ``S``, ``C_0..C_L`` and its first and last ``L`` values;
   two consecutive summaries merge by adding the cross products that straddle their boundary.
 
-``refresh_performance`` keeps one summary per (symbol, model, step) and per (symbol, model) for the forecasts made
-before a boundary (``performance_state``), and adds the summary of the newer scores, read afresh at each refresh.
+``refresh_performance`` keeps, per (symbol, model), one summary per step and one of all steps for the forecasts made
+before the series' boundary (a row of ``performance_summaries``), and adds the summary of the newer scores, read
+afresh when the series' scores change.
 The results equal a full recomputation up to floating-point rounding (tests/jobs/test_performance_state.py).
 
 The state is serialised with numpy's ``.npz`` (no pickle).
@@ -21,7 +22,6 @@ The state is serialised with numpy's ``.npz`` (no pickle).
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -227,8 +227,8 @@ def row_values(s: Summary, periods: float, lag: int, timestamp: Any) -> dict[str
 _SCALARS = tuple(name for name in Summary.__dataclass_fields__ if name != "d")
 
 
-def dump_state(summaries: dict[tuple[str, str, int], Summary]) -> bytes:
-    """``.npz`` bytes of summaries keyed by (symbol, model, step; 0 = all steps)."""
+def dump_state(summaries: dict[int, Summary]) -> bytes:
+    """``.npz`` bytes of one series' summaries keyed by step (0 = all steps)."""
     keys = list(summaries)
     values = [summaries[k] for k in keys]
     scalars = np.array(
@@ -241,21 +241,20 @@ def dump_state(summaries: dict[tuple[str, str, int], Summary]) -> bytes:
         arrays[name] = np.concatenate(parts) if parts else np.zeros(0)
         arrays[f"{name}_len"] = np.array([len(p) for p in parts], dtype=np.int64)
     buffer = io.BytesIO()
-    header = np.frombuffer(json.dumps([list(k) for k in keys]).encode(), dtype=np.uint8)
-    np.savez(buffer, **{"keys": header, "scalars": scalars, "series": series, **arrays})
+    np.savez(buffer, **{"keys": np.array(keys, dtype=np.int64), "scalars": scalars, "series": series, **arrays})
     return buffer.getvalue()
 
 
-def load_state(blob: bytes) -> dict[tuple[str, str, int], Summary]:
+def load_state(blob: bytes) -> dict[int, Summary]:
     with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-        keys = [tuple(k) for k in json.loads(data["keys"].tobytes().decode())]
+        keys = [int(k) for k in data["keys"]]
         scalars, series = data["scalars"], data["series"]
         pieces = {}
         for name in ("cross", "head", "tail"):
             bounds = np.r_[0, np.cumsum(data[f"{name}_len"])]
             flat = data[name]
             pieces[name] = [flat[bounds[i] : bounds[i + 1]] for i in range(len(keys))]
-    out: dict[tuple[str, str, int], Summary] = {}
+    out: dict[int, Summary] = {}
     for i, key in enumerate(keys):
         d = Series(int(series[i, 0]), int(series[i, 1]), float(series[i, 2]), pieces["cross"][i], pieces["head"][i],
                    pieces["tail"][i])  # fmt: skip
@@ -269,5 +268,5 @@ def load_state(blob: bytes) -> dict[tuple[str, str, int], Summary]:
                 values[name] = int(v)
             else:
                 values[name] = float(v)
-        out[(str(key[0]), str(key[1]), int(key[2]))] = replace(Summary(d), **values)
+        out[key] = replace(Summary(d), **values)
     return out

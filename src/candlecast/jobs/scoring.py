@@ -24,8 +24,9 @@ passed with every candle in is asked whether each level of a fixed grid (±1, ±
 its last close) was touched; the grades (``path_evaluations``) commit with the step scores of the chunk.
 Forecasts that left the backlog before grading existed are graded by a re-check (``since``) or ``rescore``.
 
-``refresh_performance`` recomputes ``signal_performance`` (see ``performance_rows`` for every column) from
-all the scores of a timeframe and replaces that timeframe's rows in one transaction.
+``refresh_performance`` keeps ``signal_performance`` (see ``performance_rows`` for every column) equal to a
+recomputation from all the scores of a timeframe, rewriting in one transaction the rows of the (symbol, model)
+series whose scores changed.
 """
 
 from __future__ import annotations
@@ -81,14 +82,17 @@ from candlecast.store.performance import (
     PERFORMANCE_WINDOWS,
     TRAILING_WINDOW,
     ScoredSteps,
+    count_performance_summaries,
     forget_performance_changes,
     lock_performance,
     oldest_backlog_origin,
     performance_changes,
     read_performance_state,
+    read_performance_summaries,
     replace_performance,
     scored_steps,
     write_performance_state,
+    write_performance_summaries,
 )
 from candlecast.store.schema import TIMEFRAMES
 
@@ -301,22 +305,27 @@ def _touch_grades(engine: Engine, timeframe: str, as_of: datetime, ids: np.ndarr
 
 
 def refresh_performance(engine: Engine, timeframe: str | None = None, full: bool = False) -> int:
-    """Recompute the ``signal_performance`` rows of ``timeframe`` (None: every timeframe).
+    """Recompute the ``signal_performance`` rows of ``timeframe`` (None: every timeframe) whose scores changed.
 
-    Incremental (``jobs.performance_state``): the scores of forecasts made before the stored boundary
-    (``performance_state.through``, a month start at least 35 days before the newest scored forecast and before
-    the oldest forecast still in the scoring backlog) are kept as mergeable summaries; each refresh reads only the
-    scores from the boundary on (partition pruning), plus, for a (symbol, model) whose trailing window starts
-    before the boundary, that window. The boundary moves forward by folding whole months into the summaries. A
-    logged change of scores older than the boundary (``performance_changes``: a rewritten or deleted forecast, a
-    rescore, a late score), a longer horizon than the summaries keep lags for, or ``full`` recomputes from all
-    scores, as ``performance_rows`` does; the results are the same up to floating-point rounding.
+    Incremental (``jobs.performance_state``), per (symbol, model) series: the scores of a series' forecasts made
+    before its boundary (``performance_summaries.through``, a month start at least 35 days before the series'
+    newest scored forecast and before the oldest forecast still in the timeframe's scoring backlog) are kept as
+    mergeable summaries. A refresh looks only at the series logged in ``performance_changes`` (scores added by
+    ``write_evaluations``, deleted or updated: a rewritten or deleted forecast, a rescore): for each it reads its
+    summaries and its scores from its boundary on (partition pruning), plus its trailing window when that starts
+    before the boundary, rewrites its rows and, when whole months were folded into them, its summaries. The rows
+    and summaries of the other series stay as they are, so the cost follows the series that gained scores, not
+    the number of series. A logged change older than a series' boundary, or a longer horizon than its summaries
+    keep lags for, recomputes that series from all its scores; a TRUNCATE of the scores, a timeframe never
+    refreshed incrementally, or ``full`` recomputes every series, as ``performance_rows`` does. The results are
+    the same up to floating-point rounding.
 
-    Each timeframe is replaced in one REPEATABLE READ transaction that first takes the table's refresh lock:
+    Each timeframe is refreshed in one REPEATABLE READ transaction that first takes the table's refresh lock:
     readers keep seeing the previous rows until it commits, two refreshes never interleave (the snapshot is
     taken after the lock, so the second one sees what the first wrote), and the rows come from one
     consistent snapshot of the scores. ``refreshed_from`` is the timeframe's scoring watermark
-    (``scoring_state``). Returns the rows written.
+    (``scoring_state``), kept per timeframe (``performance_state``) since the rows of unchanged series reflect it
+    as well. Returns the rows written.
     """
     written = 0
     for tf in TIMEFRAMES if timeframe is None else (timeframe,):
@@ -324,125 +333,187 @@ def refresh_performance(engine: Engine, timeframe: str | None = None, full: bool
             conn = bound.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 lock_performance(conn)  # before the first query, which takes the snapshot
-                rows = _incremental_rows(conn, tf, full)
-                written += replace_performance(conn, tf, rows, scored_through(conn, tf))
+                written += _refresh_timeframe(conn, tf, full)
     return written
 
 
 _FOLD_MARGIN = timedelta(days=35)  # scores of forecasts this much older than the newest are folded (by month)
+_YEAR_ONE = datetime(1, 1, 1, tzinfo=UTC)  # before every origin
+_US = timedelta(microseconds=1)
+
+_Pair = tuple[str, str]  # (symbol, model_name)
 
 
 class _Rebuild(Exception):
     """The stored summaries cannot be extended (they keep fewer lags than a longer horizon needs)."""
 
 
-def _incremental_rows(conn: Connection, timeframe: str, full: bool) -> list[dict[str, Any]]:
-    change_ids, oldest_change = performance_changes(conn, timeframe)
-    stored = None if full else read_performance_state(conn, timeframe)
-    if stored is not None and oldest_change is not None and oldest_change < stored[0]:
-        stored = None  # scores older than the boundary changed
-    try:
-        rows, through, state = _rows_from(conn, timeframe, stored)
-    except _Rebuild:
-        rows, through, state = _rows_from(conn, timeframe, None)
-    if through is not None and (stored is None or through != stored[0] or state is not None):
-        write_performance_state(conn, timeframe, through, dump_state(state or {}))
-    forget_performance_changes(conn, change_ids)
-    return rows
+def _refresh_timeframe(conn: Connection, timeframe: str, full: bool) -> int:
+    changes = performance_changes(conn, timeframe)
+    everything = full or changes.everything or read_performance_state(conn, timeframe) is None
+    refreshed_from = scored_through(conn, timeframe)
+    if everything:
+        rows, summaries = _series_rows(conn, timeframe, None, {})
+        written = replace_performance(conn, timeframe, rows, refreshed_from)
+        write_performance_summaries(conn, timeframe, summaries, replace_all=True)
+    else:
+        series = sorted(changes.oldest)
+        # a series whose scores changed before its boundary starts again from all its scores
+        stored = {
+            pair: kept for pair, kept in read_performance_summaries(conn, timeframe, series).items()
+            if changes.oldest[pair] >= kept[0]
+        }  # fmt: skip
+        rows, summaries = _series_rows(conn, timeframe, series, stored) if series else ([], {})
+        written = replace_performance(conn, timeframe, rows, refreshed_from, series)
+        write_performance_summaries(conn, timeframe, summaries)
+    write_performance_state(conn, timeframe, refreshed_from, rebuilt=everything)
+    forget_performance_changes(conn, changes.ids)
+    return written
 
 
 def _month_start(moment: datetime) -> datetime:
     return datetime(moment.year, moment.month, 1, tzinfo=UTC)
 
 
-def _rows_from(
-    conn: Connection, timeframe: str, stored: tuple[datetime, bytes] | None
-) -> tuple[list[dict[str, Any]], datetime | None, dict[tuple[str, str, int], Summary] | None]:
-    """The rows from the stored summaries (None: from scratch) and the scores since; the new boundary, and the
-    new summaries when they changed (None: unchanged)."""
+def _blocks(scored: ScoredSteps) -> dict[_Pair, dict[str, np.ndarray]]:
+    """The scored steps of each (symbol, model), ordered by step, then origin."""
+    order = np.lexsort((scored.as_of, scored.step, scored.group))
+    columns = {name: getattr(scored, name)[order] for name in _SCORED_COLUMNS}
+    group = columns["group"]
+    return {
+        scored.groups[int(group[start])]: {name: values[start:end] for name, values in columns.items()}
+        for start, end in _runs(group)
+    }
+
+
+def _series_rows(
+    conn: Connection, timeframe: str, series: list[_Pair] | None, stored: dict[_Pair, tuple[datetime, bytes]]
+) -> tuple[list[dict[str, Any]], dict[_Pair, tuple[datetime, bytes] | None]]:
+    """The rows of the listed series (None: every series, from all scores), from their ``stored`` summaries and
+    boundaries (a series without: from all its scores) and their scores since; and the new summaries of the
+    series whose summaries changed (None: the series has no scores any more)."""
+    if series is None:
+        blocks = _blocks(scored_steps(conn, timeframe))
+        series = sorted(blocks)
+    else:
+        blocks = {}
+        resumed = [(p[0], p[1], stored[p][0] - _US) for p in series if p in stored]  # scores from the boundary on
+        fresh = [(p[0], p[1], _YEAR_ONE) for p in series if p not in stored]
+        if (
+            resumed
+            and len({w[2] for w in resumed}) == 1
+            and len(resumed) == count_performance_summaries(conn, timeframe)
+        ):
+            # every stored series, one boundary (the hourly case): one scan from it, no per-series filter
+            blocks.update(_blocks(scored_steps(conn, timeframe, since=resumed[0][2] + _US)))
+        elif resumed:
+            blocks.update(_blocks(scored_steps(conn, timeframe, windows=resumed)))
+        if fresh:  # their scores since year one replace any read above
+            blocks.update(_blocks(scored_steps(conn, timeframe, windows=fresh)))
+    backlog = oldest_backlog_origin(conn, timeframe)
+    rows: list[dict[str, Any]] = []
+    summaries: dict[_Pair, tuple[datetime, bytes] | None] = {}
+    trailing_needed: dict[_Pair, tuple[int, int]] = {}  # pair -> (cutoff, lag) read separately
+    rebuild = []
+    for pair in series:
+        try:
+            result = _one_series(pair, blocks.get(pair), stored.get(pair), backlog, timeframe)
+        except _Rebuild:
+            rebuild.append(pair)
+            continue
+        rows += result[0]
+        if result[1] is not _UNCHANGED:
+            summaries[pair] = result[1]
+        if result[2] is not None:
+            trailing_needed[pair] = result[2]
+    if rebuild:
+        again = _blocks(scored_steps(conn, timeframe, windows=[(p[0], p[1], _YEAR_ONE) for p in rebuild]))
+        for pair in rebuild:
+            part_rows, summaries[pair], trailing = _one_series(pair, again.get(pair), None, backlog, timeframe)
+            rows += part_rows
+            if trailing is not None:
+                trailing_needed[pair] = trailing
+    if trailing_needed:
+        windows = [(p[0], p[1], _timestamp(c)) for p, (c, _) in trailing_needed.items()]
+        periods = PERIODS_PER_YEAR[timeframe]
+        for pair, block in _blocks(scored_steps(conn, timeframe, windows=windows)).items():
+            cutoff, lag = trailing_needed[pair]
+            rows += _window_rows(block, (*pair, "trailing_30d"), cutoff, periods, lag)
+    return rows, summaries
+
+
+_UNCHANGED: Any = object()  # a series' summaries did not change
+
+
+def _one_series(
+    pair: _Pair,
+    block: dict[str, np.ndarray] | None,
+    stored: tuple[datetime, bytes] | None,
+    backlog: datetime | None,
+    timeframe: str,
+) -> tuple[list[dict[str, Any]], Any, tuple[int, int] | None]:
+    """One series' rows from its stored summaries (None: none) and its scores from their boundary on (``block``,
+    ordered by step, then origin; None: none); its new (boundary, summaries), None when it has no scores any more,
+    or ``_UNCHANGED``; and (cutoff, lag) when its trailing window starts before the boundary and must be read."""
     periods = PERIODS_PER_YEAR[timeframe]
     span = int(TRAILING_WINDOW.total_seconds() * 1_000_000)
     through, prefix = (None, {}) if stored is None else (stored[0], load_state(stored[1]))
-    tail = scored_steps(conn, timeframe, since=through)
+    kept = prefix.get(0)
+    if block is None and kept is None:
+        return [], None, None
     # the new boundary: whole months, old enough, and no forecast that may still gain scores after it
     boundary = through
-    if len(tail):
-        newest = _timestamp(int(tail.as_of.max()))
-        candidate = newest - _FOLD_MARGIN
-        backlog = oldest_backlog_origin(conn, timeframe)
+    if block is not None:
+        candidate = _timestamp(int(block["as_of"].max())) - _FOLD_MARGIN
         if backlog is not None:
             candidate = min(candidate, backlog)
         candidate = _month_start(candidate)
         boundary = candidate if through is None else max(through, candidate)
-    boundary_raw = None if boundary is None else _raw(boundary)
-
-    order = np.lexsort((tail.as_of, tail.step, tail.group))
-    columns = {name: getattr(tail, name)[order] for name in _SCORED_COLUMNS}
-    blocks: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    group = columns["group"]
-    for start, end in _runs(group):
-        blocks[tail.groups[int(group[start])]] = {name: values[start:end] for name, values in columns.items()}
-    pairs = sorted({(k[0], k[1]) for k in prefix} | set(blocks))
-
-    folded: dict[tuple[str, str, int], Summary] = dict(prefix)
-    changed = stored is None
+    assert boundary is not None
+    boundary_raw = _raw(boundary)
+    never = -(2**62)
+    newest_raw = max(
+        int(block["as_of"].max()) if block is not None else never,
+        kept.last if kept is not None and kept.last is not None else never,
+    )
+    max_step = max(int(block["step"].max()) if block is not None else 0, kept.max_step if kept else 0)
+    lag = max_step - 1
+    if kept is not None and kept.d.lag < lag:
+        raise _Rebuild
+    series_lag = kept.d.lag if kept is not None else lag
+    folded = dict(prefix)
+    changed = stored is None or boundary != through
+    old_part = rest = None
+    if block is not None:
+        early = block["as_of"] < boundary_raw
+        if early.any():
+            old_part = {name: values[early] for name, values in block.items()}
+            changed = True
+        rest = {name: values[~early] for name, values in block.items()}
     rows: list[dict[str, Any]] = []
-    trailing_needed: dict[tuple[str, str], tuple[int, int]] = {}  # pair -> (cutoff, lag) read separately
-    for pair in pairs:
-        block = blocks.get(pair)
-        kept = prefix.get((*pair, 0))
-        never = -(2**62)
-        newest_raw = max(
-            int(block["as_of"].max()) if block is not None else never,
-            kept.last if kept is not None and kept.last is not None else never,
-        )
-        max_step = max(int(block["step"].max()) if block is not None else 0, kept.max_step if kept else 0)
-        lag = max_step - 1
-        if kept is not None and kept.d.lag < lag:
-            raise _Rebuild
-        series_lag = kept.d.lag if kept is not None else lag
-        old_part = rest = None
-        if block is not None:
-            early = block["as_of"] < boundary_raw if boundary_raw is not None else np.zeros(len(block["step"]), bool)
-            if early.any():
-                old_part = {name: values[early] for name, values in block.items()}
-                changed = True
-            rest = {name: values[~early] for name, values in block.items()}
-        # 'all': the summaries, extended by the folded scores, then by the rest
-        steps = sorted({k[2] for k in prefix if k[:2] == pair and k[2]} | _steps_of(block))
-        for h in [0, *steps]:
-            key = (*pair, h)
-            base = folded.get(key)
-            if old_part is not None:
-                piece = _summary(old_part, h, series_lag)
-                if piece is not None:
-                    base = piece if base is None else base.then(piece)
-                    folded[key] = base
-            latest = _summary(rest, h, series_lag) if rest is not None else None
-            total = base if latest is None else latest if base is None else base.then(latest)
-            if total is None:
-                continue
-            row_lag = lag if h == 0 else h - 1
-            rows.append({"symbol": pair[0], "model_name": pair[1], "window_name": "all", "step": h,
-                         **row_values(total, periods / max(h, 1), row_lag, _timestamp)})  # fmt: skip
-        cutoff = newest_raw - span
-        if boundary_raw is None or cutoff >= boundary_raw - 1:
-            if rest is not None:
-                rows += _window_rows(rest, (*pair, "trailing_30d"), cutoff, periods, lag)
-        else:
-            trailing_needed[pair] = (cutoff, lag)
-    if trailing_needed:
-        windows = [(p[0], p[1], _timestamp(c)) for p, (c, _) in trailing_needed.items()]
-        extra = scored_steps(conn, timeframe, windows=windows)
-        order = np.lexsort((extra.as_of, extra.step, extra.group))
-        columns = {name: getattr(extra, name)[order] for name in _SCORED_COLUMNS}
-        group = columns["group"]
-        for start, end in _runs(group):
-            pair = extra.groups[int(group[start])]
-            cutoff, lag = trailing_needed[pair]
-            block = {name: values[start:end] for name, values in columns.items()}
-            rows += _window_rows(block, (*pair, "trailing_30d"), cutoff, periods, lag)
-    return rows, boundary, (folded if changed or boundary != through else None)
+    # 'all': the summaries, extended by the folded scores, then by the rest
+    for h in [0, *sorted({h for h in prefix if h} | _steps_of(block))]:
+        base = folded.get(h)
+        if old_part is not None:
+            piece = _summary(old_part, h, series_lag)
+            if piece is not None:
+                base = piece if base is None else base.then(piece)
+                folded[h] = base
+        latest = _summary(rest, h, series_lag) if rest is not None else None
+        total = base if latest is None else latest if base is None else base.then(latest)
+        if total is None:
+            continue
+        row_lag = lag if h == 0 else h - 1
+        rows.append({"symbol": pair[0], "model_name": pair[1], "window_name": "all", "step": h,
+                     **row_values(total, periods / max(h, 1), row_lag, _timestamp)})  # fmt: skip
+    cutoff = newest_raw - span
+    trailing = None
+    if cutoff >= boundary_raw - 1:
+        if rest is not None:
+            rows += _window_rows(rest, (*pair, "trailing_30d"), cutoff, periods, lag)
+    else:
+        trailing = (cutoff, lag)
+    return rows, ((boundary, dump_state(folded)) if changed else _UNCHANGED), trailing
 
 
 def _runs(values: np.ndarray) -> list[tuple[int, int]]:

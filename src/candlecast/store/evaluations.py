@@ -381,12 +381,18 @@ def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, n
             names = ", ".join(name for name, _ in _EVALUATION_COLUMNS)
             with cur.copy(f"COPY signal_evaluations ({names}) FROM STDIN (FORMAT binary)") as copy:
                 copy.write(_evaluation_rows(steps, scores, keep))
-            # the incremental performance refresh learns which origins gained scores (store.performance)
-            oldest = _EPOCH + timedelta(microseconds=int(steps.as_of[keep].min()))
-            for timeframe in sorted({label[1] for label in steps.labels.values()}):
-                cur.execute(
-                    "INSERT INTO performance_changes (timeframe, min_as_of) VALUES (%s, %s)", (timeframe, oldest)
-                )
+            # the incremental performance refresh learns which series gained scores, from which origin on
+            # (store.performance)
+            oldest: dict[tuple[str, str, str], int] = {}
+            kept_ids, first_step = np.unique(steps.prediction_id[keep], return_index=True)  # one origin a forecast
+            for pid, as_of in zip(kept_ids.tolist(), steps.as_of[keep][first_step].tolist(), strict=True):
+                series = steps.labels[pid]
+                oldest[series] = min(as_of, oldest.get(series, as_of))
+            cur.executemany(
+                "INSERT INTO performance_changes (timeframe, symbol, model_name, min_as_of) VALUES (%s, %s, %s, %s)",
+                [(tf, symbol, model, _EPOCH + timedelta(microseconds=first))
+                 for (symbol, tf, model), first in sorted(oldest.items())],
+            )  # fmt: skip
         settled = steps.settled_id[np.isin(steps.settled_id, unchanged)]
         if len(settled):
             cur.execute("DELETE FROM scoring_backlog WHERE prediction_id = ANY(%s::int8[])", (settled.tolist(),))

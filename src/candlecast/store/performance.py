@@ -5,7 +5,8 @@ p10–p90 coverage of the served and of the raw band (nominal 80%), mean fair CR
 CRPS on the same steps and the skill against it, CRPS in basis points of the last close, a Diebold–Mariano
 test of model vs random walk, pinball loss and Sharpe. Step 0 is all steps together. The scoring job
 computes the rows (``jobs.scoring.refresh_performance``) from ``scored_steps`` and stores them with
-``replace_performance``, one timeframe per transaction, so a reader sees the old rows or the new ones.
+``replace_performance``, one timeframe per transaction (the rows of the series whose scores changed), so a
+reader sees the old rows or the new ones.
 
 ``calibration`` summarises ``signal_evaluations`` directly: for a calibrated forecast the realised close falls
 below its p10, p50 and p90 in 10%, 50% and 90% of the scored steps.
@@ -33,18 +34,22 @@ __all__ = [
     "PERFORMANCE_WINDOWS",
     "TRAILING_WINDOW",
     "CalibrationRow",
+    "PerformanceChanges",
     "PerformanceRow",
     "ScoredSteps",
     "calibration",
+    "count_performance_summaries",
     "forget_performance_changes",
     "lock_performance",
     "oldest_backlog_origin",
     "performance",
     "performance_changes",
     "read_performance_state",
+    "read_performance_summaries",
     "replace_performance",
     "scored_steps",
     "write_performance_state",
+    "write_performance_summaries",
 ]
 
 PERFORMANCE_WINDOWS: tuple[str, ...] = ("all", "trailing_30d")
@@ -114,15 +119,17 @@ def performance(
         raise ValueError(f"window must be one of {PERFORMANCE_WINDOWS}, found {window!r}")
     if step is not None and step < 0:
         raise ValueError(f"step must be >= 0 (0 = all steps), found {step}")
+    # a refresh rewrites only the rows of the series whose scores changed; the others reflect the same watermark
+    columns = [f"p.{name}" for name in PERFORMANCE_COLUMNS if name != "refreshed_from"]
     sql = f"""
-        SELECT {", ".join(PERFORMANCE_COLUMNS)}
-        FROM signal_performance
-        WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s)
-          AND (%(model)s::text IS NULL OR model_name = %(model)s)
-          AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
-          AND (%(window)s::text IS NULL OR window_name = %(window)s)
-          AND (%(step)s::int IS NULL OR step = %(step)s)
-        ORDER BY symbol, timeframe, model_name, window_name, step"""
+        SELECT {", ".join(columns)}, coalesce(s.refreshed_from, p.refreshed_from) AS refreshed_from
+        FROM signal_performance p LEFT JOIN performance_state s ON s.timeframe = p.timeframe
+        WHERE (%(symbol)s::text IS NULL OR p.symbol = %(symbol)s)
+          AND (%(model)s::text IS NULL OR p.model_name = %(model)s)
+          AND (%(timeframe)s::text IS NULL OR p.timeframe = %(timeframe)s)
+          AND (%(window)s::text IS NULL OR p.window_name = %(window)s)
+          AND (%(step)s::int IS NULL OR p.step = %(step)s)
+        ORDER BY p.symbol, p.timeframe, p.model_name, p.window_name, p.step"""
     params = {"symbol": symbol, "model": model_name, "timeframe": timeframe, "window": window, "step": step}
     names, rows = read_rows(bind, sql, params)
     return [PerformanceRow(**dict(zip(names, row, strict=True))) for row in rows]
@@ -281,35 +288,103 @@ def scored_steps(
 # -- the incremental refresh's bookkeeping (migration 0012) ---------------------------------------------------
 
 
-def read_performance_state(conn: Connection, timeframe: str) -> tuple[datetime, bytes] | None:
-    """The stored summaries of ``timeframe`` (``jobs.performance_state``) and the origin they run up to."""
+def read_performance_state(conn: Connection, timeframe: str) -> datetime | None:
+    """When ``timeframe``'s rows were last rebuilt from all scores; None: never (the next refresh is a full one)."""
     with cursor(conn) as cur:
-        cur.execute("SELECT through, state FROM performance_state WHERE timeframe = %s", (timeframe,))
+        cur.execute("SELECT built_at FROM performance_state WHERE timeframe = %s", (timeframe,))
         row = cur.fetchone()
-    return None if row is None else (row[0], bytes(row[1]))
+    return None if row is None else row[0]
 
 
-def write_performance_state(conn: Connection, timeframe: str, through: datetime, state: bytes) -> None:
+def write_performance_state(conn: Connection, timeframe: str, refreshed_from: datetime | None, rebuilt: bool) -> None:
+    """Record a refresh of ``timeframe``: the scoring watermark every one of its rows now reflects, and (``rebuilt``)
+    that it was a rebuild from all scores."""
     with cursor(conn) as cur:
         cur.execute(
-            "INSERT INTO performance_state (timeframe, through, state) VALUES (%s, %s, %s) ON CONFLICT (timeframe) "
-            "DO UPDATE SET through = EXCLUDED.through, state = EXCLUDED.state, built_at = now()",
-            (timeframe, through, state),
+            "INSERT INTO performance_state (timeframe, refreshed_from) VALUES (%s, %s) ON CONFLICT (timeframe) "
+            "DO UPDATE SET refreshed_from = EXCLUDED.refreshed_from" + (", built_at = now()" if rebuilt else ""),
+            (timeframe, refreshed_from),
         )
 
 
-def performance_changes(conn: Connection, timeframe: str) -> tuple[list[int], datetime | None]:
-    """The logged changes of ``timeframe``'s scores (ids) and the oldest forecast origin among them (year 1 for a
-    TRUNCATE, logged as -infinity)."""
+SeriesKey = tuple[str, str]  # (symbol, model_name)
+
+
+def read_performance_summaries(
+    conn: Connection, timeframe: str, series: Sequence[SeriesKey] | None = None
+) -> dict[SeriesKey, tuple[datetime, bytes]]:
+    """The stored summaries (``jobs.performance_state``) of the listed series of ``timeframe`` (None: all), each
+    with the origin they run up to (``through``)."""
+    sql = "SELECT symbol, model_name, through, state FROM performance_summaries s WHERE timeframe = %(tf)s"
+    if series is not None:
+        sql += " AND (symbol, model_name) IN (SELECT * FROM unnest(%(symbols)s::text[], %(models)s::text[]))"
+    params = {"tf": timeframe, "symbols": [p[0] for p in series or ()], "models": [p[1] for p in series or ()]}
+    with cursor(conn) as cur:
+        cur.execute(sql, params)
+        return {(row[0], row[1]): (row[2], bytes(row[3])) for row in cur.fetchall()}
+
+
+def count_performance_summaries(conn: Connection, timeframe: str) -> int:
+    """How many series of ``timeframe`` have stored summaries."""
+    with cursor(conn) as cur:
+        cur.execute("SELECT count(*) FROM performance_summaries WHERE timeframe = %s", (timeframe,))
+        row = cur.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def write_performance_summaries(
+    conn: Connection,
+    timeframe: str,
+    summaries: Mapping[SeriesKey, tuple[datetime, bytes] | None],
+    replace_all: bool = False,
+) -> None:
+    """Store the summaries of these series of ``timeframe`` (None: the series has none any more, its row goes);
+    ``replace_all``: every other series' row goes too."""
+    with cursor(conn) as cur:
+        if replace_all:
+            cur.execute("DELETE FROM performance_summaries WHERE timeframe = %s", (timeframe,))
+        gone = [pair for pair, value in summaries.items() if value is None]
+        if gone and not replace_all:
+            cur.execute(
+                "DELETE FROM performance_summaries WHERE timeframe = %s AND (symbol, model_name) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                (timeframe, [p[0] for p in gone], [p[1] for p in gone]),
+            )
+        kept = [(timeframe, p[0], p[1], v[0], v[1]) for p, v in summaries.items() if v is not None]
+        if kept:
+            cur.executemany(
+                "INSERT INTO performance_summaries (timeframe, symbol, model_name, through, state) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (timeframe, symbol, model_name) DO UPDATE SET "
+                "through = EXCLUDED.through, state = EXCLUDED.state, updated_at = now()",
+                kept,
+            )
+
+
+@dataclass(frozen=True)
+class PerformanceChanges:
+    """The logged changes of one timeframe's scores: their ids, and the oldest origin changed per series (all
+    series, ``everything``, after a TRUNCATE)."""
+
+    ids: list[int]
+    oldest: dict[SeriesKey, datetime]
+    everything: bool
+
+
+def performance_changes(conn: Connection, timeframe: str) -> PerformanceChanges:
+    """The logged changes of ``timeframe``'s scores (``performance_changes``)."""
     with cursor(conn) as cur:
         cur.execute(
-            "SELECT coalesce(array_agg(id), '{}'), greatest(min(min_as_of), timestamptz '0001-01-01 00:00:00+00') "
-            "FROM performance_changes WHERE timeframe = %s",
+            "SELECT id, symbol, model_name, min_as_of = '-infinity' OR symbol IS NULL, "
+            "greatest(min_as_of, timestamptz '0001-01-01 00:00:00+00') FROM performance_changes WHERE timeframe = %s",
             (timeframe,),
         )
-        row = cur.fetchone()
-    assert row is not None
-    return [int(i) for i in row[0]], row[1]
+        rows = cur.fetchall()
+    oldest: dict[SeriesKey, datetime] = {}
+    for _, symbol, model, _, first in rows:
+        if symbol is not None:
+            pair = (symbol, model)
+            oldest[pair] = min(first, oldest.get(pair, first))
+    return PerformanceChanges([int(row[0]) for row in rows], oldest, any(row[3] for row in rows))
 
 
 def forget_performance_changes(conn: Connection, ids: Sequence[int]) -> None:
@@ -330,16 +405,28 @@ def oldest_backlog_origin(conn: Connection, timeframe: str) -> datetime | None:
 
 
 def replace_performance(
-    conn: Connection, timeframe: str, rows: Sequence[Mapping[str, object]], refreshed_from: datetime | None
+    conn: Connection,
+    timeframe: str,
+    rows: Sequence[Mapping[str, object]],
+    refreshed_from: datetime | None,
+    series: Sequence[SeriesKey] | None = None,
 ) -> int:
-    """Replace the ``timeframe`` rows of ``signal_performance`` with ``rows`` (mappings with the
-    ``PERFORMANCE_COLUMNS`` except ``timeframe`` and ``refreshed_from``; NaN is stored as NULL). Runs in the
-    caller's transaction (which should hold ``lock_performance``). Returns the number of rows written.
+    """Replace the ``timeframe`` rows of ``signal_performance`` (only those of ``series``, (symbol, model) pairs,
+    when given) with ``rows`` (mappings with the ``PERFORMANCE_COLUMNS`` except ``timeframe`` and
+    ``refreshed_from``; NaN is stored as NULL). Runs in the caller's transaction (which should hold
+    ``lock_performance``). Returns the number of rows written.
 
     Listeners of ``ml_predictions`` (the gateway) are notified at commit, with no symbol: every cached
     answer carries a track record read from this table, so all are stale now."""
     with cursor(conn) as cur:
-        cur.execute("DELETE FROM signal_performance WHERE timeframe = %s", (timeframe,))
+        if series is None:
+            cur.execute("DELETE FROM signal_performance WHERE timeframe = %s", (timeframe,))
+        elif series:
+            cur.execute(
+                "DELETE FROM signal_performance p USING unnest(%s::text[], %s::text[]) AS s(symbol, model_name) "
+                "WHERE p.timeframe = %s AND p.symbol = s.symbol AND p.model_name = s.model_name",
+                ([pair[0] for pair in series], [pair[1] for pair in series], timeframe),
+            )
         cur.execute("SELECT pg_notify('ml_predictions', %s)", (json.dumps({"performance": timeframe}),))
         with cur.copy(f"COPY signal_performance ({', '.join(PERFORMANCE_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:

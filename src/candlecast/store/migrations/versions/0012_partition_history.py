@@ -34,11 +34,15 @@ it set); ``ix_ml_predictions_samples_kept`` finds the forecasts that still have 
 
 The performance refresh becomes incremental (``jobs.scoring.refresh_performance``, ``jobs.performance_state``):
 
-- ``performance_state``: per timeframe, mergeable summaries of the scores of forecasts made before ``through``;
-- ``performance_changes``: the oldest origin whose scores changed, logged by ``write_evaluations`` for inserted
-  scores and by statement triggers on ``signal_evaluations`` for deleted or updated ones (rewritten or deleted
-  forecasts, ``--rescore``) and TRUNCATE (``-infinity``). A change older than ``through`` makes the next refresh
-  recompute from all scores.
+- ``performance_summaries``: per (timeframe, symbol, model), mergeable summaries of the scores of the series'
+  forecasts made before its ``through``;
+- ``performance_state``: per timeframe, that its rows are kept incrementally, and the scoring watermark of the
+  last refresh (``refreshed_from`` of every row: a refresh rewrites only the rows of the series that changed);
+- ``performance_changes``: per (timeframe, symbol, model), the oldest origin whose scores changed, logged by
+  ``write_evaluations`` for inserted scores and by statement triggers on ``signal_evaluations`` for deleted or
+  updated ones (rewritten or deleted forecasts, ``--rescore``) and TRUNCATE (``-infinity``, no series: all of
+  them). A refresh recomputes only the series logged; a change older than a series' ``through`` recomputes that
+  series from all its scores.
 
 The newest forecast of a slot is found without touching every partition: ``forecast_heads`` holds the newest
 ``as_of`` of each (symbol, model, timeframe), advanced by a statement trigger on insert and moved back by a row
@@ -217,23 +221,34 @@ def _partitions(parent: str, name: str, months: list[str]) -> None:
 def _incremental_performance() -> None:
     op.execute("""
     CREATE TABLE performance_state (
-        timeframe text PRIMARY KEY,
-        through timestamptz NOT NULL,     -- the summaries cover the scores of forecasts made before this
+        timeframe text PRIMARY KEY,       -- a row: signal_performance of the timeframe is kept incrementally
+        refreshed_from timestamptz,       -- the scoring watermark at the last refresh (every row reflects it)
+        built_at timestamptz NOT NULL DEFAULT now()  -- the last refresh from all scores
+    )""")
+    op.execute("""
+    CREATE TABLE performance_summaries (
+        timeframe text NOT NULL,
+        symbol text NOT NULL,
+        model_name text NOT NULL,
+        through timestamptz NOT NULL,     -- the summaries cover the scores of the series' forecasts made before this
         state bytea NOT NULL,             -- jobs.performance_state.dump_state
-        built_at timestamptz NOT NULL DEFAULT now()
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (timeframe, symbol, model_name)
     )""")
     op.execute("""
     CREATE TABLE performance_changes (
         id bigserial PRIMARY KEY,
         timeframe text NOT NULL,
+        symbol text,                      -- the series whose scores changed; NULL: every series (TRUNCATE)
+        model_name text,
         min_as_of timestamptz NOT NULL,   -- the oldest forecast origin whose scores changed
         logged_at timestamptz NOT NULL DEFAULT now()
     )""")
     op.execute("""
     CREATE FUNCTION log_score_changes() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO performance_changes (timeframe, min_as_of)
-        SELECT timeframe, min(as_of) FROM changed GROUP BY timeframe;
+        INSERT INTO performance_changes (timeframe, symbol, model_name, min_as_of)
+        SELECT timeframe, symbol, model_name, min(as_of) FROM changed GROUP BY timeframe, symbol, model_name;
         RETURN NULL;
     END $$""")
     op.execute("""
@@ -350,7 +365,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("SET LOCAL jit = off")
-    op.execute("DROP TABLE performance_state, performance_changes, forecast_heads")
+    op.execute("DROP TABLE performance_state, performance_summaries, performance_changes, forecast_heads")
     op.execute("DROP FUNCTION advance_forecast_heads() CASCADE")
     op.execute("DROP FUNCTION retreat_forecast_head() CASCADE")
     op.execute("""
