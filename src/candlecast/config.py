@@ -8,6 +8,7 @@ TOML file (``CANDLECAST_CONFIG=path/to/candlecast.toml``), then the defaults bel
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "ModelSpec",
     "Settings",
     "StoreSettings",
+    "is_loopback",
     "get_settings",
 ]
 
@@ -440,3 +442,14 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (read once). Tests build their own ``Settings(...)`` instead."""
     return Settings()
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and ``localhost``; False for wildcards (``0.0.0.0``, ``::``) and other names.
+    Both services' exposure rule: binding anywhere else needs a token or API keys."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to anything

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from candlecast.config import InferenceSettings, Settings
+from candlecast.config import InferenceSettings, Settings, is_loopback
 from candlecast.errors import InputError
-from candlecast.inference.app import check_exposure, create_app, is_loopback, serve
+from candlecast.inference.app import check_exposure, create_app, serve
 from candlecast.inference.schemas import RequestInvalid, check_request
 
 TOKEN = "limits-token"

@@ -31,7 +31,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from sqlalchemy.engine import Engine
 
-from candlecast.config import Settings
+from candlecast.config import Settings, is_loopback
 from candlecast.errors import CandlecastError, InputError
 from candlecast.gateway.mcp_tools import build_mcp, mcp_route
 from candlecast.gateway.metrics import GatewayMetrics, MetricsMiddleware, route_family
@@ -42,7 +42,7 @@ from candlecast.gateway.reads import GatewayData
 from candlecast.gateway.responses import error_response
 from candlecast.gateway.routes import api, operations, showcase
 from candlecast.gateway.schemas import API_VERSION
-from candlecast.gateway.security import ApiKeys, is_loopback, make_limiter
+from candlecast.gateway.security import ApiKeys, make_limiter
 from candlecast.store.db import create_engine_for, resolve_database_url
 
 __all__ = ["check_exposure", "create_app", "gateway_engine", "input_error", "serve", "server_config"]

@@ -19,7 +19,6 @@ answers with ``responses.error_response``.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import math
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 from candlecast.errors import AccessDenied
 
-__all__ = ["NO_KEY_CONFIGURED", "ApiKeys", "RateLimiter", "SharedRateLimiter", "is_loopback", "make_limiter"]
+__all__ = ["NO_KEY_CONFIGURED", "ApiKeys", "RateLimiter", "SharedRateLimiter", "make_limiter"]
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +171,3 @@ def make_limiter(limit_per_minute: int, redis_url: str | None, prefix: str = "ca
     if redis_url and limit_per_minute > 0:
         return SharedRateLimiter(limit_per_minute, redis_url, prefix)
     return RateLimiter(limit_per_minute)
-
-
-def is_loopback(host: str) -> bool:
-    """True for loopback addresses and ``localhost``; False for wildcards (``0.0.0.0``, ``::``) and other names
-    (the gateway does not import the inference service, which has the same check)."""
-    if host.strip().lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # another host name: it may resolve to anything

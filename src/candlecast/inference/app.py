@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -37,7 +36,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from candlecast.config import Settings, get_settings
+from candlecast.config import Settings, get_settings, is_loopback
 from candlecast.errors import CandlecastError, InputError, ModelUnavailableError, OverloadedError, http_status
 from candlecast.inference.batching import Job, QueueEngine
 from candlecast.inference.metrics import ServiceMetrics
@@ -288,16 +287,6 @@ def check_exposure(settings: Settings) -> None:
         cfg.host,
         cfg.port,
     )
-
-
-def is_loopback(host: str) -> bool:
-    """True for loopback addresses and ``localhost``; False for wildcards (``0.0.0.0``, ``::``) and other names."""
-    if host.strip().lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # another host name: it may resolve to anything
 
 
 def _registry(service: _Service) -> Registry:

@@ -40,9 +40,9 @@ from fastapi import FastAPI
 from ray import serve as ray_serve
 
 import candlecast
-from candlecast.config import InferenceSettings, Settings, get_settings
+from candlecast.config import InferenceSettings, Settings, get_settings, is_loopback
 from candlecast.errors import OverloadedError
-from candlecast.inference.app import check_exposure, create_app, is_loopback
+from candlecast.inference.app import check_exposure, create_app
 from candlecast.inference.batching import Job, Outcome, group_jobs, run_group
 from candlecast.inference.metrics import ServiceMetrics
 from candlecast.models.base import Forecast, Forecaster

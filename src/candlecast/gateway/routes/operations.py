@@ -9,10 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from candlecast.config import is_loopback
 from candlecast.errors import NotFoundError
 from candlecast.gateway.routes.deps import DataDep, MetricsDep, SettingsDep, client_address
 from candlecast.gateway.schemas import Health, ok
-from candlecast.gateway.security import ApiKeys, is_loopback
+from candlecast.gateway.security import ApiKeys
 
 __all__ = ["router"]
 
