@@ -16,6 +16,8 @@ from candlecast.scores import (
     crps_lognormal,
     crps_random_walk,
     diebold_mariano,
+    log_return_volatility,
+    log_return_volatility_by_series,
     newey_west_variance,
 )
 
@@ -131,3 +133,22 @@ def test_diebold_mariano_sign_and_degenerate_series() -> None:
     assert statistic < -3 and p_value < 0.01
     assert all(math.isnan(v) for v in diebold_mariano(np.array([0.3]), lag=0))
     assert all(math.isnan(v) for v in diebold_mariano(np.zeros(10), lag=2))
+
+
+def test_return_volatility_is_the_std_of_the_last_returns_by_each_cutoff_per_series() -> None:
+    rng = np.random.default_rng(3)
+    times = np.arange(200) * 10
+    walks = {"A": (100, 0.01), "B": (50, 0.03)}  # level, one-step volatility
+    closes = {name: level * np.exp(np.cumsum(rng.normal(0, vol, 200))) for name, (level, vol) in walks.items()}
+    history = {name: (times, c) for name, c in closes.items()}
+    series = np.array(["A", "B", "A", "C", "B"], dtype=object)
+    cutoffs = np.array([1000, 1990, 1995, 1500, 100])  # the last one has 10 returns behind it: too few
+    got = log_return_volatility_by_series(history, series, cutoffs)
+    for i, (name, cutoff) in enumerate(zip(series, cutoffs, strict=True)):
+        if name == "C" or cutoff < 200:
+            assert np.isnan(got[i])
+            continue
+        last = int(cutoff // 10)  # the candle stamped at or before the cutoff
+        expected = np.std(np.diff(np.log(closes[name][last - 60 : last + 1])), ddof=1)
+        assert got[i] == pytest.approx(expected, rel=1e-12)
+        assert got[i] == log_return_volatility(times, closes[name], np.array([cutoff]))[0]

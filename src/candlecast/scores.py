@@ -20,6 +20,7 @@ steps and returns one value per step (``diebold_mariano`` takes one loss-differe
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -40,6 +41,7 @@ __all__ = [
     "fair_brier",
     "in_band",
     "log_return_volatility",
+    "log_return_volatility_by_series",
     "newey_west_variance",
     "pinball",
     "reliability_table",
@@ -155,6 +157,20 @@ def log_return_volatility(
         mean = values.sum(axis=1) / n
         variance = (np.where(present, windows - mean[:, None], 0.0) ** 2).sum(axis=1) / (n - 1)
     return np.where(n >= max(min_returns, 2), np.sqrt(variance), np.nan)
+
+
+def log_return_volatility_by_series(
+    history: Mapping[str, tuple[np.ndarray, np.ndarray]], series: np.ndarray, cutoffs: np.ndarray
+) -> np.ndarray:
+    """``log_return_volatility`` for rows of many series: row ``i`` of series ``series[i]`` at ``cutoffs[i]``,
+    from ``history`` (series -> (times, closes)); NaN for a series without history."""
+    sigma = np.full(len(series), np.nan)
+    for name in set(series.tolist()):
+        if name in history:
+            members = series == name
+            times, closes = history[name]
+            sigma[members] = log_return_volatility(times, closes, cutoffs[members])
+    return sigma
 
 
 def pinball(observed: np.ndarray, quantile: np.ndarray, tau: float) -> np.ndarray:

@@ -60,7 +60,7 @@ from candlecast.scores import (
     diebold_mariano,
     direction_hit,
     in_band,
-    log_return_volatility,
+    log_return_volatility_by_series,
     pinball,
 )
 from candlecast.store.candles import timeframe_delta
@@ -167,13 +167,7 @@ def random_walk_sigma(
     candle_us = int(timeframe_delta(timeframe).total_seconds() * 1_000_000)
     cutoffs = steps.as_of[first] - candle_us  # the open time of the last candle closed by the origin
     symbols = np.array([steps.labels[int(pid)][0] for pid in ids.tolist()], dtype=object)
-    sigma = np.full(len(ids), np.nan)
-    for symbol in set(symbols.tolist()):
-        if symbol in history:
-            members = symbols == symbol
-            times, closes = history[symbol]
-            sigma[members] = log_return_volatility(times, closes, cutoffs[members])
-    return sigma[owner]
+    return log_return_volatility_by_series(history, symbols, cutoffs)[owner]
 
 
 def _crps_of_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> np.ndarray:
@@ -244,12 +238,15 @@ def run_scoring(
             chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
 
             def read(part: np.ndarray) -> tuple[StepsToScore, dict[int, np.ndarray], np.ndarray, TouchGrades, int]:
-                touches, incomplete = _touch_grades(engine, timeframe, as_of, part)
+                to_grade, incomplete = forecasts_to_grade(engine, timeframe, as_of, part)
                 steps = unscored_steps(engine, timeframe, as_of, part)
+                with_steps = forecast_runs(steps.prediction_id)[0] if len(steps) else np.zeros(0, dtype=np.int64)
+                # one read of close history serves the random walk of the steps and the touch grid
+                needed = np.union1d(with_steps, [f.prediction_id for f in to_grade]).astype(np.int64)
+                history = closes_before(engine, timeframe, needed, RW_RETURNS + 1) if len(needed) else {}
+                touches = grade_touches(to_grade, touch_sigma(to_grade, history, timeframe))
                 if not len(steps):
                     return steps, {}, np.zeros(0), touches, incomplete
-                with_steps = forecast_runs(steps.prediction_id)[0]
-                history = closes_before(engine, timeframe, with_steps, RW_RETURNS + 1)
                 rw_sigma = random_walk_sigma(steps, history, timeframe)
                 return steps, prediction_samples(engine, with_steps), rw_sigma, touches, incomplete
 
@@ -289,16 +286,6 @@ def run_scoring(
         job_name, timeframe, as_of, n_steps, n_predictions, run.duration_s, run.id, n_settled, reopened,
         touch_questions, touch_forecasts, touch_skipped,
     )  # fmt: skip
-
-
-def _touch_grades(engine: Engine, timeframe: str, as_of: datetime, ids: np.ndarray) -> tuple[TouchGrades, int]:
-    """The touch questions of the forecasts ``ids`` whose horizon has passed, graded (``jobs.touches``), and how
-    many of them passed with a candle missing."""
-    forecasts, incomplete = forecasts_to_grade(engine, timeframe, as_of, ids)
-    if not forecasts:
-        return grade_touches([], np.zeros(0)), incomplete
-    history = closes_before(engine, timeframe, [f.prediction_id for f in forecasts], RW_RETURNS + 1)
-    return grade_touches(forecasts, touch_sigma(forecasts, history, timeframe)), incomplete
 
 
 # -- signal_performance ----------------------------------------------------------------------------

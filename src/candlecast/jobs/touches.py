@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from candlecast.paths import TOUCH_GRID, random_walk_touch, touch_levels, touch_probabilities
-from candlecast.scores import log_return_volatility
+from candlecast.scores import log_return_volatility_by_series
 from candlecast.store.candles import timeframe_delta
 from candlecast.store.path_evaluations import ForecastToGrade
 
@@ -49,15 +49,9 @@ def touch_sigma(
     """Per forecast, the random walk's one-candle sigma at its origin, from ``history``
     (``store.evaluations.closes_before``: raw Postgres timestamps and closes); NaN without enough returns."""
     candle = timeframe_delta(timeframe)
-    sigma = np.full(len(forecasts), np.nan)
     symbols = np.array([f.symbol for f in forecasts], dtype=object)
     cutoffs = np.array([_raw(f.as_of - candle) for f in forecasts], dtype=np.int64)
-    for symbol in set(symbols.tolist()):
-        if symbol in history:
-            members = symbols == symbol
-            times, closes = history[symbol]
-            sigma[members] = log_return_volatility(times, closes, cutoffs[members])
-    return sigma
+    return log_return_volatility_by_series(history, symbols, cutoffs)
 
 
 def grade_touches(forecasts: list[ForecastToGrade], sigma: np.ndarray) -> TouchGrades:
