@@ -19,6 +19,7 @@ from candlecast.calibration import (
     stretch_map,
     stretch_samples,
     tracking_integrator,
+    unstretch_samples,
 )
 
 Z90 = 1.2815515655446004  # the standard normal's 0.9 quantile
@@ -79,6 +80,30 @@ def test_stretched_samples_read_back_the_band_and_keep_the_median() -> None:
         np.testing.assert_array_equal(out[:, 5], samples[:, 5])  # a step left raw is untouched
         np.testing.assert_array_equal(np.argsort(out, axis=0, kind="stable")[:, :5],
                                       np.argsort(samples, axis=0, kind="stable")[:, :5])  # fmt: skip
+
+
+def test_the_stretch_is_undone_from_the_stored_bands_alone() -> None:
+    rng = np.random.default_rng(5)
+    for m in (3, 16, 32, 257):
+        raw = (100 + rng.standard_t(3, (m, 6))).astype(np.float32).astype(np.float64)
+        raw_lower, raw_upper = np.quantile(raw, [0.1, 0.9], axis=0)
+        a, b = sample_centre(raw)
+        lower = a - rng.uniform(0.2, 3, 6) * (a - raw_lower)  # wider on some steps, narrower on others
+        upper = b + rng.uniform(0.2, 3, 6) * (raw_upper - b)
+        chosen = np.array([True, True, True, True, True, False])
+        lower[~chosen], upper[~chosen] = raw_lower[~chosen], raw_upper[~chosen]  # as stored: served = raw there
+        served = stretch_samples(raw, lower, upper, chosen).astype(np.float32)  # the store keeps float32 samples
+        back = unstretch_samples(served, raw_lower, raw_upper, lower, upper)
+        np.testing.assert_allclose(back, raw, rtol=1e-5)
+        assert not np.allclose(served[:, 0], raw[:, 0], rtol=1e-3)  # the round trip did undo a real stretch
+    # a side collapsed onto the centre cannot be undone: it is left as served, never divided by zero
+    raw = 100 + rng.standard_normal((32, 2))
+    a, b = sample_centre(raw)
+    raw_lower, raw_upper = np.quantile(raw, [0.1, 0.9], axis=0)
+    served = stretch_samples(raw, a, raw_upper)
+    back = unstretch_samples(served, raw_lower, raw_upper, a, raw_upper)
+    assert np.isfinite(back).all()
+    np.testing.assert_array_equal(back, served)
 
 
 def test_highs_and_lows_move_with_their_closes_by_the_same_per_step_per_side_map() -> None:

@@ -35,7 +35,9 @@ NaN); a step left raw has no outcomes of a calibrated band, so it adds 0 to the 
 middle of the samples are scaled about it by one factor, values above by another, so the median stays and
 ``np.quantile`` (linear) of the new samples at 0.1 and 0.9 equals the calibrated band. The same map, step by
 step (``stretch_map``), moves the paths' highs and lows where the model gives OHLC paths: it never decreases,
-so a high stays at or above its close and a low at or below it.
+so a high stays at or above its close and a low at or below it. ``unstretch_samples`` undoes it from what a stored
+row holds (the served paths, the served and the raw band): the ensemble mixes its members' own paths with it, so
+that it is calibrated once, on its own outcomes, and not on top of its members' calibration.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ __all__ = [
     "stretch_map",
     "stretch_samples",
     "tracking_integrator",
+    "unstretch_samples",
 ]
 
 
@@ -258,6 +261,30 @@ def stretch_samples(
     if stretch is None:
         return np.asarray(samples, dtype=np.float64).copy()
     return stretch.apply(samples)
+
+
+def unstretch_samples(
+    samples: np.ndarray, raw_lower: np.ndarray, raw_upper: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
+    """The model's own paths ``(M, H)`` back from paths that ``stretch_samples`` mapped from the raw band
+    ``[raw_lower, raw_upper]`` onto ``[lower, upper]``: the inverse map, read from the bands alone.
+
+    The stretch keeps the two middle values ``a <= b`` of each step and scales the values below ``a`` by
+    ``f_low = (a - lower) / (a - raw_lower)`` (above ``b`` likewise), so dividing by the factors restores them.
+    A step the calibration left raw (``lower == raw_lower``) gets factor 1 and stays; a side the calibration
+    collapsed onto the centre (factor 0) or a raw band on the wrong side of the centre cannot be undone and is
+    left as served. Returns float64.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 3:
+        return x.copy()
+    a, b = sample_centre(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_low = (a - np.asarray(lower, dtype=np.float64)) / (a - np.asarray(raw_lower, dtype=np.float64))
+        f_high = (np.asarray(upper, dtype=np.float64) - b) / (np.asarray(raw_upper, dtype=np.float64) - b)
+    f_low = np.where(np.isfinite(f_low) & (f_low > 0), f_low, 1.0)
+    f_high = np.where(np.isfinite(f_high) & (f_high > 0), f_high, 1.0)
+    return Stretch(a, b, 1.0 / f_low, 1.0 / f_high).apply(x)
 
 
 def ewma_volatility(

@@ -3,6 +3,7 @@ no look-ahead, the two combination rules, the cron entries, the replay and the c
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from candlecast.calibration import sample_centre, stretch_samples
 from candlecast.config import DEFAULT_CRON, ModelSpec, Settings
 from candlecast.errors import InputError
 from candlecast.jobs.batch import run_batch
@@ -203,6 +205,26 @@ def test_the_quantiles_come_from_the_mixture_of_member_paths(engine: Engine) -> 
         assert len(owners) == 1
         origin.append(owners[0])
     assert [origin.count(m) for m in MEMBERS] == counts.tolist()
+
+
+def test_calibrated_members_are_mixed_by_their_own_paths_not_the_served_ones(engine: Engine) -> None:
+    frames = write_history(engine, START + 70 * H, T, score_as_of=T)
+    own: dict[str, np.ndarray] = {}
+    for seed, model in enumerate(MEMBERS):  # the slot's member forecasts, as calibration stores them
+        raw = synthetic(frames["ETHUSDT"], "ETHUSDT", model, T, 1000 + seed)
+        assert raw.samples is not None
+        a, b = sample_centre(raw.samples)
+        lower, upper = a - 2.5 * (a - raw.p10), b + 0.5 * (raw.p90 - b)  # wider below, narrower above
+        served = stretch_samples(raw.samples, lower, upper).astype(np.float32)
+        calibrated = dataclasses.replace(raw, p10=lower, p90=upper, p10_raw=raw.p10, p90_raw=raw.p90, samples=served)
+        with engine.begin() as conn:
+            upsert_prediction(conn, calibrated)
+        own[model] = raw.samples.astype(np.float32).astype(np.float64)
+    run_ensemble(settings(min_history=5, power=0.5), engine, "1h", as_of=T, gives_samples=dict.fromkeys(MEMBERS, True))
+    stored = ensemble_row(engine, "ETHUSDT", T)
+    assert stored.samples is not None
+    for path in stored.samples.astype(np.float64):  # every mixed path is one of a member's own paths
+        assert any(np.allclose(path, mine, rtol=1e-5) for paths in own.values() for mine in paths)
 
 
 def test_a_member_without_samples_is_averaged_by_quantiles_never_mixed(engine: Engine) -> None:

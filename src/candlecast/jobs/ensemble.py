@@ -16,6 +16,11 @@ Weights (``ensemble_weights``)
     weights while fewer than ``ensemble.min_history`` forecasts have such steps.
 
 Combination (``combine``)
+    The members' *own* forecasts are combined, not the calibrated ones they serve: each member's stored paths are
+    mapped back onto its raw band (``calibration.unstretch_samples``, exact from the stored served and raw bands)
+    and its raw p10/p90 are used. The ensemble is then calibrated once, on its own outcomes, like any model; a
+    mixture of calibrated members calibrated again over-covered on every replayed series (docs/calibration.md).
+
     - Every member gives samples (capability ``gives_samples``): a *mixture* of paths (the linear pool). Member
       ``m`` contributes ``w_m * M`` of the ``M`` paths (largest remainder; ``ensemble.sample_count``, default
       ``jobs.sample_count``), drawn from its own paths without replacement (seeded by slot and symbol; all of them,
@@ -56,6 +61,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from candlecast.calibration import unstretch_samples
 from candlecast.config import Settings
 from candlecast.errors import InputError
 from candlecast.inference.client import InferenceClient
@@ -358,6 +364,20 @@ def _stored_flags(predictions: Sequence[Prediction]) -> dict[str, bool]:
     return out
 
 
+def _own_band(p: Prediction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A member's own p10/p50/p90 (calibration moves p10 and p90 only; rows from before it: the stored band)."""
+    if p.p10_raw is None or p.p90_raw is None:
+        return p.p10, p.p50, p.p90
+    return p.p10_raw, p.p50, p.p90_raw
+
+
+def _own_paths(p: Prediction) -> np.ndarray:
+    """A member's own paths: the stored (served) ones with the calibration's stretch undone."""
+    assert p.samples is not None
+    lower, _, upper = _own_band(p)
+    return unstretch_samples(p.samples, lower, upper, p.p10, p.p90)
+
+
 def _seed(timeframe: str, slot: datetime, symbol: str) -> int:
     """The seed of one (timeframe, slot, symbol): re-running a slot draws the same paths."""
     key = "|".join([ENSEMBLE_MODEL, timeframe, slot.isoformat(), symbol]).encode()
@@ -381,8 +401,8 @@ def _ensemble_forecast(
     own = {m: h for (_, m), h in history.items()}
     weights = ensemble_weights(models, own, cfg.min_history, cfg.power)
     seed = _seed(timeframe, slot, symbol)
-    paths = {p.model_name: p.samples for p in present if p.samples is not None}
-    bands = {p.model_name: (p.p10, p.p50, p.p90) for p in present}
+    paths = {p.model_name: _own_paths(p) for p in present if p.samples is not None}
+    bands = {p.model_name: _own_band(p) for p in present}
     combined = combine(paths, bands, weights.weights, flags, total, seed)
     first = [own[m].first_as_of for m in models if m in own]
     last = [own[m].last_as_of for m in models if m in own]

@@ -52,10 +52,10 @@ def slot_forecasts(
     symbols: Sequence[str] | None = None,
 ) -> list[Prediction]:
     """The ``timeframe`` forecasts made exactly at ``as_of`` by any of ``models`` (of ``symbols``, or of every
-    symbol), with their sample paths, ordered by symbol then model."""
+    symbol), with their sample paths and raw bands, ordered by symbol then model."""
     sql = """
         SELECT id, symbol, timeframe, model_name, model_version, generated_at, as_of, target_ts, p10, p50, p90,
-            last_close, event_context, samples_dropped_at
+            last_close, event_context, samples_dropped_at, p10_raw, p90_raw
         FROM ml_predictions
         WHERE timeframe = %(tf)s AND as_of = %(as_of)s AND model_name = ANY(%(models)s::text[])
           AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
