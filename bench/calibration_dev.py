@@ -46,15 +46,36 @@ from candlecast.config import Settings
 from candlecast.models.base import Forecaster, SeriesInput
 from candlecast.scores import crps_from_samples
 
-SERIES = {  # symbol -> (timeframe, first origin, last origin, horizon, warm-up origins)
-    "SPY": ("1d", "2014-01-01", "2016-12-31", 30, None),
-    "QQQ": ("1d", "2014-01-01", "2016-12-31", 30, None),
-    "NVDA": ("1d", "2014-01-01", "2016-12-31", 30, None),
-    "WTI": ("1d", "2014-01-01", "2016-12-31", 30, None),
-    "GOLD": ("1d", "2014-01-01", "2016-12-31", 30, None),
-    "BTCUSDT": ("1h", "2018-05-01", "2018-07-10 23:00", 120, 600),
+
+@dataclass(frozen=True)
+class DevSeries:
+    """One development stretch: forecasts at every origin in ``[first, last]``; scored from ``evaluate_from``
+    (a date) or after ``warmup`` origins."""
+
+    symbol: str
+    timeframe: str
+    first: str
+    last: str
+    horizon: int
+    evaluate_from: str | None = None
+    warmup: int = 0
+
+
+SERIES = {
+    # first round: calm-ish years 2014-2016 (WTI's 2014 crash in the warm-up), BTC hourly in a quiet summer
+    "SPY": DevSeries("SPY", "1d", "2014-01-01", "2016-12-31", 30, "2015-01-01"),
+    "QQQ": DevSeries("QQQ", "1d", "2014-01-01", "2016-12-31", 30, "2015-01-01"),
+    "NVDA": DevSeries("NVDA", "1d", "2014-01-01", "2016-12-31", 30, "2015-01-01"),
+    "WTI": DevSeries("WTI", "1d", "2014-01-01", "2016-12-31", 30, "2015-01-01"),
+    "GOLD": DevSeries("GOLD", "1d", "2014-01-01", "2016-12-31", 30, "2015-01-01"),
+    "BTCUSDT": DevSeries("BTCUSDT", "1h", "2018-05-01", "2018-07-10 23:00", 120, warmup=600),
+    # third round: shocks followed by calm, and a quarter-long drift, still outside the evaluation stretches
+    "SPY-2008": DevSeries("SPY", "1d", "2007-01-01", "2010-06-30", 30, "2008-01-01"),
+    "QQQ-2008": DevSeries("QQQ", "1d", "2007-01-01", "2010-06-30", 30, "2008-01-01"),
+    "WTI-2008": DevSeries("WTI", "1d", "2007-01-01", "2010-06-30", 30, "2008-01-01"),
+    "NVDA-2008": DevSeries("NVDA", "1d", "2007-01-01", "2010-06-30", 30, "2008-01-01"),
+    "BTCUSDT-2018Q4": DevSeries("BTCUSDT", "1h", "2018-10-01", "2018-12-31 23:00", 120, warmup=600),
 }
-DAILY_EVAL_FROM = "2015-01-01"
 CONTEXT = 512
 SAMPLES = 32
 DATA = Path(__file__).resolve().parent.parent / "data" / "sample" / "candles"
@@ -84,9 +105,10 @@ def forecaster(model: str) -> Forecaster:
     return GarchForecaster(settings=settings.garch)
 
 
-def raw_forecasts(symbol: str, model: str, cache: Path) -> Raw:
-    timeframe, first, last, horizon, _ = SERIES[symbol]
-    path = cache / f"{symbol}_{timeframe}_{model}.npz"
+def raw_forecasts(name: str, model: str, cache: Path) -> Raw:
+    dev = SERIES[name]
+    symbol, timeframe, first, last, horizon = dev.symbol, dev.timeframe, dev.first, dev.last, dev.horizon
+    path = cache / f"{name}_{timeframe}_{model}.npz"
     frame = pd.read_parquet(DATA / f"{symbol}_{timeframe}.parquet")
     times = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     closes = frame["close"].to_numpy(dtype=np.float64)
@@ -172,16 +194,106 @@ def candidate(
     shift = np.where(done, q, 0.0) * (scale if scale_ok else 0.0)
     lower = np.where(done, np.minimum(lo - shift, inner_lower), lo)
     upper = np.where(done, np.maximum(hi + shift, inner_upper), hi)
-    return BandCalibration(lower, upper, alpha, q, counts, drift)
+    return BandCalibration(lower, upper, alpha, q, q, counts, drift, drift)
+
+
+def variant(
+    raw_lower: np.ndarray,
+    raw_upper: np.ndarray,
+    scale: float,
+    past: PastOutcomes,
+    params: CalibrationParams,
+    inner_lower: np.ndarray,
+    inner_upper: np.ndarray,
+    memory: float | None = None,
+    clamp: float | None = None,
+    sides: bool = False,
+) -> BandCalibration:
+    """Third-round candidates: the shipped pooled quantile tracking, with
+
+    - ``memory``: a leaky integrator, each outcome's ``err - alpha`` weighted ``0.5 ** (age / memory)``, ``age``
+      in candles between when it became known and the newest known outcome (a shock's misses fade instead of
+      staying in the sum for ``lookback`` forecasts);
+    - ``clamp``: the pooled integrator clipped to ``[-clamp, clamp]`` score spreads (anti-windup by saturation);
+    - ``sides``: one score, quantile and integrator per side (``(l - y) / scale`` below, ``(y - u) / scale``
+      above, each at ``alpha / 2``), so a drift that misses on one side moves that side only.
+    """
+    lo, hi = np.asarray(raw_lower, np.float64), np.asarray(raw_upper, np.float64)
+    n_steps = len(lo)
+    q_lo, q_hi = np.full(n_steps, np.nan), np.full(n_steps, np.nan)
+    counts = np.zeros(n_steps, dtype=np.int64)
+    step = np.asarray(past.step, dtype=np.int64)
+    realised = np.asarray(past.realised_at)
+    order = np.lexsort((realised, step))
+    bounds = np.searchsorted(step[order], np.arange(1, n_steps + 2))
+    y = np.asarray(past.observed, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = (past.raw_lower - y) / past.scale
+        above = (y - past.raw_upper) / past.scale
+    two_sided = np.maximum(below, above)
+    usable = np.isfinite(two_sided) & (past.scale > 0)
+    miss_lo, miss_hi = y < past.served_lower, y > past.served_upper
+    governed = np.asarray(past.governed, dtype=bool)
+    weight = np.ones(len(y))
+    if memory is not None and len(y):
+        weight = 0.5 ** ((realised.max() - realised) / memory)
+    scale_ok = math.isfinite(scale) and scale > 0
+    # (name, scores, misses, target miss rate) per side; one entry for the shipped two-sided score
+    parts = (
+        [("lo", below, miss_lo, params.alpha / 2), ("hi", above, miss_hi, params.alpha / 2)]
+        if sides
+        else [("both", two_sided, miss_lo | miss_hi, params.alpha)]
+    )
+    shifts: dict[str, np.ndarray] = {}
+    drifts: dict[str, np.ndarray] = {}
+    for name, score, missed, target in parts:
+        own = np.zeros(n_steps)
+        for h in range(n_steps):
+            rows = order[bounds[h] : bounds[h + 1]]
+            rows = rows[governed[rows]]
+            own[h] = params.gamma / (h + 1) * float((weight[rows] * (missed[rows] - target)).sum())
+        pooled = np.cumsum(own) / np.arange(1, n_steps + 1)
+        if clamp is not None:
+            pooled = np.clip(pooled, -clamp, clamp)
+        drifts[name] = pooled
+        q = np.full(n_steps, np.nan)
+        for h in range(n_steps):
+            rows = order[bounds[h] : bounds[h + 1]]
+            scored = rows[usable[rows]][-params.window :]
+            counts[h] = len(scored)
+            if not scale_ok or len(scored) < max(params.min_outcomes, params.min_outcomes_per_h * (h + 1)):
+                continue
+            sc = score[scored]
+            k10, k90 = len(sc) // 10, min((9 * len(sc)) // 10, len(sc) - 1)
+            part = np.partition(sc, [k10, k90])
+            q[h] = conformal_quantile(sc, 1 - target) + float(part[k90] - part[k10]) * pooled[h]
+        shifts[name] = q
+    q_lo = shifts.get("lo", shifts.get("both"))
+    q_hi = shifts.get("hi", shifts.get("both"))
+    assert q_lo is not None and q_hi is not None
+    done = ~np.isnan(q_lo)
+    lower = np.where(done, np.minimum(lo - np.where(done, q_lo, 0.0) * (scale if scale_ok else 0.0), inner_lower), lo)
+    upper = np.where(done, np.maximum(hi + np.where(done, q_hi, 0.0) * (scale if scale_ok else 0.0), inner_upper), hi)
+    alpha = np.where(done, params.alpha, np.nan)
+    d_lo, d_hi = (drifts["lo"], drifts["hi"]) if sides else (drifts["both"], drifts["both"])
+    return BandCalibration(lower, upper, alpha, q_lo, q_hi, counts, d_lo, d_hi)
 
 
 # name -> (method, its default gamma). "shipped" is candlecast.calibration.calibrate_band (quantile tracking with
 # the integrator pooled over steps 1..h, gamma 0.1); "aci" is the method it replaced (per-step ACI, gamma / h).
 METHODS: dict[str, tuple[Method, float]] = {
     "shipped": (calibrate_band, 0.1),
+    # the second round's method (shipped until the third round): one two-sided score, no forgetting
+    "two-sided": (partial(variant, memory=None), 0.1),
     "aci": (partial(candidate, pooled=False, tracking=False), 0.02),
     "aci-pooled": (partial(candidate, pooled=True, tracking=False), 0.02),
     "qt": (partial(candidate, pooled=False), 0.1),
+    # third round (docs/calibration.md): anti-windup and per-side tracking on top of the two-sided method
+    "leak100": (partial(variant, memory=100.0), 0.1),
+    "leak250": (partial(variant, memory=250.0), 0.1),
+    "clamp1": (partial(variant, memory=None, clamp=1.0), 0.1),
+    "sides": (partial(variant, memory=None, sides=True), 0.1),
+    "sides-leak250": (partial(variant, memory=250.0, sides=True), 0.1),  # the third round's choice = "shipped"
 }
 
 
@@ -269,20 +381,20 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for symbol in args.series.split(","):
-        timeframe, *_, warmup = SERIES[symbol]
+        dev = SERIES[symbol]
         for model in args.models.split(","):
             raw = raw_forecasts(symbol, model, args.cache)
-            if warmup is None:
-                evaluated = raw.times[raw.origin] >= pd.Timestamp(DAILY_EVAL_FROM).value
+            if dev.evaluate_from is not None:
+                evaluated = raw.times[raw.origin] >= pd.Timestamp(dev.evaluate_from).value
             else:
-                evaluated = np.arange(len(raw.origin)) >= warmup
+                evaluated = np.arange(len(raw.origin)) >= dev.warmup
             for name in args.methods.split(","):
                 method, default_gamma = METHODS[name]
                 gamma = default_gamma if args.gamma is None else args.gamma
                 params = CalibrationParams(gamma=gamma, window=args.window)
                 started = time.perf_counter()
                 served = replay(raw, method, params, args.halflife, args.lookback)
-                rows.append({"series": f"{symbol} {timeframe}", "model": model, "method": name,
+                rows.append({"series": f"{symbol} {dev.timeframe}", "model": model, "method": name,
                              **summarise(raw, served, evaluated), "s": time.perf_counter() - started})  # fmt: skip
                 print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
     table = pd.DataFrame(rows)

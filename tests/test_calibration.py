@@ -15,6 +15,7 @@ from candlecast.calibration import (
     calibrate_band,
     conformal_quantile,
     ewma_volatility,
+    memory_weights,
     sample_centre,
     stretch_map,
     stretch_samples,
@@ -140,18 +141,21 @@ def test_highs_and_lows_move_with_their_closes_by_the_same_per_step_per_side_map
 
 
 def walk_forward(
-    vol: np.ndarray, width: float, steps: int, params: CalibrationParams, model_window: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A market with per-candle volatility ``vol`` (Student-t 4 returns) and a model whose band is ``width``
-    times the right one for its own volatility estimate (the std of its last ``model_window`` returns).
+    vol: np.ndarray, width: float, steps: int, params: CalibrationParams, model_window: int, seed: int,
+    drift: float = 0.0, below: list[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """A market with per-candle volatility ``vol`` (Student-t 4 returns, plus ``drift`` per candle) and a model
+    whose band, centred on the last close, is ``width`` times the right one for its own volatility estimate (the
+    std of its last ``model_window`` returns).
 
     A forecast is made at every candle from 100 on, for ``steps`` candles ahead, and calibrated from the
     outcomes realised by then, exactly as the batch job does. Returns, per forecast and step: whether the
-    outcome fell in the calibrated band and in the raw band, and the two bands' widths.
+    outcome fell in the calibrated band and in the raw band, and the two bands' widths; ``below`` (if given)
+    receives per forecast whether each outcome fell below the calibrated band.
     """
     rng = np.random.default_rng(seed)
     n = len(vol)
-    close = 100 * np.exp(np.cumsum(vol * rng.standard_t(4, n) / math.sqrt(2)))
+    close = 100 * np.exp(np.cumsum(drift + vol * rng.standard_t(4, n) / math.sqrt(2)))
     times = np.arange(n)
     returns = np.diff(np.log(close))
     model_sigma = np.r_[np.full(model_window, np.nan), sliding_window_view(returns, model_window).std(axis=1, ddof=1)]
@@ -176,6 +180,8 @@ def walk_forward(
         ):  # fmt: skip
             past[name].append(np.asarray(value))
         inside.append((band.lower <= y) & (y <= band.upper))
+        if below is not None:
+            below.append(y < band.lower)
         inside_raw.append((lo <= y) & (y <= hi))
         widths.append(band.upper - band.lower)
         raw_widths.append(hi - lo)
@@ -227,18 +233,21 @@ def test_steps_with_too_few_outcomes_keep_the_raw_band() -> None:
     assert band.calibrated.tolist() == [True, False, False, False]
     assert band.n_outcomes.tolist() == [20, 19, 0, 6]
     assert (band.lower[1:].tolist(), band.upper[1:].tolist()) == ([98.0, 97.0, 96.0], [102.0, 103.0, 104.0])
-    assert np.isnan(band.q[1:]).all() and np.isnan(band.alpha[1:]).all()
-    # nothing governed yet, so alpha = 0.2 and q is the ceil(21 * 0.8) = 17th smallest of the 20 scores
-    scores = np.maximum(99.0 - y[:20], y[:20] - 101.0) / 0.5
+    assert np.isnan(band.q_lower[1:]).all() and np.isnan(band.q_upper[1:]).all() and np.isnan(band.alpha[1:]).all()
+    # nothing governed yet, so each side's shift is the ceil(21 * 0.9) = 19th smallest of its 20 scores
+    below, above = (99.0 - y[:20]) / 0.5, (y[:20] - 101.0) / 0.5
     assert band.alpha[0] == pytest.approx(0.2)
-    assert band.q[0] == pytest.approx(np.sort(scores)[16])
-    assert (band.lower[0], band.upper[0]) == pytest.approx((99.0 - 2.0 * band.q[0], 101.0 + 2.0 * band.q[0]))
+    assert band.q_lower[0] == pytest.approx(np.sort(below)[18])
+    assert band.q_upper[0] == pytest.approx(np.sort(above)[18])
+    assert (band.lower[0], band.upper[0]) == pytest.approx(
+        (99.0 - 2.0 * band.q_lower[0], 101.0 + 2.0 * band.q_upper[0])
+    )
     nothing = calibrate_band(raw_lower, raw_upper, math.nan, history, PARAMS)
     assert not nothing.calibrated.any()  # no volatility at the origin: raw
 
 
-def test_misses_of_governed_bands_move_the_shift_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
-    # step 1: 30 governed outcomes, all misses; step 2: 40 outcomes, 20 governed, 10 of them misses
+def test_misses_of_governed_bands_move_their_side_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
+    # step 1: 30 governed outcomes, all above the band; step 2: 40 outcomes, 20 governed, 10 of them above
     y1 = np.full(30, 150.0)
     y2 = np.r_[np.full(30, 100.0), np.full(10, 150.0)]
     k1, k2 = len(y1), len(y2)
@@ -248,16 +257,58 @@ def test_misses_of_governed_bands_move_the_shift_by_gamma_over_k_pooled_over_the
         served_lower=np.full(k1 + k2, 99.0), served_upper=np.full(k1 + k2, 101.0), scale=np.ones(k1 + k2),
         governed=np.r_[np.ones(k1, bool), np.zeros(20, bool), np.ones(20, bool)],
     )  # fmt: skip
-    band = calibrate_band(np.array([99.0, 99.0, 99.0]), np.array([101.0, 101.0, 101.0]), 1.0, history, PARAMS)
-    own = np.array([0.1 * (30 - 0.2 * 30), 0.1 / 2 * (10 - 0.2 * 20), 0.0])  # step 3 has no outcomes
-    np.testing.assert_allclose(band.drift, np.cumsum(own) / [1, 2, 3])
-    assert band.drift[1] < own[0]  # step 2 learns from step 1's misses before its own outcomes all came back
-    # the shift is the conformal 0.8 quantile of the step's scores plus its spread times the pooled integrator
-    scores2 = np.maximum(99.0 - y2, y2 - 101.0)
-    spread = np.sort(scores2)[36] - np.sort(scores2)[4]  # the 0.9 and 0.1 order statistics of 40
-    assert band.q[1] == pytest.approx(np.sort(scores2)[32] + spread * band.drift[1])  # ceil(41 * 0.8) = 33rd
+    forever = CalibrationParams(alpha=0.2, gamma=0.1, window=500, memory=None)
+    band = calibrate_band(np.array([99.0, 99.0, 99.0]), np.array([101.0, 101.0, 101.0]), 1.0, history, forever)
+    # each side aims at alpha / 2 = 0.1; step 3 has no outcomes
+    up = np.array([0.1 * (30 - 0.1 * 30), 0.1 / 2 * (10 - 0.1 * 20), 0.0])
+    down = np.array([0.1 * (0 - 0.1 * 30), 0.1 / 2 * (0 - 0.1 * 20), 0.0])
+    np.testing.assert_allclose(band.drift_upper, np.cumsum(up) / [1, 2, 3])
+    np.testing.assert_allclose(band.drift_lower, np.cumsum(down) / [1, 2, 3])
+    assert band.drift_upper[1] < up[0]  # step 2 learns from step 1's misses before its own outcomes all came back
+    # each shift is the conformal 0.9 quantile of its side's scores plus their spread times its integrator
+    for scores, q, drift in (
+        (y2 - 101.0, band.q_upper[1], band.drift_upper[1]),
+        (99.0 - y2, band.q_lower[1], band.drift_lower[1]),
+    ):
+        spread = np.sort(scores)[36] - np.sort(scores)[4]  # the 0.9 and 0.1 order statistics of 40
+        assert q == pytest.approx(np.sort(scores)[36] + spread * drift)  # ceil(41 * 0.9) = 37th
     assert band.calibrated.tolist() == [True, True, False]
-    # no misses at all: the integrator narrows the band
+    # the misses were all above: p90 moves out, p10 moves in (its side never missed)
+    assert band.q_upper[1] > 0 > band.q_lower[1]
+    # no misses at all: the integrators narrow the band
     calm = PastOutcomes(**{**history.__dict__, "observed": np.full(k1 + k2, 100.0)})
-    narrowed = calibrate_band(np.array([99.0, 99.0]), np.array([101.0, 101.0]), 1.0, calm, PARAMS)
-    assert (narrowed.drift < 0).all()
+    narrowed = calibrate_band(np.array([99.0, 99.0]), np.array([101.0, 101.0]), 1.0, calm, forever)
+    assert (narrowed.drift_lower < 0).all() and (narrowed.drift_upper < 0).all()
+
+
+def test_the_integrator_forgets_old_misses_with_its_half_life_counted_in_candles() -> None:
+    days = np.array([0, 1, 2, 3, 4, 7, 8], dtype=np.int64) * 86_400  # a weekend between 4 and 7 is no age
+    np.testing.assert_allclose(memory_weights(days, 2.0), 0.5 ** (np.array([6, 5, 4, 3, 2, 1, 0]) / 2.0))
+    assert (memory_weights(days, None) == 1).all()
+    # 40 misses long ago, then 200 calm outcomes: remembered for ever they still hold the band wide
+    y = np.r_[np.full(40, 150.0), np.full(200, 100.0)]
+    k = len(y)
+    history = PastOutcomes(
+        step=np.ones(k, np.int64), realised_at=np.arange(k), observed=y, raw_lower=np.full(k, 99.0),
+        raw_upper=np.full(k, 101.0), served_lower=np.full(k, 99.0), served_upper=np.full(k, 101.0),
+        scale=np.ones(k), governed=np.ones(k, bool),
+    )  # fmt: skip
+    forever = calibrate_band(np.array([99.0]), np.array([101.0]), 1.0, history, CalibrationParams(memory=None))
+    fading = calibrate_band(np.array([99.0]), np.array([101.0]), 1.0, history, CalibrationParams(memory=20.0))
+    w = memory_weights(np.arange(k), 20.0)
+    assert fading.drift_upper[0] == pytest.approx(0.1 * float((w * ((y > 101.0) - 0.1)).sum()))
+    assert forever.drift_upper[0] == pytest.approx(0.1 * (40 - 0.1 * k))
+    assert fading.drift_upper[0] < 0 < forever.drift_upper[0]  # the old shock no longer widens the band
+
+
+def test_each_side_is_calibrated_on_its_own_in_a_drifting_market() -> None:
+    # prices rise steadily; the model's band is centred on the last close, so p90 misses far more than p10
+    vol = np.full(1200, 0.01)
+    below: list[np.ndarray] = []
+    inside, inside_raw, _, _ = walk_forward(vol, 1.0, 3, PARAMS, model_window=60, seed=6, drift=0.006, below=below)
+    settled = slice(200, None)
+    under = np.array(below)[settled]
+    over = ~inside[settled] & ~under
+    assert inside_raw[settled].mean() < 0.7  # the raw band misses ...
+    assert inside[settled].mean() == pytest.approx(0.8, abs=0.03)
+    assert under.mean() == pytest.approx(0.1, abs=0.03) and over.mean() == pytest.approx(0.1, abs=0.03)

@@ -3,33 +3,35 @@
 The batch job (``jobs.calibrate``) reads a model's past forecasts and what happened, and asks this module for
 the band to serve. Nothing here touches the store.
 
-Method (per instrument, timeframe, model and horizon step ``h``: conformal quantile tracking with an integrator
-pooled over the steps up to ``h``, on one two-sided score, so the band is widened or narrowed by the same amount
-on both sides; not equal-tailed):
+Method (per instrument, timeframe, model and horizon step ``h``: conformal quantile tracking with a leaky
+integrator pooled over the steps up to ``h``, **per side**: p10 and p90 are each tracked at ``alpha / 2``, so each
+is a calibrated quantile on its own and a drift that misses on one side moves that side only):
 
 - **Scale.** ``scale = c0 * sigma``: the last close times the EWMA volatility of the instrument's log returns
   known at the forecast origin (``ewma_volatility``). It is not multiplied by ``sqrt(h)``: every step is
   calibrated on its own, so a constant factor per step would cancel out of the band.
-- **Score** of a past forecast with realised close ``y`` and raw (the model's own) band ``[l, u]``:
-  ``s = max(l - y, y - u) / scale``, signed: negative inside the band, so a band that is too wide shrinks as
-  well as one that is too narrow widens.
+- **Scores** of a past forecast with realised close ``y`` and raw (the model's own) band ``[l, u]``:
+  ``(l - y) / scale`` for p10 and ``(y - u) / scale`` for p90, signed: negative inside, so a side that is too
+  wide moves in as well as one that is too narrow moves out.
 - **Quantile tracking with an integrator** (conformal PID without its scorecaster, Angelopoulos, Candès &
-  Tibshirani 2023). ``q_h = Q_h + B_h * d_h``: ``Q_h`` the conformal ``(1 - alpha)`` quantile of the most
-  recent ``window`` scores of step ``h`` (the ``ceil((n + 1)(1 - alpha))``-th smallest of ``n``), ``B_h`` their
-  spread (the 0.9 minus the 0.1 order statistic), so the integrator moves the band in units of the score, and
-  ``d_h`` the integrator: per step ``k`` the miss count ``e_k = (gamma / k) * sum_j (err_j - alpha)`` over
-  the known outcomes of step ``k`` whose served band calibration had set (``err_j = 1`` when ``y_j`` fell
-  outside the band that was served), and ``d_h`` the mean of ``e_1 .. e_h``. Dividing by ``k``: forecasts
-  made one candle apart share ``k - 1`` of their ``k`` candles, so one shock misses about ``k`` of them in a
-  row and moves ``e_k`` by about ``gamma``. Pooling the steps up to ``h``: the short steps' outcomes come back
-  first (step 1 the next candle), so a long step learns from a regime change before its own outcomes return.
-  Unlike ACI's level, the correction is not capped by the largest score in the window.
-- **Band.** ``[l - q * scale, u + q * scale]``, never past the inner bounds (the median): a side never crosses
-  the centre of the forecast.
+  Tibshirani 2023), per side. ``q_h = Q_h + B_h * d_h``: ``Q_h`` the conformal ``(1 - alpha / 2)`` quantile of
+  the most recent ``window`` scores of step ``h`` (the ``ceil((n + 1)(1 - alpha / 2))``-th smallest of ``n``),
+  ``B_h`` their spread (the 0.9 minus the 0.1 order statistic), so the integrator moves the side in units of
+  the score, and ``d_h`` the integrator: per step ``k``, ``e_k = (gamma / k) * sum_j w_j (err_j - alpha / 2)``
+  over the known outcomes of step ``k`` whose served band calibration had set (``err_j = 1`` when ``y_j`` fell
+  beyond that side of the band that was served), and ``d_h`` the mean of ``e_1 .. e_h``. Dividing by ``k``:
+  forecasts made one candle apart share ``k - 1`` of their ``k`` candles, so one shock misses about ``k`` of
+  them in a row and moves ``e_k`` by about ``gamma``. Pooling the steps up to ``h``: the short steps' outcomes
+  come back first (step 1 the next candle), so a long step learns from a regime change before its own outcomes
+  return. **Leaky**: ``w_j = 0.5 ** (age_j / memory)`` (``memory_weights``), so a shock's misses fade in
+  ``memory`` candles instead of holding the band wide for as long as the history read reaches back. Unlike
+  ACI's level, the correction is not capped by the largest score in the window.
+- **Band.** ``[l - q_lower * scale, u + q_upper * scale]``, never past the inner bounds (the median): a side
+  never crosses the centre of the forecast.
 
 Step ``h`` needs ``max(min_outcomes, min_outcomes_per_h * h)`` realised scores (overlapping outcomes carry
-about ``n / h`` independent ones); with fewer it keeps the raw band (``calibrated`` is False, alpha and q are
-NaN); a step left raw has no outcomes of a calibrated band, so it adds 0 to the pooled integrator.
+about ``n / h`` independent ones); with fewer it keeps the raw band (``calibrated`` is False, alpha and the
+shifts are NaN); a step left raw has no outcomes of a calibrated band, so it adds 0 to the pooled integrator.
 
 ``stretch_samples`` then maps each sample path onto the calibrated band, step by step: values below the
 middle of the samples are scaled about it by one factor, values above by another, so the median stays and
@@ -56,6 +58,7 @@ __all__ = [
     "calibrate_band",
     "conformal_quantile",
     "ewma_volatility",
+    "memory_weights",
     "sample_centre",
     "stretch_map",
     "stretch_samples",
@@ -66,11 +69,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CalibrationParams:
-    alpha: float = 0.2  # nominal miss rate of the two-sided band
+    alpha: float = 0.2  # nominal miss rate of the band: alpha / 2 below p10, alpha / 2 above p90
     gamma: float = 0.1  # integrator gain per miss at step 1 (in units of the score spread); step k uses gamma / k
     window: int = 500  # most recent scores per step in the quantile
     min_outcomes: int = 20  # fewer scores at a step: the step is left raw ...
     min_outcomes_per_h: int = 5  # ... or fewer than this many times h
+    memory: float | None = 250.0  # the integrator's half-life, in candles of outcomes; None: it never forgets
 
 
 @dataclass(frozen=True)
@@ -105,15 +109,17 @@ class BandCalibration:
 
     lower: np.ndarray  # (H,)
     upper: np.ndarray
-    alpha: np.ndarray  # the nominal miss rate at calibrated steps
-    q: np.ndarray  # the shift of each side, in units of scale: the quantile of the scores plus the integrator
+    alpha: np.ndarray  # the nominal miss rate of the band at calibrated steps
+    q_lower: np.ndarray  # how far p10 moved down (negative: up), in units of scale: quantile plus integrator
+    q_upper: np.ndarray  # how far p90 moved up
     n_outcomes: np.ndarray  # int: scores in the quantile (all realised ones when too few)
-    drift: np.ndarray  # the pooled integrator d_h, in units of the score spread (known at every step)
+    drift_lower: np.ndarray  # the pooled integrators d_h of each side, in units of its score spread
+    drift_upper: np.ndarray
 
     @property
     def calibrated(self) -> np.ndarray:
         """Per step: whether calibration set the band (False: raw band, too few outcomes or no scale)."""
-        return ~np.isnan(self.q)
+        return ~np.isnan(self.q_lower)
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
@@ -128,11 +134,24 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(np.partition(s, k - 1)[k - 1])
 
 
-def tracking_integrator(target: float, gamma: float, errors: np.ndarray) -> float:
+def tracking_integrator(target: float, gamma: float, errors: np.ndarray, weights: np.ndarray | None = None) -> float:
     """The integrator of one step after ``errors`` (booleans, each a miss of a band calibration set):
-    ``gamma * sum(err - target)``; positive when the band missed more often than ``target``."""
+    ``gamma * sum(w * (err - target))``, ``w`` the ``weights`` (default 1); positive when the band missed more
+    often than ``target``."""
     e = np.asarray(errors, dtype=np.float64)
-    return float(gamma * (e.sum() - target * len(e)))
+    w = np.ones(len(e)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return float(gamma * (w * (e - target)).sum())
+
+
+def memory_weights(realised_at: np.ndarray, halflife: float | None) -> np.ndarray:
+    """Per outcome, its weight in the integrator: ``0.5 ** (age / halflife)``, ``age`` the number of distinct
+    outcome times after its own (in candles, whatever the calendar: a weekend is no age). All 1 without
+    ``halflife``."""
+    t = np.asarray(realised_at)
+    if halflife is None or not len(t):
+        return np.ones(len(t))
+    _, rank = np.unique(t, return_inverse=True)
+    return np.asarray(0.5 ** ((rank.max() - rank) / halflife), dtype=np.float64)
 
 
 def calibrate_band(
@@ -157,42 +176,49 @@ def calibrate_band(
     middle = (lo + hi) / 2
     inner_lo = middle if inner_lower is None else np.asarray(inner_lower, dtype=np.float64)
     inner_hi = middle if inner_upper is None else np.asarray(inner_upper, dtype=np.float64)
-    alpha, q = np.full(n_steps, np.nan), np.full(n_steps, np.nan)
     counts = np.zeros(n_steps, dtype=np.int64)
 
     step = np.asarray(past.step, dtype=np.int64)
     order = np.lexsort((np.asarray(past.realised_at), step))  # by step, then by when the outcome was known
     bounds = np.searchsorted(step[order], np.arange(1, n_steps + 2))
+    rows_of = [order[bounds[h] : bounds[h + 1]] for h in range(n_steps)]
     y = np.asarray(past.observed, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         past_scale = np.asarray(past.scale, dtype=np.float64)
-        scores = np.maximum(np.asarray(past.raw_lower) - y, y - np.asarray(past.raw_upper)) / past_scale
-    usable = np.isfinite(scores) & (past_scale > 0)
-    missed = (y < np.asarray(past.served_lower)) | (y > np.asarray(past.served_upper))
+        below = (np.asarray(past.raw_lower) - y) / past_scale  # the score of each side: > 0 outside the raw band
+        above = (y - np.asarray(past.raw_upper)) / past_scale
+    usable = np.isfinite(below) & np.isfinite(above) & (past_scale > 0)
     governed = np.asarray(past.governed, dtype=bool)
+    weight = memory_weights(past.realised_at, params.memory)
     scale_ok = math.isfinite(scale) and scale > 0
+    target = params.alpha / 2
 
-    own = np.zeros(n_steps)  # per step the integrator of its own outcomes; pooled over steps 1..h below
-    for h in range(n_steps):
-        rows = order[bounds[h] : bounds[h + 1]]
-        own[h] = tracking_integrator(params.alpha, params.gamma / (h + 1), missed[rows][governed[rows]])
-    drift = np.cumsum(own) / np.arange(1, n_steps + 1)
-    for h in range(n_steps):
-        rows = order[bounds[h] : bounds[h + 1]]
-        scored = rows[usable[rows]][-params.window :]
-        counts[h] = len(scored)
-        if not scale_ok or len(scored) < max(params.min_outcomes, params.min_outcomes_per_h * (h + 1)):
-            continue
-        s = scores[scored]
-        low, high = _order_statistic(s, 0.1), _order_statistic(s, 0.9)
-        alpha[h] = params.alpha
-        q[h] = conformal_quantile(s, 1 - params.alpha) + (high - low) * drift[h]
+    def side(score: np.ndarray, missed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One side's shift per step (NaN where left raw) and its pooled integrator."""
+        own = np.zeros(n_steps)  # per step the integrator of its own outcomes; pooled over steps 1..h below
+        for h, rows in enumerate(rows_of):
+            rows = rows[governed[rows]]
+            own[h] = tracking_integrator(target, params.gamma / (h + 1), missed[rows], weight[rows])
+        drift = np.cumsum(own) / np.arange(1, n_steps + 1)
+        q = np.full(n_steps, np.nan)
+        for h, rows in enumerate(rows_of):
+            scored = rows[usable[rows]][-params.window :]
+            counts[h] = len(scored)
+            if not scale_ok or len(scored) < max(params.min_outcomes, params.min_outcomes_per_h * (h + 1)):
+                continue
+            s = score[scored]
+            spread = _order_statistic(s, 0.9) - _order_statistic(s, 0.1)
+            q[h] = conformal_quantile(s, 1 - target) + spread * drift[h]
+        return q, drift
 
-    done = ~np.isnan(q)
-    shift = np.where(done, q, 0.0) * (scale if scale_ok else 0.0)
-    lower = np.where(done, np.minimum(lo - shift, inner_lo), lo)
-    upper = np.where(done, np.maximum(hi + shift, inner_hi), hi)
-    return BandCalibration(lower, upper, alpha, q, counts, drift)
+    q_lower, drift_lower = side(below, y < np.asarray(past.served_lower))
+    q_upper, drift_upper = side(above, y > np.asarray(past.served_upper))
+    done = ~np.isnan(q_lower)
+    size = scale if scale_ok else 0.0
+    lower = np.where(done, np.minimum(lo - np.where(done, q_lower, 0.0) * size, inner_lo), lo)
+    upper = np.where(done, np.maximum(hi + np.where(done, q_upper, 0.0) * size, inner_hi), hi)
+    alpha = np.where(done, params.alpha, np.nan)
+    return BandCalibration(lower, upper, alpha, q_lower, q_upper, counts, drift_lower, drift_upper)
 
 
 def _order_statistic(scores: np.ndarray, level: float) -> float:

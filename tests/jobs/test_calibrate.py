@@ -135,15 +135,17 @@ def test_the_served_band_and_samples_are_calibrated_and_the_raw_band_is_kept(
 
         record = c.calibration
         assert record is not None and record["status"] == "calibrated" and record["steps_calibrated"] == 4
-        assert record["method"] == "quantile-tracking" and record["gamma"] == 0.1 and record["forecasts_read"] == 30
+        assert record["method"] == "quantile-tracking per side" and record["gamma"] == 0.1
+        assert record["memory"] == 250.0 and record["forecasts_read"] == 30
         steps = record["steps"]
         assert steps["n_outcomes"] == [30, 29, 28, 27]  # forecasts of T - h - 29 .. T - h had step h realised
         assert all(isinstance(v, float) for v in steps["alpha"])
-        # the pooled integrator: the running mean over steps 1..h of each step's own integrator
-        assert len(steps["drift"]) == 4 and all(isinstance(v, float) for v in steps["drift"])
-        scale = record["sigma"] * c.last_close  # the band moves by q volatilities on each side
-        np.testing.assert_allclose(c.p10, c.p10_raw - np.array(steps["q"]) * scale)
-        np.testing.assert_allclose(c.p90, c.p90_raw + np.array(steps["q"]) * scale)
+        # each side's pooled integrator: the running mean over steps 1..h of each step's own integrator
+        for side in ("drift_lower", "drift_upper"):
+            assert len(steps[side]) == 4 and all(isinstance(v, float) for v in steps[side])
+        scale = record["sigma"] * c.last_close  # each side moves by its q volatilities
+        np.testing.assert_allclose(c.p10, c.p10_raw - np.array(steps["q_lower"]) * scale)
+        np.testing.assert_allclose(c.p90, c.p90_raw + np.array(steps["q_upper"]) * scale)
 
         # the samples read back the served band and keep the median
         assert c.samples is not None and r.samples is not None

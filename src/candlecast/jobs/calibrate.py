@@ -5,15 +5,15 @@ and "the rows are written" (replays run the batch job, so they calibrate as they
 This module owns the step from the store's history of a model's past forecasts
 (``store.predictions.calibration_history``) to the maths of ``candlecast.calibration`` and back to the row:
 
-- ``p10``/``p90``: the calibrated band (conformal quantile tracking with an integrator pooled over the steps up
-  to each step, per instrument, timeframe, model and horizon step, on volatility-scaled two-sided scores;
+- ``p10``/``p90``: the calibrated band (conformal quantile tracking with a leaky integrator pooled over the
+  steps up to each step, per instrument, timeframe, model, horizon step and side, on volatility-scaled scores;
   docs/calibration.md), ``p50`` unchanged;
 - ``samples``: each path stretched about the step's median so the samples' p10/p90 are the calibrated band;
   ``samples_high``/``samples_low`` (OHLC paths) moved by the same per-step, per-side map, so touch questions on
   highs and lows are asked on the calibrated scale (the map never decreases: highs stay above their closes);
 - ``p10_raw``/``p90_raw``: the model's own band;
-- ``calibration``: how the band was reached (per step the nominal miss rate, the shift ``q``, the pooled
-  integrator and the outcomes used; the settings; the volatility) or why it was not (``too few outcomes``,
+- ``calibration``: how the band was reached (per step the nominal miss rate, each side's shift and pooled
+  integrator, and the outcomes used; the settings; the volatility) or why it was not (``too few outcomes``,
   ``off``, ...).
 
 No look-ahead: a forecast of slot ``t`` uses only forecasts made before ``t`` and their steps whose candle had
@@ -113,7 +113,7 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         inner_lower, inner_upper = np.minimum(p.p50, middle_low), np.maximum(p.p50, middle_high)
     params = CalibrationParams(
         alpha=cfg.alpha, gamma=cfg.gamma, window=cfg.window, min_outcomes=cfg.min_outcomes,
-        min_outcomes_per_h=cfg.min_outcomes_per_h,
+        min_outcomes_per_h=cfg.min_outcomes_per_h, memory=cfg.memory,
     )  # fmt: skip
     sigma_now = float(sigma[-1])
     band = calibrate_band(
@@ -139,10 +139,11 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         status = "partial" if calibrated.any() else "too few outcomes"
     record: dict[str, Any] = {
         "status": status,
-        "method": "quantile-tracking",  # with an integrator pooled over steps 1..h
-        "score": "max(p10_raw - y, y - p90_raw) / (last_close * sigma)",  # two-sided, not equal-tailed
-        "alpha": cfg.alpha,
+        "method": "quantile-tracking per side",  # with a leaky integrator pooled over steps 1..h
+        "score": {"p10": "(p10_raw - y) / (last_close * sigma)", "p90": "(y - p90_raw) / (last_close * sigma)"},
+        "alpha": cfg.alpha,  # alpha / 2 on each side
         "gamma": cfg.gamma,  # integrator gain; step k's misses count gamma / k
+        "memory": cfg.memory,  # the integrator's half-life in candles
         "window": cfg.window,
         "min_outcomes": cfg.min_outcomes,
         "min_outcomes_per_h": cfg.min_outcomes_per_h,
@@ -152,8 +153,10 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         "steps_calibrated": int(calibrated.sum()),
         "steps": {
             "alpha": _numbers(band.alpha),
-            "q": _numbers(band.q),
-            "drift": _numbers(band.drift),
+            "q_lower": _numbers(band.q_lower),
+            "q_upper": _numbers(band.q_upper),
+            "drift_lower": _numbers(band.drift_lower),
+            "drift_upper": _numbers(band.drift_upper),
             "n_outcomes": band.n_outcomes.tolist(),
         },
     }
