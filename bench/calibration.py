@@ -13,6 +13,7 @@ table is read straight from ``store.performance`` (the all-steps row, window ``a
   (nominal 0.80);
 - ``crps_bp``: fair CRPS in basis points of the last close; ``skill``: 1 - CRPS / CRPS of the random walk,
   with ``dm_p`` the Diebold–Mariano p-value (HAC); ``hit``: direction hit rate;
+- ``below`` / ``above``: share of the scored steps below the served p10 / above the served p90 (0.10 each);
 - ``steps`` / ``fcst``: scored steps and forecasts; ``width``: mean served band width / raw band width.
 
 Then calibrated coverage per quarter (the research note: ACI lags shocks, so look per quarter too).
@@ -160,12 +161,15 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
             )
         refresh_performance(engine, timeframe)
         widths = _widths(engine, timeframe, evaluated_from)
+        sides = _sides(engine, timeframe)
         for symbol in symbols:
             for model in models:
                 for r in performance(engine, symbol=symbol, model_name=model, timeframe=timeframe):
                     rows.append({
                         "series": f"{symbol} {timeframe}", "model": model, "cov": r.coverage, "cov_raw": r.coverage_raw,
                         "crps_bp": r.crps_bp, "skill": r.crps_skill, "dm_p": r.dm_pvalue, "hit": r.hit_rate,
+                        "below": sides.get((symbol, model), (None, None))[0],
+                        "above": sides.get((symbol, model), (None, None))[1],
                         "steps": r.n_steps, "fcst": r.n_predictions, "width": widths.get((symbol, model)),
                         "from": f"{r.first_as_of:%Y-%m-%d %H:%M}", "to": f"{r.last_as_of:%Y-%m-%d %H:%M}",
                     })  # fmt: skip
@@ -185,6 +189,18 @@ def _widths(engine, timeframe: str, since: datetime) -> dict[tuple[str, str], fl
         {"tf": timeframe, "since": since},
     )
     return {(r.symbol, r.model_name): float(r.ratio) for r in frame.itertuples()}
+
+
+def _sides(engine, timeframe: str) -> dict[tuple[str, str], tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """Share of the scored steps whose close fell below the served p10 and above the served p90 (0.10 each)."""
+    frame = read_frame(
+        engine,
+        """SELECT symbol, model_name, avg((realised_close < p10)::int) AS below,
+               avg((realised_close > p90)::int) AS above
+           FROM signal_evaluations WHERE timeframe = %(tf)s GROUP BY symbol, model_name""",
+        {"tf": timeframe},
+    )
+    return {(r.symbol, r.model_name): (float(r.below), float(r.above)) for r in frame.itertuples()}
 
 
 def _quarters(engine) -> pd.DataFrame:  # type: ignore[no-untyped-def]

@@ -234,11 +234,14 @@ def test_steps_with_too_few_outcomes_keep_the_raw_band() -> None:
     assert band.n_outcomes.tolist() == [20, 19, 0, 6]
     assert (band.lower[1:].tolist(), band.upper[1:].tolist()) == ([98.0, 97.0, 96.0], [102.0, 103.0, 104.0])
     assert np.isnan(band.q_lower[1:]).all() and np.isnan(band.q_upper[1:]).all() and np.isnan(band.alpha[1:]).all()
-    # nothing governed yet, so each side's shift is the ceil(21 * 0.9) = 19th smallest of its 20 scores
-    below, above = (99.0 - y[:20]) / 0.5, (y[:20] - 101.0) / 0.5
+    # nothing governed yet, so alpha = 0.2 and q is the ceil(21 * 0.8) = 17th smallest of the 20 two-sided scores
+    scores = np.maximum(99.0 - y[:20], y[:20] - 101.0) / 0.5
     assert band.alpha[0] == pytest.approx(0.2)
-    assert band.q_lower[0] == pytest.approx(np.sort(below)[18])
-    assert band.q_upper[0] == pytest.approx(np.sort(above)[18])
+    assert band.q_lower[0] == band.q_upper[0] == pytest.approx(np.sort(scores)[16])
+    # per side: each side's shift is the ceil(21 * 0.9) = 19th smallest of its own 20 scores
+    sided = calibrate_band(raw_lower, raw_upper, 2.0, history, CalibrationParams(sides=True))
+    assert sided.q_lower[0] == pytest.approx(np.sort((99.0 - y[:20]) / 0.5)[18])
+    assert sided.q_upper[0] == pytest.approx(np.sort((y[:20] - 101.0) / 0.5)[18])
     assert (band.lower[0], band.upper[0]) == pytest.approx(
         (99.0 - 2.0 * band.q_lower[0], 101.0 + 2.0 * band.q_upper[0])
     )
@@ -246,7 +249,35 @@ def test_steps_with_too_few_outcomes_keep_the_raw_band() -> None:
     assert not nothing.calibrated.any()  # no volatility at the origin: raw
 
 
-def test_misses_of_governed_bands_move_their_side_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
+def test_misses_of_governed_bands_move_the_shift_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
+    # step 1: 30 governed outcomes, all misses; step 2: 40 outcomes, 20 governed, 10 of them misses
+    y1 = np.full(30, 150.0)
+    y2 = np.r_[np.full(30, 100.0), np.full(10, 150.0)]
+    k1, k2 = len(y1), len(y2)
+    history = PastOutcomes(
+        step=np.r_[np.ones(k1, np.int64), np.full(k2, 2)], realised_at=np.r_[np.arange(k1), np.arange(k2)],
+        observed=np.r_[y1, y2], raw_lower=np.full(k1 + k2, 99.0), raw_upper=np.full(k1 + k2, 101.0),
+        served_lower=np.full(k1 + k2, 99.0), served_upper=np.full(k1 + k2, 101.0), scale=np.ones(k1 + k2),
+        governed=np.r_[np.ones(k1, bool), np.zeros(20, bool), np.ones(20, bool)],
+    )  # fmt: skip
+    band = calibrate_band(np.array([99.0, 99.0, 99.0]), np.array([101.0, 101.0, 101.0]), 1.0, history, PARAMS)
+    own = np.array([0.1 * (30 - 0.2 * 30), 0.1 / 2 * (10 - 0.2 * 20), 0.0])  # step 3 has no outcomes
+    np.testing.assert_allclose(band.drift_lower, np.cumsum(own) / [1, 2, 3])
+    np.testing.assert_array_equal(band.drift_upper, band.drift_lower)  # two-sided: one integrator
+    assert band.drift_lower[1] < own[0]  # step 2 learns from step 1's misses before its own outcomes all came back
+    # the shift is the conformal 0.8 quantile of the step's scores plus its spread times the pooled integrator
+    scores2 = np.maximum(99.0 - y2, y2 - 101.0)
+    spread = np.sort(scores2)[36] - np.sort(scores2)[4]  # the 0.9 and 0.1 order statistics of 40
+    assert band.q_lower[1] == pytest.approx(np.sort(scores2)[32] + spread * band.drift_lower[1])  # ceil(41 * 0.8)
+    np.testing.assert_array_equal(band.q_upper, band.q_lower)  # both sides move by the same amount
+    assert band.calibrated.tolist() == [True, True, False]
+    # no misses at all: the integrator narrows the band
+    calm = PastOutcomes(**{**history.__dict__, "observed": np.full(k1 + k2, 100.0)})
+    narrowed = calibrate_band(np.array([99.0, 99.0]), np.array([101.0, 101.0]), 1.0, calm, PARAMS)
+    assert (narrowed.drift_lower < 0).all()
+
+
+def test_per_side_misses_move_their_own_side_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
     # step 1: 30 governed outcomes, all above the band; step 2: 40 outcomes, 20 governed, 10 of them above
     y1 = np.full(30, 150.0)
     y2 = np.r_[np.full(30, 100.0), np.full(10, 150.0)]
@@ -257,7 +288,7 @@ def test_misses_of_governed_bands_move_their_side_by_gamma_over_k_pooled_over_th
         served_lower=np.full(k1 + k2, 99.0), served_upper=np.full(k1 + k2, 101.0), scale=np.ones(k1 + k2),
         governed=np.r_[np.ones(k1, bool), np.zeros(20, bool), np.ones(20, bool)],
     )  # fmt: skip
-    forever = CalibrationParams(alpha=0.2, gamma=0.1, window=500, memory=None)
+    forever = CalibrationParams(alpha=0.2, gamma=0.1, window=500, sides=True)
     band = calibrate_band(np.array([99.0, 99.0, 99.0]), np.array([101.0, 101.0, 101.0]), 1.0, history, forever)
     # each side aims at alpha / 2 = 0.1; step 3 has no outcomes
     up = np.array([0.1 * (30 - 0.1 * 30), 0.1 / 2 * (10 - 0.1 * 20), 0.0])
@@ -285,8 +316,8 @@ def test_the_integrator_forgets_old_misses_with_its_half_life_counted_in_candles
     days = np.array([0, 1, 2, 3, 4, 7, 8], dtype=np.int64) * 86_400  # a weekend between 4 and 7 is no age
     np.testing.assert_allclose(memory_weights(days, 2.0), 0.5 ** (np.array([6, 5, 4, 3, 2, 1, 0]) / 2.0))
     assert (memory_weights(days, None) == 1).all()
-    # 40 misses long ago, then 200 calm outcomes: remembered for ever they still hold the band wide
-    y = np.r_[np.full(40, 150.0), np.full(200, 100.0)]
+    # 40 misses long ago, then 120 calm outcomes: remembered for ever they still hold the band wide
+    y = np.r_[np.full(40, 150.0), np.full(120, 100.0)]
     k = len(y)
     history = PastOutcomes(
         step=np.ones(k, np.int64), realised_at=np.arange(k), observed=y, raw_lower=np.full(k, 99.0),
@@ -296,19 +327,25 @@ def test_the_integrator_forgets_old_misses_with_its_half_life_counted_in_candles
     forever = calibrate_band(np.array([99.0]), np.array([101.0]), 1.0, history, CalibrationParams(memory=None))
     fading = calibrate_band(np.array([99.0]), np.array([101.0]), 1.0, history, CalibrationParams(memory=20.0))
     w = memory_weights(np.arange(k), 20.0)
-    assert fading.drift_upper[0] == pytest.approx(0.1 * float((w * ((y > 101.0) - 0.1)).sum()))
-    assert forever.drift_upper[0] == pytest.approx(0.1 * (40 - 0.1 * k))
-    assert fading.drift_upper[0] < 0 < forever.drift_upper[0]  # the old shock no longer widens the band
+    assert fading.drift_lower[0] == pytest.approx(0.1 * float((w * ((y > 101.0) - 0.2)).sum()))
+    assert forever.drift_lower[0] == pytest.approx(0.1 * (40 - 0.2 * k))
+    assert fading.drift_lower[0] < 0 < forever.drift_lower[0]  # the old shock no longer widens the band
 
 
-def test_each_side_is_calibrated_on_its_own_in_a_drifting_market() -> None:
+def test_per_side_each_side_is_calibrated_on_its_own_in_a_drifting_market() -> None:
     # prices rise steadily; the model's band is centred on the last close, so p90 misses far more than p10
     vol = np.full(1200, 0.01)
     below: list[np.ndarray] = []
-    inside, inside_raw, _, _ = walk_forward(vol, 1.0, 3, PARAMS, model_window=60, seed=6, drift=0.006, below=below)
+    sided = CalibrationParams(alpha=0.2, gamma=0.1, window=500, min_outcomes=20, min_outcomes_per_h=5, sides=True)
+    inside, inside_raw, _, _ = walk_forward(vol, 1.0, 3, sided, model_window=60, seed=6, drift=0.006, below=below)
     settled = slice(200, None)
     under = np.array(below)[settled]
     over = ~inside[settled] & ~under
     assert inside_raw[settled].mean() < 0.7  # the raw band misses ...
     assert inside[settled].mean() == pytest.approx(0.8, abs=0.03)
     assert under.mean() == pytest.approx(0.1, abs=0.03) and over.mean() == pytest.approx(0.1, abs=0.03)
+    # two-sided, the band's 80% holds, but nearly all of its misses are above p90
+    below = []
+    inside, _, _, _ = walk_forward(vol, 1.0, 3, PARAMS, model_window=60, seed=6, drift=0.006, below=below)
+    under = np.array(below)[settled]
+    assert inside[settled].mean() == pytest.approx(0.8, abs=0.03) and under.mean() < 0.03

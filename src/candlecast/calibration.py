@@ -3,31 +3,32 @@
 The batch job (``jobs.calibrate``) reads a model's past forecasts and what happened, and asks this module for
 the band to serve. Nothing here touches the store.
 
-Method (per instrument, timeframe, model and horizon step ``h``: conformal quantile tracking with a leaky
-integrator pooled over the steps up to ``h``, **per side**: p10 and p90 are each tracked at ``alpha / 2``, so each
-is a calibrated quantile on its own and a drift that misses on one side moves that side only):
+Method (per instrument, timeframe, model and horizon step ``h``: conformal quantile tracking with an integrator
+pooled over the steps up to ``h``, by default on one two-sided score, so the band is widened or narrowed by the
+same amount on both sides; ``sides=True`` tracks p10 and p90 each at ``alpha / 2`` instead, and ``memory`` makes
+the integrator forget; docs/calibration.md has what each measured):
 
 - **Scale.** ``scale = c0 * sigma``: the last close times the EWMA volatility of the instrument's log returns
   known at the forecast origin (``ewma_volatility``). It is not multiplied by ``sqrt(h)``: every step is
   calibrated on its own, so a constant factor per step would cancel out of the band.
-- **Scores** of a past forecast with realised close ``y`` and raw (the model's own) band ``[l, u]``:
-  ``(l - y) / scale`` for p10 and ``(y - u) / scale`` for p90, signed: negative inside, so a side that is too
-  wide moves in as well as one that is too narrow moves out.
+- **Scores** of a past forecast with realised close ``y`` and raw (the model's own) band ``[l, u]``: per side
+  ``(l - y) / scale`` below and ``(y - u) / scale`` above; the two-sided score is their maximum. Signed:
+  negative inside the band, so a band that is too wide shrinks as well as one that is too narrow widens.
 - **Quantile tracking with an integrator** (conformal PID without its scorecaster, Angelopoulos, Candès &
-  Tibshirani 2023), per side. ``q_h = Q_h + B_h * d_h``: ``Q_h`` the conformal ``(1 - alpha / 2)`` quantile of
-  the most recent ``window`` scores of step ``h`` (the ``ceil((n + 1)(1 - alpha / 2))``-th smallest of ``n``),
-  ``B_h`` their spread (the 0.9 minus the 0.1 order statistic), so the integrator moves the side in units of
-  the score, and ``d_h`` the integrator: per step ``k``, ``e_k = (gamma / k) * sum_j w_j (err_j - alpha / 2)``
-  over the known outcomes of step ``k`` whose served band calibration had set (``err_j = 1`` when ``y_j`` fell
-  beyond that side of the band that was served), and ``d_h`` the mean of ``e_1 .. e_h``. Dividing by ``k``:
-  forecasts made one candle apart share ``k - 1`` of their ``k`` candles, so one shock misses about ``k`` of
-  them in a row and moves ``e_k`` by about ``gamma``. Pooling the steps up to ``h``: the short steps' outcomes
-  come back first (step 1 the next candle), so a long step learns from a regime change before its own outcomes
-  return. **Leaky**: ``w_j = 0.5 ** (age_j / memory)`` (``memory_weights``), so a shock's misses fade in
-  ``memory`` candles instead of holding the band wide for as long as the history read reaches back. Unlike
-  ACI's level, the correction is not capped by the largest score in the window.
-- **Band.** ``[l - q_lower * scale, u + q_upper * scale]``, never past the inner bounds (the median): a side
-  never crosses the centre of the forecast.
+  Tibshirani 2023). ``q_h = Q_h + B_h * d_h``: ``Q_h`` the conformal ``(1 - a)`` quantile (``a = alpha``
+  two-sided, ``alpha / 2`` per side) of the most recent ``window`` scores of step ``h`` (the
+  ``ceil((n + 1)(1 - a))``-th smallest of ``n``), ``B_h`` their spread (the 0.9 minus the 0.1 order statistic),
+  so the integrator moves the band in units of the score, and ``d_h`` the integrator: per step ``k``,
+  ``e_k = (gamma / k) * sum_j w_j (err_j - a)`` over the known outcomes of step ``k`` whose served band
+  calibration had set (``err_j = 1`` when ``y_j`` fell outside the band that was served, or beyond the side
+  tracked), and ``d_h`` the mean of ``e_1 .. e_h``. Dividing by ``k``: forecasts made one candle apart share
+  ``k - 1`` of their ``k`` candles, so one shock misses about ``k`` of them in a row and moves ``e_k`` by about
+  ``gamma``. Pooling the steps up to ``h``: the short steps' outcomes come back first (step 1 the next candle),
+  so a long step learns from a regime change before its own outcomes return. ``w_j`` is 1, or with ``memory``
+  ``0.5 ** (age_j / memory)`` (``memory_weights``). Unlike ACI's level, the correction is not capped by the
+  largest score in the window.
+- **Band.** ``[l - q_lower * scale, u + q_upper * scale]`` (the same ``q`` on both sides when two-sided), never
+  past the inner bounds (the median): a side never crosses the centre of the forecast.
 
 Step ``h`` needs ``max(min_outcomes, min_outcomes_per_h * h)`` realised scores (overlapping outcomes carry
 about ``n / h`` independent ones); with fewer it keeps the raw band (``calibrated`` is False, alpha and the
@@ -74,7 +75,8 @@ class CalibrationParams:
     window: int = 500  # most recent scores per step in the quantile
     min_outcomes: int = 20  # fewer scores at a step: the step is left raw ...
     min_outcomes_per_h: int = 5  # ... or fewer than this many times h
-    memory: float | None = 250.0  # the integrator's half-life, in candles of outcomes; None: it never forgets
+    sides: bool = False  # True: p10 and p90 tracked each at alpha / 2 (False: one two-sided score at alpha)
+    memory: float | None = None  # the integrator's half-life, in candles of outcomes; None: it never forgets
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class BandCalibration:
     upper: np.ndarray
     alpha: np.ndarray  # the nominal miss rate of the band at calibrated steps
     q_lower: np.ndarray  # how far p10 moved down (negative: up), in units of scale: quantile plus integrator
-    q_upper: np.ndarray  # how far p90 moved up
+    q_upper: np.ndarray  # how far p90 moved up (equal to q_lower when two-sided)
     n_outcomes: np.ndarray  # int: scores in the quantile (all realised ones when too few)
     drift_lower: np.ndarray  # the pooled integrators d_h of each side, in units of its score spread
     drift_upper: np.ndarray
@@ -191,10 +193,11 @@ def calibrate_band(
     governed = np.asarray(past.governed, dtype=bool)
     weight = memory_weights(past.realised_at, params.memory)
     scale_ok = math.isfinite(scale) and scale > 0
-    target = params.alpha / 2
+    missed_lower, missed_upper = y < np.asarray(past.served_lower), y > np.asarray(past.served_upper)
 
-    def side(score: np.ndarray, missed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One side's shift per step (NaN where left raw) and its pooled integrator."""
+    def side(score: np.ndarray, missed: np.ndarray, target: float) -> tuple[np.ndarray, np.ndarray]:
+        """The shift per step (NaN where left raw) of the scores ``score`` at miss rate ``target``, and its
+        pooled integrator."""
         own = np.zeros(n_steps)  # per step the integrator of its own outcomes; pooled over steps 1..h below
         for h, rows in enumerate(rows_of):
             rows = rows[governed[rows]]
@@ -211,8 +214,12 @@ def calibrate_band(
             q[h] = conformal_quantile(s, 1 - target) + spread * drift[h]
         return q, drift
 
-    q_lower, drift_lower = side(below, y < np.asarray(past.served_lower))
-    q_upper, drift_upper = side(above, y > np.asarray(past.served_upper))
+    if params.sides:
+        q_lower, drift_lower = side(below, missed_lower, params.alpha / 2)
+        q_upper, drift_upper = side(above, missed_upper, params.alpha / 2)
+    else:  # one two-sided score: both sides move by the same amount
+        q_lower, drift_lower = side(np.maximum(below, above), missed_lower | missed_upper, params.alpha)
+        q_upper, drift_upper = q_lower, drift_lower
     done = ~np.isnan(q_lower)
     size = scale if scale_ok else 0.0
     lower = np.where(done, np.minimum(lo - np.where(done, q_lower, 0.0) * size, inner_lo), lo)

@@ -219,10 +219,10 @@ class GatewaySettings(BaseModel):
 
 
 class CalibrationSettings(BaseModel):
-    """Conformal calibration of the served p10-p90 band (quantile tracking per side with a leaky pooled integrator,
+    """Conformal calibration of the served p10-p90 band (quantile tracking with a pooled integrator,
     docs/calibration.md), e.g. ``CANDLECAST_JOBS__CALIBRATION__GAMMA=0.1``."""
 
-    alpha: float = Field(0.2, gt=0.0, lt=1.0)  # nominal miss rate of the p10-p90 band: alpha / 2 on each side
+    alpha: float = Field(0.2, gt=0.0, lt=1.0)  # nominal miss rate of the p10-p90 band (80% two-sided)
     # integrator gain (step k's misses count gamma / k, in units of the score spread): how fast misses are pulled back
     gamma: float = Field(0.1, ge=0.0)
     window: int = Field(500, ge=1)  # most recent realised scores per step in the conformal quantile
@@ -230,7 +230,8 @@ class CalibrationSettings(BaseModel):
     min_outcomes_per_h: int = Field(5, ge=0)  # ... or fewer than this many times h (step h's outcomes overlap)
     lookback: int = Field(650, ge=1)  # past forecasts of the (symbol, timeframe, model) read per slot
     halflife: float = Field(20.0, gt=0.0)  # candles; the EWMA volatility that scales the scores
-    memory: float | None = Field(250.0, gt=0.0)  # candles; the integrator's half-life (None: it never forgets)
+    sides: bool = False  # track p10 and p90 each at alpha / 2 (measured worse on 2018: docs/calibration.md)
+    memory: float | None = Field(None, gt=0.0)  # candles; the integrator's half-life (None: it never forgets)
 
 
 class JobSettings(BaseModel):

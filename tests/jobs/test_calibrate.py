@@ -33,9 +33,9 @@ FIRST = START + 64 * H  # the first slot with a full 64-candle context
 T = FIRST + 30 * H  # the slot under test: 30 earlier slots, 4 steps each
 
 
-def settings(calibrate: bool = True) -> Settings:
+def settings(calibrate: bool = True, **calibration: object) -> Settings:
     """4-step hourly forecasts, 16 samples; step h is calibrated once max(5, 5 h) of its outcomes are known."""
-    return job_settings(calibrate=calibrate, calibration={"min_outcomes": 5, "halflife": 5.0})
+    return job_settings(calibrate=calibrate, calibration={"min_outcomes": 5, "halflife": 5.0, **calibration})
 
 
 @pytest.fixture
@@ -45,10 +45,11 @@ def transport() -> Iterator[ForecastTransport]:
     model.close()
 
 
-def batch(engine: Engine, slot: datetime, transport: ForecastTransport, calibrate: bool = True) -> None:
-    result = run_batch(
-        settings(calibrate), engine, "1h", "baseline", as_of=slot, progress=False, transport=transport, record=False
-    )
+def batch(
+    engine: Engine, slot: datetime, transport: ForecastTransport, calibrate: bool = True, **calibration: object
+) -> None:
+    config = settings(calibrate, **calibration)
+    result = run_batch(config, engine, "1h", "baseline", as_of=slot, progress=False, transport=transport, record=False)
     assert result.ok == tuple(SYMBOLS), result.failed or result.skipped
 
 
@@ -111,6 +112,28 @@ def test_calibration_uses_no_outcome_after_the_slot(engine: Engine, transport: F
     assert not np.array_equal(changed["BTCUSDT"].p10, before["BTCUSDT"].p10)
 
 
+def test_per_side_calibration_moves_p10_and_p90_by_their_own_shifts(
+    engine: Engine, transport: ForecastTransport
+) -> None:
+    load_market(engine, SYMBOLS, START, 140)
+    for k in range(31):
+        batch(engine, FIRST + k * H, transport)
+    batch(engine, T, transport, sides=True, memory=50.0)  # the slot again, each side tracked at 10%
+    for p in stored(engine, T).values():
+        record = p.calibration
+        assert record is not None and record["method"] == "quantile-tracking per side" and record["memory"] == 50.0
+        assert set(record["score"]) == {"p10", "p90"} and record["status"] == "calibrated"
+        steps = record["steps"]
+        assert steps["q_lower"] != steps["q_upper"]
+        assert p.p10_raw is not None and p.p90_raw is not None and p.samples is not None
+        scale = record["sigma"] * p.last_close
+        np.testing.assert_allclose(p.p10, p.p10_raw - np.array(steps["q_lower"]) * scale)
+        np.testing.assert_allclose(p.p90, p.p90_raw + np.array(steps["q_upper"]) * scale)
+        p10, p90 = np.quantile(p.samples.astype(np.float64), [0.1, 0.9], axis=0)
+        np.testing.assert_allclose(p10, p.p10, rtol=1e-5)
+        np.testing.assert_allclose(p90, p.p90, rtol=1e-5)
+
+
 def test_the_served_band_and_samples_are_calibrated_and_the_raw_band_is_kept(
     engine: Engine, transport: ForecastTransport
 ) -> None:
@@ -135,14 +158,15 @@ def test_the_served_band_and_samples_are_calibrated_and_the_raw_band_is_kept(
 
         record = c.calibration
         assert record is not None and record["status"] == "calibrated" and record["steps_calibrated"] == 4
-        assert record["method"] == "quantile-tracking per side" and record["gamma"] == 0.1
-        assert record["memory"] == 250.0 and record["forecasts_read"] == 30
+        assert record["method"] == "quantile-tracking" and record["gamma"] == 0.1
+        assert record["memory"] is None and record["forecasts_read"] == 30
         steps = record["steps"]
         assert steps["n_outcomes"] == [30, 29, 28, 27]  # forecasts of T - h - 29 .. T - h had step h realised
         assert all(isinstance(v, float) for v in steps["alpha"])
         # each side's pooled integrator: the running mean over steps 1..h of each step's own integrator
         for side in ("drift_lower", "drift_upper"):
             assert len(steps[side]) == 4 and all(isinstance(v, float) for v in steps[side])
+        assert steps["q_lower"] == steps["q_upper"]  # two-sided: both sides move by the same amount
         scale = record["sigma"] * c.last_close  # each side moves by its q volatilities
         np.testing.assert_allclose(c.p10, c.p10_raw - np.array(steps["q_lower"]) * scale)
         np.testing.assert_allclose(c.p90, c.p90_raw + np.array(steps["q_upper"]) * scale)

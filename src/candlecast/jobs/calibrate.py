@@ -5,9 +5,9 @@ and "the rows are written" (replays run the batch job, so they calibrate as they
 This module owns the step from the store's history of a model's past forecasts
 (``store.predictions.calibration_history``) to the maths of ``candlecast.calibration`` and back to the row:
 
-- ``p10``/``p90``: the calibrated band (conformal quantile tracking with a leaky integrator pooled over the
-  steps up to each step, per instrument, timeframe, model, horizon step and side, on volatility-scaled scores;
-  docs/calibration.md), ``p50`` unchanged;
+- ``p10``/``p90``: the calibrated band (conformal quantile tracking with an integrator pooled over the steps up
+  to each step, per instrument, timeframe, model and horizon step, on volatility-scaled two-sided scores, or
+  per side with ``sides``; docs/calibration.md), ``p50`` unchanged;
 - ``samples``: each path stretched about the step's median so the samples' p10/p90 are the calibrated band;
   ``samples_high``/``samples_low`` (OHLC paths) moved by the same per-step, per-side map, so touch questions on
   highs and lows are asked on the calibrated scale (the map never decreases: highs stay above their closes);
@@ -52,6 +52,8 @@ __all__ = ["calibrate_one", "calibrate_predictions"]
 log = logging.getLogger(__name__)
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # the store's raw timestamps count microseconds from here
+_TWO_SIDED_SCORE = "max(p10_raw - y, y - p90_raw) / (last_close * sigma)"
+_SIDE_SCORES = {"p10": "(p10_raw - y) / (last_close * sigma)", "p90": "(y - p90_raw) / (last_close * sigma)"}
 
 
 def calibrate_predictions(settings: Settings, engine: Engine, predictions: Sequence[Prediction]) -> list[Prediction]:
@@ -113,7 +115,7 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         inner_lower, inner_upper = np.minimum(p.p50, middle_low), np.maximum(p.p50, middle_high)
     params = CalibrationParams(
         alpha=cfg.alpha, gamma=cfg.gamma, window=cfg.window, min_outcomes=cfg.min_outcomes,
-        min_outcomes_per_h=cfg.min_outcomes_per_h, memory=cfg.memory,
+        min_outcomes_per_h=cfg.min_outcomes_per_h, sides=cfg.sides, memory=cfg.memory,
     )  # fmt: skip
     sigma_now = float(sigma[-1])
     band = calibrate_band(
@@ -139,11 +141,11 @@ def calibrate_one(p: Prediction, history: CalibrationHistory, cfg: CalibrationSe
         status = "partial" if calibrated.any() else "too few outcomes"
     record: dict[str, Any] = {
         "status": status,
-        "method": "quantile-tracking per side",  # with a leaky integrator pooled over steps 1..h
-        "score": {"p10": "(p10_raw - y) / (last_close * sigma)", "p90": "(y - p90_raw) / (last_close * sigma)"},
-        "alpha": cfg.alpha,  # alpha / 2 on each side
+        "method": "quantile-tracking per side" if cfg.sides else "quantile-tracking",  # integrator pooled over 1..h
+        "score": _SIDE_SCORES if cfg.sides else _TWO_SIDED_SCORE,
+        "alpha": cfg.alpha,  # per side: alpha / 2 on each
         "gamma": cfg.gamma,  # integrator gain; step k's misses count gamma / k
-        "memory": cfg.memory,  # the integrator's half-life in candles
+        "memory": cfg.memory,  # the integrator's half-life in candles (None: no forgetting)
         "window": cfg.window,
         "min_outcomes": cfg.min_outcomes,
         "min_outcomes_per_h": cfg.min_outcomes_per_h,
