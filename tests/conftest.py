@@ -22,8 +22,8 @@ from candlecast.store.db import LOCAL_SERVER_URL, embedded_postgres_url, tempora
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _TABLES = (
-    "signal_evaluations, path_evaluations, signal_performance, scoring_backlog, scoring_state, ml_predictions, "
-    "ohlcv_1h, ohlcv_1d, economic_calendar, central_bank_rates, job_runs, model_adapters, instruments, "
+    "signal_evaluations, path_evaluations, path_performance, signal_performance, scoring_backlog, scoring_state, "
+    "ml_predictions, ohlcv_1h, ohlcv_1d, economic_calendar, central_bank_rates, job_runs, model_adapters, instruments, "
     "performance_state, performance_summaries, performance_changes"
 )
 

@@ -4,6 +4,7 @@ evaluation data: raw vs served coverage, skill, the evaluation period and a cali
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -15,6 +16,8 @@ from tests.gateway.test_mcp import call_tools, text
 from candlecast.config import GatewaySettings
 from candlecast.gateway.payloads.track import EDGE, NO_EDGE, TOO_FEW, WORSE, verdict
 from candlecast.gateway.schemas import Forecast, Performance, PredictionDetail
+from candlecast.paths import TOUCH_GRID, touch_scores
+from candlecast.store.path_evaluations import graded_touches
 from candlecast.store.performance import calibration, performance
 
 KEY = {"X-API-Key": "test-key-1"}
@@ -135,6 +138,43 @@ def test_the_evaluation_data_has_raw_and_served_coverage_skill_verdict_period_an
     hourly = gw.get("/api/v1/performance", params={"symbol": "BTCUSDT", "timeframe": "1h"}, headers=KEY).json()
     verdicts = {r["model_name"]: r["verdict"] for r in hourly["rows"]}
     assert verdicts == {"baseline": TOO_FEW, "kronos-small": TOO_FEW, "sharp": EDGE, "wild": WORSE}
+
+
+def test_the_touch_scores_of_the_evaluation_data_are_those_of_the_graded_questions_with_their_verdict(
+    tracked_gateway: Any, tracked_store: Engine
+) -> None:
+    """``path_scores`` (stored by the scoring job) against the graded questions of the window, scored here."""
+    compared = 0
+    for symbol in (None, "BTCUSDT", "SPY"):
+        for window in ("all", "trailing_30d"):
+            params = {"window": window, **({"symbol": symbol} if symbol else {})}
+            body = tracked_gateway.get("/api/v1/performance", params=params, headers=KEY).json()
+            live = graded_touches(tracked_store, symbol=symbol, window=window)
+            assert [(t["model_name"], t["timeframe"]) for t in body["path_scores"]] == [
+                (g.model_name, g.timeframe) for g in live]  # fmt: skip
+            for got, g in zip(body["path_scores"], live, strict=True):
+                score = touch_scores(
+                    g.as_of, g.prediction_id, g.p_touch, g.p_touch_rw, g.touched, g.paths, int(g.horizon.max())
+                )
+                assert (got["forecasts"], got["questions"]) == (score.forecasts, score.questions)
+                assert got["grid"] == list(TOUCH_GRID) and got["uses"] == g.uses
+                for name in ("brier", "brier_plain", "brier_rw", "skill", "dm_pvalue", "base_rate"):
+                    value = getattr(score, name)  # NaN (e.g. too few origins for a p-value) is served as null
+                    assert got[name] == (None if math.isnan(value) else pytest.approx(value, rel=1e-9)), name
+                assert got["reliability"]["count"] == score.reliability["count"].tolist()
+                assert list(got["reliability"]) == ["lower", "upper", "count", "mean_predicted", "observed"]
+                assert list(got["decomposition"]) == ["reliability", "resolution", "uncertainty", "base_rate"]
+                assert got["verdict"] == verdict(score.forecasts, got["skill"], got["dm_pvalue"], 30, 0.05)
+                compared += 1
+    assert compared >= 8
+    btc = tracked_gateway.get("/api/v1/performance", params={"symbol": "BTCUSDT"}, headers=KEY).json()["path_scores"]
+    assert {t["model_name"]: (t["forecasts"], t["verdict"]) for t in btc} == {
+        "baseline": (2, TOO_FEW), "kronos-small": (2, TOO_FEW), "sharp": (45, EDGE), "wild": (45, WORSE),
+    }  # fmt: skip
+    sharp = tracked_gateway.get(
+        "/api/v1/performance", params={"symbol": "BTCUSDT", "model_name": "sharp", "timeframe": "1h"}, headers=KEY
+    ).json()["path_scores"]
+    assert [(t["model_name"], t["timeframe"], t["forecasts"]) for t in sharp] == [("sharp", "1h", 45)]
 
 
 def test_the_openapi_schema_documents_the_track_record_and_its_verdict_rule(gateway: Any) -> None:

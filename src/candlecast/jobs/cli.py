@@ -120,12 +120,14 @@ def score_cmd(
             "late into old gaps); with --rescore, rescore only those."
         ),
     ] = None,
-    refresh: Annotated[bool, typer.Option(help="Refresh the performance table afterwards.")] = True,
+    refresh: Annotated[
+        bool, typer.Option(help="Refresh the performance table and the touch-question summary afterwards.")
+    ] = True,
     rescore: Annotated[
         bool, typer.Option(help="Delete the existing scores and compute them again (after a scoring change).")
     ] = False,
 ) -> None:
-    """Score forecast steps whose candles have closed, then refresh signal_performance."""
+    """Score forecast steps whose candles have closed, then refresh signal_performance and path_performance."""
     settings = get_settings()
     with connect(settings, migrate=True) as engine:
         result = run_scoring(

@@ -5,8 +5,8 @@ store's as-of reads), and scores only from candles closed by the slot. So nothin
 its forecast, and the store ends up with the evaluation history a live deployment would have built.
 
 The model is loaded once (``local=True``, the default) or the inference service is called; one
-``job_runs`` row (``replay-<model>-<timeframe>``) records the whole replay, and the performance table is
-refreshed once at the end.
+``job_runs`` row (``replay-<model>-<timeframe>``) records the whole replay, and the performance table and the
+touch-question summary (``path_performance``) are refreshed once at the end.
 
 Replaying a stretch again rewrites its forecasts, which deletes their scores; scoring at each slot only
 restores the steps closed by that slot. When scoring of the timeframe had already reached a later time (an
@@ -38,6 +38,7 @@ from candlecast.jobs.batch import run_batch, slot_time
 from candlecast.jobs.ensemble import ENSEMBLE_MODEL, member_models, run_ensemble
 from candlecast.jobs.records import recorded_run
 from candlecast.jobs.scoring import refresh_performance, run_scoring
+from candlecast.jobs.touches import refresh_path_performance
 from candlecast.store.candles import list_instruments, timeframe_delta
 from candlecast.store.evaluations import scored_through
 
@@ -159,6 +160,7 @@ def run_replay(
             scored += catch_up.steps_scored
             run.counts["scored_through"] = reached.isoformat()
         refresh_performance(engine, timeframe)
+        refresh_path_performance(engine, timeframe)
         run.status = "ok" if not failed else ("partial" if written else "failed")
         run.counts.update(
             slots=len(slots), first_slot=slots[0].isoformat(), predictions_written=written,

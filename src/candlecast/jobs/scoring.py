@@ -1,5 +1,5 @@
 """The scoring job: every forecast step whose candle has closed gets its scores, then the performance table of
-the timeframe is recomputed.
+the timeframe (and the summary of its graded touch questions) is recomputed.
 
 For a forecast made at ``as_of`` with last close ``c0`` and a step ``h`` with realised close ``y``
 (DESIGN.md, "Scoring definitions"; the maths is in ``candlecast.scores``):
@@ -23,6 +23,8 @@ Path questions are graded in the same pass (``jobs.touches``): a forecast of the
 passed with every candle in is asked whether each level of a fixed grid (±1, ±2, ±3 random-walk deviations from
 its last close) was touched; the grades (``path_evaluations``) commit with the step scores of the chunk.
 Forecasts that left the backlog before grading existed are graded by a re-check (``since``) or ``rescore``.
+After the run, their summary per (symbol or all, model, window) is recomputed (``path_performance``,
+``jobs.touches.refresh_path_performance``), from all the timeframe's grades.
 
 ``refresh_performance`` keeps ``signal_performance`` (see ``performance_rows`` for every column) equal to a
 recomputation from all the scores of a timeframe, rewriting in one transaction the rows of the (symbol, model)
@@ -52,7 +54,7 @@ from candlecast.jobs.performance_state import (
 )
 from candlecast.jobs.provenance import check_inputs
 from candlecast.jobs.records import recorded_run
-from candlecast.jobs.touches import TouchGrades, grade_touches, touch_sigma
+from candlecast.jobs.touches import TouchGrades, grade_touches, refresh_path_performance, touch_sigma
 from candlecast.scores import (
     RW_RETURNS,
     crps_from_samples,
@@ -212,8 +214,9 @@ def run_scoring(
     ``rescore`` first deletes the scores of the forecasts made by ``as_of`` (since ``since`` if given) so they
     are computed again with the current definitions. Forecasts are scored in chunks of
     ``jobs.score_chunk_predictions``; each chunk commits on its own. Then the scoring watermark of the
-    timeframe moves to ``as_of`` (if later) and ``signal_performance`` is recomputed for the timeframe (skip
-    with ``refresh=False``, e.g. between the slots of a replay). One ``job_runs`` row.
+    timeframe moves to ``as_of`` (if later) and ``signal_performance`` and the touch-question summary
+    (``path_performance``, ``jobs.touches.refresh_path_performance``) are recomputed for the timeframe (skip
+    both with ``refresh=False``, e.g. between the slots of a replay). One ``job_runs`` row.
     """
     if timeframe not in TIMEFRAMES:
         raise ValueError(f"timeframe must be one of {TIMEFRAMES}, found {timeframe!r}")
@@ -273,6 +276,7 @@ def run_scoring(
                 advance_scored_through(conn, timeframe, as_of)
         if refresh:
             refresh_performance(engine, timeframe)
+            refresh_path_performance(engine, timeframe)
         run.counts.update(
             steps_scored=n_steps, predictions_scored=n_predictions, forecasts_checked=len(ids),
             forecasts_settled=n_settled, chunks=len(chunks), inputs_changed=len(inputs_changed),

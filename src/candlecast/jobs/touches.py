@@ -16,21 +16,38 @@ the slot, so models answer the same questions. Then:
 
 A forecast without samples, or with fewer than 20 returns behind it (no sigma), is skipped and counted; so is
 one whose horizon passed with a candle missing. All of it is numpy over (forecasts, paths, levels) blocks.
+
+``refresh_path_performance`` (run after scoring, beside ``jobs.scoring.refresh_performance``) recomputes the
+stored summary the evaluation page and ``GET /api/v1/performance`` show (``path_performance``): per (scope, model,
+timeframe, window), ``touch_summary`` of the questions ``store.path_evaluations.graded_touches`` reads for that
+symbol (or every symbol, scope ``'*'``) and window, from one read of the timeframe's grades.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
+from sqlalchemy.engine import Engine
 
-from candlecast.paths import TOUCH_GRID, random_walk_touch, touch_levels, touch_probabilities
+from candlecast.paths import TOUCH_GRID, random_walk_touch, touch_levels, touch_probabilities, touch_scores
 from candlecast.scores import log_return_volatility_by_series
 from candlecast.store.candles import timeframe_delta
-from candlecast.store.path_evaluations import ForecastToGrade
+from candlecast.store.path_evaluations import (
+    ALL_SYMBOLS,
+    ForecastToGrade,
+    GradedTouches,
+    graded_touches_by_symbol,
+    lock_path_performance,
+    replace_path_performance,
+)
+from candlecast.store.performance import PERFORMANCE_WINDOWS
+from candlecast.store.schema import TIMEFRAMES
 
-__all__ = ["TouchGrades", "grade_touches", "touch_sigma"]
+__all__ = ["TouchGrades", "grade_touches", "refresh_path_performance", "touch_sigma", "touch_summary"]
 
 
 @dataclass
@@ -102,6 +119,80 @@ def grade_touches(forecasts: list[ForecastToGrade], sigma: np.ndarray) -> TouchG
         skipped_no_samples=sum(no_samples),
         skipped_no_volatility=sum(1 for i in range(len(forecasts)) if no_sigma[i] and not no_samples[i]),
     )
+
+
+def touch_summary(g: GradedTouches) -> dict[str, Any]:
+    """How the graded questions ``g`` scored (``paths.touch_scores``, the Diebold–Mariano lags from the longest
+    horizon among them), as a ``path_performance`` row without its labels: JSON-ready, NaN as None."""
+    score = touch_scores(g.as_of, g.prediction_id, g.p_touch, g.p_touch_rw, g.touched, g.paths, int(g.horizon.max()))
+    table = score.reliability
+    return {
+        "forecasts": score.forecasts, "questions": score.questions, "grid": list(TOUCH_GRID), "uses": g.uses,
+        "brier": _finite(score.brier), "brier_plain": _finite(score.brier_plain), "brier_rw": _finite(score.brier_rw),
+        "skill": _finite(score.skill), "dm_stat": _finite(score.dm_stat), "dm_pvalue": _finite(score.dm_pvalue),
+        "base_rate": _finite(score.base_rate),
+        "reliability": {
+            "lower": _finites(table["lower"]), "upper": _finites(table["upper"]),
+            "count": [int(n) for n in table["count"]], "mean_predicted": _finites(table["mean_predicted"]),
+            "observed": _finites(table["observed"]),
+        },
+        "decomposition": {name: _finite(value) for name, value in score.decomposition.items()},
+        "first_as_of": _from_raw(int(g.as_of.min())), "last_as_of": _from_raw(int(g.as_of.max())),
+    }  # fmt: skip
+
+
+def refresh_path_performance(engine: Engine, timeframe: str | None = None) -> int:
+    """Recompute the ``path_performance`` rows of ``timeframe`` (None: every timeframe) from all its graded
+    questions: per model, the summary (``touch_summary``) of every symbol together (scope ``'*'``) and of each
+    symbol, in each window of ``store.performance.PERFORMANCE_WINDOWS``; the same questions
+    ``store.path_evaluations.graded_touches`` reads for that symbol and window, so the rows equal a summary
+    computed on request.
+
+    Each timeframe in one REPEATABLE READ transaction that first takes the table's refresh lock: readers see the
+    previous rows until it commits, two refreshes never interleave, and the rows come from one snapshot of the
+    grades (a (model, timeframe) with none left loses its rows). Returns the rows written."""
+    written = 0
+    for tf in TIMEFRAMES if timeframe is None else (timeframe,):
+        with engine.connect() as bound:
+            conn = bound.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                lock_path_performance(conn)  # before the first query, which takes the snapshot
+                rows = []
+                for graded in graded_touches_by_symbol(conn, tf):
+                    rows += _summary_rows(graded)
+                written += replace_path_performance(conn, tf, rows)
+    return written
+
+
+def _summary_rows(g: GradedTouches) -> list[dict[str, Any]]:
+    """The rows of one (model, timeframe): every scope with questions, both windows."""
+    assert g.symbol is not None and g.recent is not None, "graded_touches_by_symbol gives symbols and windows"
+    rows = []
+    scopes = [(ALL_SYMBOLS, None)] + [(name, g.symbol == code) for code, name in enumerate(g.symbols)]
+    for scope, mine in scopes:
+        for window in PERFORMANCE_WINDOWS:
+            mask = g.recent if window == "trailing_30d" else None
+            if mine is not None:
+                mask = mine if mask is None else mine & mask
+            part = g if mask is None else g.subset(mask)
+            if len(part):
+                labels = {"scope": scope, "model_name": g.model_name, "window_name": window}
+                rows.append({**labels, **touch_summary(part)})
+    return rows
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _finites(values: np.ndarray) -> list[float | None]:
+    return [_finite(v) for v in values.tolist()]
+
+
+def _from_raw(raw: int) -> datetime:
+    """A raw Postgres timestamp (microseconds since 2000-01-01 UTC) as a timezone-aware datetime."""
+    return datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=raw)
 
 
 def _ohlc(f: ForecastToGrade) -> bool:

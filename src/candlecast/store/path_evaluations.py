@@ -1,20 +1,30 @@
 """Graded touch questions (``path_evaluations``, migration 0013): which forecasts are ready to be asked, with
-their paths and what happened; the idempotent write of the grades; the reads the evaluation page summarises.
+their paths and what happened; the idempotent write of the grades; the reads that summarise them; and their
+stored summary (``path_performance``, migration 0014).
 
 A forecast is ready once every candle of its horizon is stored and had closed by the scoring time, and it has no
 grades yet. The scoring job (``jobs.touches``) asks it the questions of ``paths.TOUCH_GRID`` and writes one row per
 (forecast, level) in the transaction that writes its step scores; a forecast rewritten since it was read is left
 out (its ``generated_at`` changed), and a row that exists already is kept, so grading again writes nothing.
+
+``path_performance`` holds, per (scope, model, timeframe, window), how the graded questions scored
+(``paths.touch_scores``): scope is a symbol, or ``ALL_SYMBOLS`` (``'*'``) for every symbol together. The scoring
+job computes the rows (``jobs.touches.refresh_path_performance``) from ``graded_touches_by_symbol`` and stores them
+with ``replace_path_performance``, one timeframe per transaction, so a reader (``path_performance``: the
+evaluation page, ``GET /api/v1/performance``) sees the old rows or the new ones, never a half.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy.engine import Connection, Engine
 
 from candlecast.store._copy import decode_binary_copy
@@ -25,14 +35,23 @@ from candlecast.store.performance import PERFORMANCE_WINDOWS, TRAILING_WINDOW
 from candlecast.store.schema import candle_table
 
 __all__ = [
+    "ALL_SYMBOLS",
     "PATH_EVALUATION_FIELDS",
+    "PATH_PERFORMANCE_COLUMNS",
     "ForecastToGrade",
     "GradedTouches",
+    "PathPerformanceRow",
     "forecasts_to_grade",
     "graded_touches",
+    "graded_touches_by_symbol",
+    "lock_path_performance",
     "path_evaluations_frame",
+    "path_performance",
+    "replace_path_performance",
     "write_path_evaluations",
 ]
+
+ALL_SYMBOLS = "*"  # the ``scope`` of a ``path_performance`` row that takes every symbol together
 
 
 @dataclass(frozen=True)
@@ -165,7 +184,8 @@ def path_evaluations_frame(bind: Engine | Connection, prediction_id: int | None 
 
 @dataclass(frozen=True)
 class GradedTouches:
-    """Graded touch questions of one (model, timeframe), as columns, in no particular order."""
+    """Graded touch questions of one (model, timeframe), as columns, in no particular order; from
+    ``graded_touches_by_symbol`` also each question's symbol and whether it is in the trailing window."""
 
     model_name: str
     timeframe: str
@@ -178,12 +198,26 @@ class GradedTouches:
     paths: np.ndarray  # int32
     touched: np.ndarray  # bool
     ohlc: np.ndarray  # bool: judged on highs/lows (uses = 'ohlc'), else on closes
+    symbols: tuple[str, ...] = ()  # graded_touches_by_symbol: the symbols ``symbol`` indexes
+    symbol: np.ndarray | None = None  # int32 index into ``symbols``
+    recent: np.ndarray | None = None  # bool: in the ``trailing_30d`` window of its symbol
 
     @property
     def uses(self) -> dict[str, int]:
         """Questions per basis."""
         n = int(self.ohlc.sum())
         return {name: count for name, count in (("ohlc", n), ("close", len(self.ohlc) - n)) if count}
+
+    def __len__(self) -> int:
+        return len(self.prediction_id)
+
+    def subset(self, mask: np.ndarray) -> GradedTouches:
+        """The questions where ``mask`` (bool, one entry per question) is true, in the same order."""
+        columns: dict[str, Any] = {}
+        for name in _PER_QUESTION:
+            values = getattr(self, name)
+            columns[name] = None if values is None else values[mask]
+        return replace(self, **columns)
 
 
 _GRADED_FIELDS = (
@@ -197,6 +231,26 @@ _GRADED_FIELDS = (
     ("touched", "?"),
     ("ohlc", "?"),
 )
+_GRADED_COLUMNS = """e.prediction_id, e.k::int4, e.as_of, e.horizon, e.p_touch, e.p_touch_rw, e.paths, e.touched,
+    e.uses = 'ohlc'"""
+_BY_SYMBOL_FIELDS = (*_GRADED_FIELDS, ("symbol", ">i4"), ("recent", "?"))
+_PER_QUESTION = tuple(name for name, _ in _BY_SYMBOL_FIELDS)  # the columns ``subset`` masks
+_WHERE = (
+    "(%(symbol)s::text IS NULL OR e.symbol = %(symbol)s) AND (%(model)s::text IS NULL OR e.model_name = %(model)s) "
+    "AND (%(timeframe)s::text IS NULL OR e.timeframe = %(timeframe)s)"
+)
+# per symbol, its newest graded forecast: the trailing window is the span before it
+_NEWEST = f"SELECT e.symbol, max(e.as_of) AS newest FROM path_evaluations e WHERE {_WHERE} GROUP BY e.symbol"
+
+
+def _copy_columns(cur: psycopg.Cursor[Any], sql: str, params: Mapping[str, object], fields: tuple) -> dict:
+    """The rows of the binary COPY ``sql`` as numpy columns named by ``fields``."""
+    payload = bytearray()
+    with cur.copy(sql, params) as copy:
+        while data := copy.read():
+            payload += data
+    rows = decode_binary_copy(bytes(payload), fields)
+    return {name: rows[name].astype(kind.lstrip("><")) for name, kind in fields}
 
 
 def graded_touches(
@@ -212,17 +266,13 @@ def graded_touches(
     and in no particular order (a year of hourly grades of 23 instruments is about a million rows a model)."""
     if window not in PERFORMANCE_WINDOWS:
         raise ValueError(f"window must be one of {PERFORMANCE_WINDOWS}, found {window!r}")
-    where = (
-        "(%(symbol)s::text IS NULL OR e.symbol = %(symbol)s) AND (%(model)s::text IS NULL OR e.model_name = %(model)s) "
-        "AND (%(timeframe)s::text IS NULL OR e.timeframe = %(timeframe)s)"
-    )
     params: dict[str, object] = {"symbol": symbol, "model": model_name, "timeframe": timeframe, "span": TRAILING_WINDOW}
     out = []
     with connection(bind) as conn:
         with cursor(conn) as cur:
             cur.execute("SET LOCAL jit = off")
             cur.execute(
-                f"SELECT e.model_name, e.timeframe FROM path_evaluations e WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2",
+                f"SELECT e.model_name, e.timeframe FROM path_evaluations e WHERE {_WHERE} GROUP BY 1, 2 ORDER BY 1, 2",
                 params,
             )
             groups = cur.fetchall()
@@ -230,17 +280,133 @@ def graded_touches(
                 one = {**params, "model": model, "timeframe": tf}
                 recent = ""
                 if window == "trailing_30d":  # within the span before the newest graded forecast of the symbol
-                    recent = f"""JOIN (SELECT e.symbol, max(e.as_of) AS newest FROM path_evaluations e WHERE {where}
-                        GROUP BY e.symbol) n ON n.symbol = e.symbol AND e.as_of > n.newest - %(span)s::interval"""
-                sql = f"""COPY (
-                    SELECT e.prediction_id, e.k::int4, e.as_of, e.horizon, e.p_touch, e.p_touch_rw, e.paths, e.touched,
-                        e.uses = 'ohlc'
-                    FROM path_evaluations e {recent} WHERE {where}) TO STDOUT (FORMAT binary)"""
-                payload = bytearray()
-                with cur.copy(sql, one) as copy:
-                    while data := copy.read():
-                        payload += data
-                rows = decode_binary_copy(bytes(payload), _GRADED_FIELDS)
-                columns = {name: rows[name].astype(kind.lstrip("><")) for name, kind in _GRADED_FIELDS}
+                    recent = f"JOIN ({_NEWEST}) n ON n.symbol = e.symbol AND e.as_of > n.newest - %(span)s::interval"
+                sql = f"COPY (SELECT {_GRADED_COLUMNS} FROM path_evaluations e {recent} WHERE {_WHERE}) TO STDOUT"
+                sql += " (FORMAT binary)"
+                columns = _copy_columns(cur, sql, one, _GRADED_FIELDS)
                 out.append(GradedTouches(model_name=str(model), timeframe=str(tf), **columns))
     return out
+
+
+def graded_touches_by_symbol(conn: Connection, timeframe: str) -> list[GradedTouches]:
+    """Every graded touch question of ``timeframe``, per model, each with its symbol and whether it lies in its
+    symbol's ``trailing_30d`` window (the same SQL as ``graded_touches``): one binary COPY per model, from which
+    every subset ``graded_touches`` would read (per symbol or all, either window) is a mask.
+
+    Several statements: run it in a REPEATABLE READ transaction so that all see the same data."""
+    params: dict[str, object] = {"symbol": None, "model": None, "timeframe": timeframe, "span": TRAILING_WINDOW}
+    out = []
+    with cursor(conn) as cur:
+        cur.execute("SET LOCAL jit = off")
+        cur.execute(
+            f"SELECT e.model_name, array_agg(DISTINCT e.symbol) FROM path_evaluations e WHERE {_WHERE} "
+            "GROUP BY 1 ORDER BY 1",
+            params,
+        )
+        groups = cur.fetchall()
+        for model, symbols in groups:
+            names = tuple(sorted(symbols))
+            one = {**params, "model": model, "symbols": list(names)}
+            sql = f"""COPY (
+                SELECT {_GRADED_COLUMNS}, n.code::int4 - 1, e.as_of > n.newest - %(span)s::interval
+                FROM path_evaluations e
+                JOIN (SELECT w.symbol, w.newest, s.code FROM ({_NEWEST}) w
+                    JOIN unnest(%(symbols)s::text[]) WITH ORDINALITY AS s(symbol, code) ON s.symbol = w.symbol
+                ) n ON n.symbol = e.symbol
+                WHERE {_WHERE}) TO STDOUT (FORMAT binary)"""
+            columns = _copy_columns(cur, sql, one, _BY_SYMBOL_FIELDS)
+            out.append(GradedTouches(model_name=str(model), timeframe=timeframe, symbols=names, **columns))
+    return out
+
+
+# -- path_performance: the stored summary -----------------------------------------------------------
+
+# The columns of a ``path_performance`` row besides ``refreshed_at``.
+PATH_PERFORMANCE_COLUMNS: tuple[str, ...] = (
+    "scope", "model_name", "timeframe", "window_name", "forecasts", "questions", "grid", "uses", "brier",
+    "brier_plain", "brier_rw", "skill", "dm_stat", "dm_pvalue", "base_rate", "reliability", "decomposition",
+    "first_as_of", "last_as_of",
+)  # fmt: skip
+_JSON_COLUMNS = frozenset({"uses", "reliability", "decomposition"})
+
+
+@dataclass(frozen=True)
+class PathPerformanceRow:
+    """How the graded touch questions of one (scope, model, timeframe, window) scored (``paths.TouchScore``)."""
+
+    scope: str  # a symbol, or ALL_SYMBOLS
+    model_name: str
+    timeframe: str
+    window_name: str
+    forecasts: int
+    questions: int
+    grid: list[int]  # the levels asked, in random-walk standard deviations over the horizon
+    uses: dict[str, int]  # questions per basis: 'ohlc' (highs/lows), 'close'
+    brier: float | None  # None: NaN (e.g. no random-walk Brier to compare with)
+    brier_plain: float | None
+    brier_rw: float | None
+    skill: float | None
+    dm_stat: float | None
+    dm_pvalue: float | None
+    base_rate: float | None
+    reliability: dict[str, list[Any]]  # lower, upper, count, mean_predicted, observed (None: an empty bin)
+    decomposition: dict[str, float | None]  # reliability, resolution, uncertainty, base_rate
+    first_as_of: datetime  # the oldest and newest forecast origin graded
+    last_as_of: datetime
+    refreshed_at: datetime
+
+
+def lock_path_performance(conn: Connection) -> None:
+    """Serialise refreshes of ``path_performance`` for the rest of the caller's transaction; readers are never
+    blocked (the lock conflicts with writers only)."""
+    conn.exec_driver_sql("LOCK TABLE path_performance IN SHARE ROW EXCLUSIVE MODE")
+
+
+def replace_path_performance(conn: Connection, timeframe: str, rows: Sequence[Mapping[str, object]]) -> int:
+    """Replace every ``timeframe`` row of ``path_performance`` with ``rows`` (mappings with the
+    ``PATH_PERFORMANCE_COLUMNS`` except ``timeframe``; the nested ones JSON-ready, NaN as None; a float NaN is
+    stored as NULL). Runs in the caller's transaction (which should hold ``lock_path_performance``). Returns the
+    number of rows written.
+
+    No NOTIFY: the answers that show these rows (``/api/v1/performance``) are cached for a time, not per symbol."""
+    names = list(PATH_PERFORMANCE_COLUMNS)
+    with cursor(conn) as cur:
+        cur.execute("DELETE FROM path_performance WHERE timeframe = %s", (timeframe,))
+        with cur.copy(f"COPY path_performance ({', '.join(names)}) FROM STDIN") as copy:
+            for row in rows:
+                values = {**row, "timeframe": timeframe}
+                copy.write_row([_sql_value(name, values[name]) for name in names])
+    return len(rows)
+
+
+def _sql_value(name: str, value: object) -> object:
+    if name in _JSON_COLUMNS:
+        return Jsonb(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def path_performance(
+    bind: Engine | Connection,
+    symbol: str | None = None,
+    model_name: str | None = None,
+    timeframe: str | None = None,
+    window: str = "all",
+) -> list[PathPerformanceRow]:
+    """The stored summaries of ``symbol``'s graded questions (None: every symbol together), of every model and
+    timeframe or those asked for, in ``window``; ordered by model, then timeframe."""
+    if window not in PERFORMANCE_WINDOWS:
+        raise ValueError(f"window must be one of {PERFORMANCE_WINDOWS}, found {window!r}")
+    sql = """
+        SELECT * FROM path_performance p
+        WHERE p.scope = %(scope)s AND p.window_name = %(window)s
+          AND (%(model)s::text IS NULL OR p.model_name = %(model)s)
+          AND (%(timeframe)s::text IS NULL OR p.timeframe = %(timeframe)s)
+        ORDER BY p.model_name, p.timeframe"""
+    params = {"scope": ALL_SYMBOLS if symbol is None else symbol, "model": model_name, "timeframe": timeframe,
+              "window": window}  # fmt: skip
+    names, rows = read_rows(bind, sql, params)
+    return [PathPerformanceRow(**dict(zip(names, row, strict=True))) for row in rows]

@@ -24,6 +24,7 @@ __all__ = [
     "ohlcv_1d",
     "ohlcv_1h",
     "path_evaluations",
+    "path_performance",
     "scoring_backlog",
     "scoring_state",
     "signal_evaluations",
@@ -204,6 +205,33 @@ path_evaluations = sa.Table(
     sa.Column("touched", sa.Boolean, nullable=False),
     sa.Column("uses", sa.Text, nullable=False),  # 'ohlc' (highs/lows) | 'close'
     sa.Column("scored_at", _TS, nullable=False),
+)
+
+# How the graded touch questions scored (migration 0014), per (scope, model, timeframe, window): written by the
+# scoring job (jobs.touches.refresh_path_performance), one timeframe per transaction; scope '*' = every symbol.
+path_performance = sa.Table(
+    "path_performance",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),  # a symbol, or '*'
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("timeframe", sa.Text, primary_key=True),
+    sa.Column("window_name", sa.Text, primary_key=True),
+    sa.Column("forecasts", sa.Integer, nullable=False),
+    sa.Column("questions", sa.Integer, nullable=False),
+    sa.Column("grid", pg.ARRAY(sa.SmallInteger), nullable=False),
+    sa.Column("uses", pg.JSONB, nullable=False),
+    sa.Column("brier", sa.Float),
+    sa.Column("brier_plain", sa.Float),
+    sa.Column("brier_rw", sa.Float),
+    sa.Column("skill", sa.Float),
+    sa.Column("dm_stat", sa.Float),
+    sa.Column("dm_pvalue", sa.Float),
+    sa.Column("base_rate", sa.Float),
+    sa.Column("reliability", pg.JSONB, nullable=False),
+    sa.Column("decomposition", pg.JSONB, nullable=False),
+    sa.Column("first_as_of", _TS, nullable=False),
+    sa.Column("last_as_of", _TS, nullable=False),
+    sa.Column("refreshed_at", _TS, nullable=False),
 )
 
 # Forecasts that may still have steps to score (filled by triggers, emptied by the scoring job).

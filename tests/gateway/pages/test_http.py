@@ -84,3 +84,16 @@ def test_plotly_is_served_from_the_python_package_gzipped_and_immutable(gateway:
     assert response.content == bundled  # httpx decoded the gzip body
     assert len(gzip.compress(bundled)) < len(bundled) / 2
     assert gateway.get("/static/nothing.js").status_code == 404
+
+
+def test_the_evaluation_page_embeds_and_tabulates_the_stored_touch_scores(tracked_gateway: Any) -> None:
+    """The page's touch section comes from the same answer as ``/api/v1/performance`` (``path_performance``)."""
+    for window in ("all", "trailing_30d"):
+        page = tracked_gateway.get(f"/evaluation?window={window}")
+        api = tracked_gateway.get(
+            "/api/v1/performance", params={"window": window}, headers={"X-API-Key": "test-key-1"}
+        ).json()
+        assert page.status_code == 200 and embedded_data(page.text)["path_scores"] == api["path_scores"] != []
+        rows = re.findall(r'<tr data-model="([^"]+)" data-timeframe="([^"]+)" data-verdict="([^"]+)">', page.text)
+        assert rows == [(t["model_name"], t["timeframe"], t["verdict"]) for t in api["path_scores"]]
+        assert ("sharp", "1h", "edge") in rows and ("wild", "1h", "worse than random walk") in rows

@@ -7,9 +7,11 @@ A symbol or model that is not stored is a ``NotFoundError`` listing those that a
 period, the oldest and newest forecast origin of the rows. The data status is that of the newest scored forecast.
 
 ``path_scores``: per (model, timeframe), how the touch probabilities of its paths scored on the graded questions
-of the window (``store.path_evaluations``; docs/paths.md, "Scored like forecasts"): fair Brier score against the
-random walk's, skill, a Diebold–Mariano p-value and the same plain verdict as the CRPS rows, the base rate, and
-the reliability table (predicted against observed touch frequency, with counts).
+of the window (docs/paths.md, "Scored like forecasts"): fair Brier score against the random walk's, skill, a
+Diebold–Mariano p-value and the same plain verdict as the CRPS rows, the base rate, and the reliability table
+(predicted against observed touch frequency, with counts). The scoring job computes them
+(``path_performance``, ``jobs.touches.refresh_path_performance``), for the symbol asked or every symbol; this
+module only adds the verdict, which depends on the gateway's settings.
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from candlecast.gateway.params import PerformanceParams
 from candlecast.gateway.payloads import Payload
 from candlecast.gateway.payloads.fields import data_status, floats, iso
 from candlecast.gateway.payloads.track import NOMINAL_COVERAGE, verdict
-from candlecast.paths import TOUCH_GRID, touch_scores
 from candlecast.store.candles import get_instruments
-from candlecast.store.path_evaluations import GradedTouches, graded_touches
+from candlecast.store.path_evaluations import PathPerformanceRow, path_performance
 from candlecast.store.performance import CalibrationRow, PerformanceRow, calibration, performance
 from candlecast.store.status import forecast_slots
 
@@ -57,31 +58,32 @@ def _calibration(c: CalibrationRow) -> dict[str, Any]:
     return {**out, "nominal": [0.1, 0.5, 0.9], "observed": [out["below_p10"], out["below_p50"], out["below_p90"]]}
 
 
-def _path_score(g: GradedTouches, gw: GatewaySettings) -> dict[str, Any]:
-    score = touch_scores(g.as_of, g.prediction_id, g.p_touch, g.p_touch_rw, g.touched, g.paths, int(g.horizon.max()))
-    table = score.reliability
-    skill, pvalue = floats([score.skill, score.dm_pvalue])
+_RELIABILITY = ("lower", "upper", "count", "mean_predicted", "observed")
+_DECOMPOSITION = ("reliability", "resolution", "uncertainty", "base_rate")
+
+
+def _path_score(row: PathPerformanceRow, gw: GatewaySettings) -> dict[str, Any]:
+    skill, pvalue = floats([row.skill, row.dm_pvalue])
     return {
-        "model_name": g.model_name,
-        "timeframe": g.timeframe,
-        "forecasts": score.forecasts,
-        "questions": score.questions,
-        "grid": list(TOUCH_GRID),
-        "uses": g.uses,
-        "brier": floats([score.brier])[0],
-        "brier_plain": floats([score.brier_plain])[0],
-        "brier_rw": floats([score.brier_rw])[0],
+        "model_name": row.model_name,
+        "timeframe": row.timeframe,
+        "forecasts": row.forecasts,
+        "questions": row.questions,
+        "grid": list(row.grid),
+        "uses": {name: row.uses[name] for name in ("ohlc", "close") if name in row.uses},
+        "brier": floats([row.brier])[0],
+        "brier_plain": floats([row.brier_plain])[0],
+        "brier_rw": floats([row.brier_rw])[0],
         "skill": skill,
         "dm_pvalue": pvalue,
-        "verdict": verdict(score.forecasts, skill, pvalue, gw.track_record_min_scored, gw.track_record_alpha),
-        "base_rate": floats([score.base_rate])[0],
+        "verdict": verdict(row.forecasts, skill, pvalue, gw.track_record_min_scored, gw.track_record_alpha),
+        "base_rate": floats([row.base_rate])[0],
         "reliability": {
-            "lower": floats(table["lower"].tolist()), "upper": floats(table["upper"].tolist()),
-            "count": [int(n) for n in table["count"]], "mean_predicted": floats(table["mean_predicted"].tolist()),
-            "observed": floats(table["observed"].tolist()),
+            name: [int(n) for n in row.reliability[name]] if name == "count" else floats(row.reliability[name])
+            for name in _RELIABILITY
         },
-        "decomposition": {name: floats([value])[0] for name, value in score.decomposition.items()},
-    }  # fmt: skip
+        "decomposition": {name: floats([row.decomposition.get(name)])[0] for name in _DECOMPOSITION},
+    }
 
 
 def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySettings) -> Payload:
@@ -96,7 +98,7 @@ def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySe
             raise NotFoundError("model_name", f"no forecast by model {model!r} is stored", models)
     rows = performance(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
     calib = calibration(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
-    touches = graded_touches(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
+    touches = path_performance(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
     newest = max((t for r in rows if (t := r.last_as_of) is not None), default=None)
     oldest = min((t for r in rows if (t := r.first_as_of) is not None), default=None)
     return {
