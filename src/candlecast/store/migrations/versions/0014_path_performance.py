@@ -19,7 +19,7 @@ Empty after the upgrade: the next scoring run (or ``candlecast score``) fills it
 
 Revision ID: 0014
 Revises: 0013
-Create Date: 2026-12-02
+Create Date: 2026-11-30
 """
 
 from __future__ import annotations
