@@ -249,8 +249,9 @@ def test_steps_with_too_few_outcomes_keep_the_raw_band() -> None:
     assert not nothing.calibrated.any()  # no volatility at the origin: raw
 
 
-def test_misses_of_governed_bands_move_the_shift_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
-    # step 1: 30 governed outcomes, all misses; step 2: 40 outcomes, 20 governed, 10 of them misses
+def two_steps_of_misses_above() -> tuple[PastOutcomes, np.ndarray]:
+    """Band [99, 101] at two steps. Step 1: 30 governed outcomes, all misses above. Step 2: 40 outcomes, the last
+    20 governed, 10 of those misses above. Returns the history and step 2's outcomes."""
     y1 = np.full(30, 150.0)
     y2 = np.r_[np.full(30, 100.0), np.full(10, 150.0)]
     k1, k2 = len(y1), len(y2)
@@ -260,6 +261,11 @@ def test_misses_of_governed_bands_move_the_shift_by_gamma_over_k_pooled_over_the
         served_lower=np.full(k1 + k2, 99.0), served_upper=np.full(k1 + k2, 101.0), scale=np.ones(k1 + k2),
         governed=np.r_[np.ones(k1, bool), np.zeros(20, bool), np.ones(20, bool)],
     )  # fmt: skip
+    return history, y2
+
+
+def test_misses_of_governed_bands_move_the_shift_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
+    history, y2 = two_steps_of_misses_above()
     band = calibrate_band(np.array([99.0, 99.0, 99.0]), np.array([101.0, 101.0, 101.0]), 1.0, history, PARAMS)
     own = np.array([0.1 * (30 - 0.2 * 30), 0.1 / 2 * (10 - 0.2 * 20), 0.0])  # step 3 has no outcomes
     np.testing.assert_allclose(band.drift_lower, np.cumsum(own) / [1, 2, 3])
@@ -272,22 +278,13 @@ def test_misses_of_governed_bands_move_the_shift_by_gamma_over_k_pooled_over_the
     np.testing.assert_array_equal(band.q_upper, band.q_lower)  # both sides move by the same amount
     assert band.calibrated.tolist() == [True, True, False]
     # no misses at all: the integrator narrows the band
-    calm = PastOutcomes(**{**history.__dict__, "observed": np.full(k1 + k2, 100.0)})
+    calm = PastOutcomes(**{**history.__dict__, "observed": np.full(len(history), 100.0)})
     narrowed = calibrate_band(np.array([99.0, 99.0]), np.array([101.0, 101.0]), 1.0, calm, PARAMS)
     assert (narrowed.drift_lower < 0).all()
 
 
 def test_per_side_misses_move_their_own_side_by_gamma_over_k_pooled_over_the_steps_up_to_h() -> None:
-    # step 1: 30 governed outcomes, all above the band; step 2: 40 outcomes, 20 governed, 10 of them above
-    y1 = np.full(30, 150.0)
-    y2 = np.r_[np.full(30, 100.0), np.full(10, 150.0)]
-    k1, k2 = len(y1), len(y2)
-    history = PastOutcomes(
-        step=np.r_[np.ones(k1, np.int64), np.full(k2, 2)], realised_at=np.r_[np.arange(k1), np.arange(k2)],
-        observed=np.r_[y1, y2], raw_lower=np.full(k1 + k2, 99.0), raw_upper=np.full(k1 + k2, 101.0),
-        served_lower=np.full(k1 + k2, 99.0), served_upper=np.full(k1 + k2, 101.0), scale=np.ones(k1 + k2),
-        governed=np.r_[np.ones(k1, bool), np.zeros(20, bool), np.ones(20, bool)],
-    )  # fmt: skip
+    history, y2 = two_steps_of_misses_above()
     forever = CalibrationParams(alpha=0.2, gamma=0.1, window=500, sides=True)
     band = calibrate_band(np.array([99.0, 99.0, 99.0]), np.array([101.0, 101.0, 101.0]), 1.0, history, forever)
     # each side aims at alpha / 2 = 0.1; step 3 has no outcomes
@@ -307,7 +304,7 @@ def test_per_side_misses_move_their_own_side_by_gamma_over_k_pooled_over_the_ste
     # the misses were all above: p90 moves out, p10 moves in (its side never missed)
     assert band.q_upper[1] > 0 > band.q_lower[1]
     # no misses at all: the integrators narrow the band
-    calm = PastOutcomes(**{**history.__dict__, "observed": np.full(k1 + k2, 100.0)})
+    calm = PastOutcomes(**{**history.__dict__, "observed": np.full(len(history), 100.0)})
     narrowed = calibrate_band(np.array([99.0, 99.0]), np.array([101.0, 101.0]), 1.0, calm, forever)
     assert (narrowed.drift_lower < 0).all() and (narrowed.drift_upper < 0).all()
 

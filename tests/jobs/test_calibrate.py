@@ -53,6 +53,14 @@ def batch(
     assert result.ok == tuple(SYMBOLS), result.failed or result.skipped
 
 
+def market_and_slots(engine: Engine, transport: ForecastTransport) -> dict[str, pd.DataFrame]:
+    """140 hourly candles, then calibrated forecasts at the 31 slots FIRST .. T (T's calibration sees 30)."""
+    frames = load_market(engine, SYMBOLS, START, 140)
+    for k in range(31):
+        batch(engine, FIRST + k * H, transport)
+    return frames
+
+
 def stored(engine: Engine, slot: datetime) -> dict[str, Prediction]:
     out = {}
     for symbol in SYMBOLS:
@@ -63,9 +71,7 @@ def stored(engine: Engine, slot: datetime) -> dict[str, Prediction]:
 
 
 def test_calibration_uses_no_outcome_after_the_slot(engine: Engine, transport: ForecastTransport) -> None:
-    frames = load_market(engine, SYMBOLS, START, 140)
-    for k in range(31):
-        batch(engine, FIRST + k * H, transport)
+    frames = market_and_slots(engine, transport)
     before = stored(engine, T)
     for p in before.values():
         assert p.calibration is not None and p.calibration["status"] == "calibrated"
@@ -115,9 +121,7 @@ def test_calibration_uses_no_outcome_after_the_slot(engine: Engine, transport: F
 def test_per_side_calibration_moves_p10_and_p90_by_their_own_shifts(
     engine: Engine, transport: ForecastTransport
 ) -> None:
-    load_market(engine, SYMBOLS, START, 140)
-    for k in range(31):
-        batch(engine, FIRST + k * H, transport)
+    market_and_slots(engine, transport)
     batch(engine, T, transport, sides=True, memory=50.0)  # the slot again, each side tracked at 10%
     for p in stored(engine, T).values():
         record = p.calibration
@@ -137,9 +141,7 @@ def test_per_side_calibration_moves_p10_and_p90_by_their_own_shifts(
 def test_the_served_band_and_samples_are_calibrated_and_the_raw_band_is_kept(
     engine: Engine, transport: ForecastTransport
 ) -> None:
-    load_market(engine, SYMBOLS, START, 140)
-    for k in range(31):
-        batch(engine, FIRST + k * H, transport)
+    market_and_slots(engine, transport)
     first, calibrated = stored(engine, FIRST), stored(engine, T)
     batch(engine, T, transport, calibrate=False)  # the same slot (same seeds) served raw
     raw = stored(engine, T)

@@ -66,6 +66,7 @@ from candlecast.scores import (
     pinball,
 )
 from candlecast.store.candles import timeframe_delta
+from candlecast.store.db import snapshot
 from candlecast.store.evaluations import (
     StepsToScore,
     advance_scored_through,
@@ -320,11 +321,9 @@ def refresh_performance(engine: Engine, timeframe: str | None = None, full: bool
     """
     written = 0
     for tf in TIMEFRAMES if timeframe is None else (timeframe,):
-        with engine.connect() as bound:
-            conn = bound.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                lock_performance(conn)  # before the first query, which takes the snapshot
-                written += _refresh_timeframe(conn, tf, full)
+        with snapshot(engine) as conn:
+            lock_performance(conn)  # before the first query, which takes the snapshot
+            written += _refresh_timeframe(conn, tf, full)
     return written
 
 

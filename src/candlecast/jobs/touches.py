@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from candlecast.paths import TOUCH_GRID, random_walk_touch, touch_levels, touch_probabilities, touch_scores
 from candlecast.scores import log_return_volatility_by_series
 from candlecast.store.candles import timeframe_delta
+from candlecast.store.db import snapshot
 from candlecast.store.path_evaluations import (
     ALL_SYMBOLS,
     ForecastToGrade,
@@ -153,14 +154,12 @@ def refresh_path_performance(engine: Engine, timeframe: str | None = None) -> in
     grades (a (model, timeframe) with none left loses its rows). Returns the rows written."""
     written = 0
     for tf in TIMEFRAMES if timeframe is None else (timeframe,):
-        with engine.connect() as bound:
-            conn = bound.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                lock_path_performance(conn)  # before the first query, which takes the snapshot
-                rows = []
-                for graded in graded_touches_by_symbol(conn, tf):
-                    rows += _summary_rows(graded)
-                written += replace_path_performance(conn, tf, rows)
+        with snapshot(engine) as conn:
+            lock_path_performance(conn)  # before the first query, which takes the snapshot
+            rows = []
+            for graded in graded_touches_by_symbol(conn, tf):
+                rows += _summary_rows(graded)
+            written += replace_path_performance(conn, tf, rows)
     return written
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "embedded_postgres_url",
     "prune_dead_handles",
     "resolve_database_url",
+    "snapshot",
     "temporary_database",
 ]
 
@@ -39,6 +40,16 @@ def _sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+@contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[sa.Connection]:
+    """One REPEATABLE READ transaction: every statement in it sees the data as of its first query, and it
+    commits when the block ends (rolls back on an error)."""
+    with engine.connect() as bound:
+        conn = bound.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def create_engine_for(url: str, **kwargs: object) -> Engine:
