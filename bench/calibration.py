@@ -13,6 +13,8 @@ table is read straight from ``store.performance`` (the all-steps row, window ``a
   (nominal 0.80);
 - ``crps_bp``: fair CRPS in basis points of the last close; ``skill``: 1 - CRPS / CRPS of the random walk,
   with ``dm_p`` the Diebold–Mariano p-value (HAC); ``hit``: direction hit rate;
+- ``cov_90%``: a 90% interval for ``cov`` (circular block bootstrap over forecasts, blocks as long as the horizon:
+  overlapping forecasts share outcomes; rough where the period holds few horizons, e.g. 2.5 for BTC hourly);
 - ``below`` / ``above``: share of the scored steps below the served p10 / above the served p90 (0.10 each);
 - ``steps`` / ``fcst``: scored steps and forecasts; ``width``: mean served band width / raw band width.
 
@@ -46,6 +48,7 @@ from candlecast.ingest.sample import load_sample_manifest
 from candlecast.jobs.ensemble import ENSEMBLE_MODEL
 from candlecast.jobs.replay import run_replay
 from candlecast.jobs.scoring import refresh_performance, run_scoring
+from candlecast.scores import block_bootstrap_interval
 from candlecast.store import create_engine_for
 from candlecast.store._sql import read_frame
 from candlecast.store.db import temporary_database
@@ -162,12 +165,14 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
         refresh_performance(engine, timeframe)
         widths = _widths(engine, timeframe, evaluated_from)
         sides = _sides(engine, timeframe)
+        intervals = _coverage_intervals(engine, timeframe)
         for symbol in symbols:
             for model in models:
                 for r in performance(engine, symbol=symbol, model_name=model, timeframe=timeframe):
                     rows.append({
                         "series": f"{symbol} {timeframe}", "model": model, "cov": r.coverage, "cov_raw": r.coverage_raw,
                         "crps_bp": r.crps_bp, "skill": r.crps_skill, "dm_p": r.dm_pvalue, "hit": r.hit_rate,
+                        "cov_90%": intervals.get((symbol, model)),
                         "below": sides.get((symbol, model), (None, None))[0],
                         "above": sides.get((symbol, model), (None, None))[1],
                         "steps": r.n_steps, "fcst": r.n_predictions, "width": widths.get((symbol, model)),
@@ -201,6 +206,22 @@ def _sides(engine, timeframe: str) -> dict[tuple[str, str], tuple[float, float]]
         {"tf": timeframe},
     )
     return {(r.symbol, r.model_name): (float(r.below), float(r.above)) for r in frame.itertuples()}
+
+
+def _coverage_intervals(engine, timeframe: str) -> dict[tuple[str, str], str]:  # type: ignore[no-untyped-def]
+    """90% circular block bootstrap interval of the coverage (``scores.block_bootstrap_interval``): per forecast the
+    share of its scored steps in the served band, in order of origin, blocks as long as the horizon."""
+    frame = read_frame(
+        engine,
+        """SELECT symbol, model_name, as_of, avg(in_band::int) AS covered, max(step) AS horizon
+           FROM signal_evaluations WHERE timeframe = %(tf)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+        {"tf": timeframe},
+    )
+    out = {}
+    for (symbol, model), g in frame.groupby(["symbol", "model_name"]):
+        low, high = block_bootstrap_interval(g["covered"].to_numpy(float), block=int(g["horizon"].max()))
+        out[(str(symbol), str(model))] = f"[{low:.2f}, {high:.2f}]"
+    return out
 
 
 def _quarters(engine) -> pd.DataFrame:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ import statsmodels.api as sm
 from scipy.stats import norm
 
 from candlecast.scores import (
+    block_bootstrap_interval,
     crps_from_samples,
     crps_lognormal,
     crps_random_walk,
@@ -152,3 +153,36 @@ def test_return_volatility_is_the_std_of_the_last_returns_by_each_cutoff_per_ser
         expected = np.std(np.diff(np.log(closes[name][last - 60 : last + 1])), ddof=1)
         assert got[i] == pytest.approx(expected, rel=1e-12)
         assert got[i] == log_return_volatility(times, closes[name], np.array([cutoff]))[0]
+
+
+def test_block_bootstrap_interval_matches_the_normal_one_for_independent_values() -> None:
+    rng = np.random.default_rng(11)
+    x = (rng.random(4000) < 0.8).astype(float)
+    low, high = block_bootstrap_interval(x, block=1, level=0.9)
+    half = 1.6449 * math.sqrt(x.mean() * (1 - x.mean()) / len(x))
+    assert low == pytest.approx(x.mean() - half, abs=0.003) and high == pytest.approx(x.mean() + half, abs=0.003)
+    assert all(math.isnan(v) for v in block_bootstrap_interval(np.zeros(0), 5))
+
+
+def test_block_bootstrap_interval_widens_with_dependence_and_covers_the_mean() -> None:
+    # coverage of overlapping forecasts: runs of 30 equal values (a shock misses 30 forecasts in a row)
+    rng = np.random.default_rng(12)
+    covered = 0
+    widths_iid, widths_block = [], []
+    for _ in range(200):
+        x = np.repeat((rng.random(10) < 0.8).astype(float), 30)  # 300 values, 10 independent runs
+        low, high = block_bootstrap_interval(x, block=30, level=0.9, resamples=500, seed=int(rng.integers(1 << 30)))
+        iid_low, iid_high = block_bootstrap_interval(x, block=1, level=0.9, resamples=500)
+        covered += low <= 0.8 <= high
+        widths_block.append(high - low)
+        widths_iid.append(iid_high - iid_low)
+    assert np.median(widths_block) > 3 * np.median(widths_iid)  # independent resampling is far too confident
+    assert covered / 200 >= 0.7  # near the nominal 90% (few blocks make it somewhat short)
+
+
+def test_block_bootstrap_interval_draws_the_ends_as_often_as_the_middle() -> None:
+    # 37 forecasts, blocks of 30, misses at both ends: blocks that may not wrap would draw the middle more often
+    # and centre the interval above the mean (about [0.46, 0.57] for a mean of 0.46)
+    x = np.r_[np.zeros(10), np.ones(17), np.zeros(10)]
+    low, high = block_bootstrap_interval(x, block=30, level=0.9)
+    assert low < x.mean() - 0.1 and high > x.mean() + 0.1

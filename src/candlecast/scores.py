@@ -10,6 +10,8 @@ steps and returns one value per step (``diebold_mariano`` takes one loss-differe
 - ``log_return_volatility``: the random walk's one-candle sigma, from the log returns before an origin;
 - ``pinball``: the quantile (pinball) loss at level ``tau``;
 - ``in_band``: whether the outcome lies in ``[lower, upper]`` (averaged, the band's coverage);
+- ``block_bootstrap_interval``: how uncertain a mean of serially dependent values is (e.g. the coverage of
+  overlapping forecasts);
 - ``direction_hit``: whether the median and the outcome move the same way from the last close;
 - ``diebold_mariano``: is one forecast's mean loss different from another's (HAC variance)?
 - ``brier``, ``fair_brier``: the Brier score of a probability, and its unbiased form for a probability counted
@@ -30,6 +32,7 @@ __all__ = [
     "RELIABILITY_BINS",
     "RW_MIN_RETURNS",
     "RW_RETURNS",
+    "block_bootstrap_interval",
     "brier",
     "brier_decomposition",
     "crps_from_samples",
@@ -182,6 +185,30 @@ def pinball(observed: np.ndarray, quantile: np.ndarray, tau: float) -> np.ndarra
 def in_band(observed: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """``lower <= y <= upper`` per step (booleans; their mean is the band's coverage)."""
     return (lower <= observed) & (observed <= upper)
+
+
+def block_bootstrap_interval(
+    values: np.ndarray, block: int, level: float = 0.9, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """The ``level`` percentile interval of the mean of ``values`` (in time order) by the circular block bootstrap
+    (Politis & Romano 1992): each resample joins ``ceil(n / block)`` runs of ``block`` consecutive values,
+    starting anywhere and wrapping from the end to the start (so every value is drawn equally often), cut to ``n``.
+
+    Forecasts made one candle apart with an ``h``-step horizon share outcomes, so their coverages are far from
+    independent; blocks as long as the horizon keep that dependence inside each block. With few blocks in ``n``
+    (``n / block`` under about 5) the interval is itself rough, and too narrow. NaN bounds for no values.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan
+    b = min(max(int(block), 1), n)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n, size=(resamples, math.ceil(n / b)))
+    index = ((starts[:, :, None] + np.arange(b)) % n).reshape(resamples, -1)[:, :n]
+    means = x[index].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 def direction_hit(last_close: np.ndarray, median: np.ndarray, observed: np.ndarray) -> np.ndarray:
