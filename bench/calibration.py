@@ -15,6 +15,8 @@ table is read straight from ``store.performance`` (the all-steps row, window ``a
   with ``dm_p`` the Diebold–Mariano p-value (HAC); ``hit``: direction hit rate;
 - ``cov_90%``: a 90% interval for ``cov`` (circular block bootstrap over forecasts, blocks as long as the horizon:
   overlapping forecasts share outcomes; rough where the period holds few horizons, e.g. 2.5 for BTC hourly);
+- ``cov_nw90``: the 90% interval the track record serves, stored in ``signal_performance`` (``coverage_low``,
+  ``coverage_high``: normal, with the Newey–West variance of the per-forecast coverage, horizon - 1 lags);
 - ``below`` / ``above``: share of the scored steps below the served p10 / above the served p90 (0.10 each);
 - ``steps`` / ``fcst``: scored steps and forecasts; ``width``: mean served band width / raw band width.
 
@@ -173,6 +175,8 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
                         "series": f"{symbol} {timeframe}", "model": model, "cov": r.coverage, "cov_raw": r.coverage_raw,
                         "crps_bp": r.crps_bp, "skill": r.crps_skill, "dm_p": r.dm_pvalue, "hit": r.hit_rate,
                         "cov_90%": intervals.get((symbol, model)),
+                        "cov_nw90": None if r.coverage_low is None or r.coverage_high is None
+                        else f"[{r.coverage_low:.2f}, {r.coverage_high:.2f}]",
                         "below": sides.get((symbol, model), (None, None))[0],
                         "above": sides.get((symbol, model), (None, None))[1],
                         "steps": r.n_steps, "fcst": r.n_predictions, "width": widths.get((symbol, model)),

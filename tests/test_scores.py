@@ -13,12 +13,14 @@ from scipy.stats import norm
 
 from candlecast.scores import (
     block_bootstrap_interval,
+    coverage_interval,
     crps_from_samples,
     crps_lognormal,
     crps_random_walk,
     diebold_mariano,
     log_return_volatility,
     log_return_volatility_by_series,
+    newey_west_mean_variance,
     newey_west_variance,
 )
 
@@ -186,3 +188,15 @@ def test_block_bootstrap_interval_draws_the_ends_as_often_as_the_middle() -> Non
     x = np.r_[np.zeros(10), np.ones(17), np.zeros(10)]
     low, high = block_bootstrap_interval(x, block=30, level=0.9)
     assert low < x.mean() - 0.1 and high > x.mean() + 0.1
+
+
+def test_coverage_interval_is_the_normal_one_of_the_newey_west_mean_clipped_to_zero_one() -> None:
+    rng = np.random.default_rng(13)
+    x = np.repeat((rng.random(40) < 0.8).astype(float), 5)  # runs of 5: 4 lags of dependence
+    fit = sm.OLS(x, np.ones(len(x))).fit(cov_type="HAC", cov_kwds={"maxlags": 4, "use_correction": False})
+    assert newey_west_mean_variance(x, 4) == pytest.approx(fit.bse[0] ** 2, rel=1e-9)  # the HAC variance of a mean
+    low, high = coverage_interval(x.mean(), newey_west_mean_variance(x, 4))
+    assert (low, high) == pytest.approx(fit.conf_int(alpha=0.1)[0].tolist(), rel=1e-9)
+    assert coverage_interval(0.97, 0.0004) == (pytest.approx(0.97 - 1.6448536 * 0.02), 1.0)  # clipped
+    assert coverage_interval(0.5, 0.01, level=0.95) == pytest.approx((0.5 - 0.196, 0.5 + 0.196), abs=1e-4)
+    assert all(math.isnan(v) for v in coverage_interval(1.0, newey_west_mean_variance(np.ones(1), 4)))

@@ -12,6 +12,8 @@ steps and returns one value per step (``diebold_mariano`` takes one loss-differe
 - ``in_band``: whether the outcome lies in ``[lower, upper]`` (averaged, the band's coverage);
 - ``block_bootstrap_interval``: how uncertain a mean of serially dependent values is (e.g. the coverage of
   overlapping forecasts);
+- ``coverage_interval``: the normal interval of a coverage from the Newey–West variance of its mean (the one a
+  track record carries, since it can be kept incrementally);
 - ``direction_hit``: whether the median and the outcome move the same way from the last close;
 - ``diebold_mariano``: is one forecast's mean loss different from another's (HAC variance)?
 - ``brier``, ``fair_brier``: the Brier score of a probability, and its unbiased form for a probability counted
@@ -26,7 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.special import ndtr  # type: ignore[import-untyped]  # the normal CDF; scipy comes with scoringrules
+from scipy.special import ndtr, ndtri  # type: ignore[import-untyped]  # normal CDF and quantile (with scoringrules)
 
 __all__ = [
     "RELIABILITY_BINS",
@@ -35,6 +37,7 @@ __all__ = [
     "block_bootstrap_interval",
     "brier",
     "brier_decomposition",
+    "coverage_interval",
     "crps_from_samples",
     "crps_lognormal",
     "crps_random_walk",
@@ -45,6 +48,7 @@ __all__ = [
     "in_band",
     "log_return_volatility",
     "log_return_volatility_by_series",
+    "newey_west_mean_variance",
     "newey_west_variance",
     "pinball",
     "reliability_table",
@@ -231,6 +235,30 @@ def newey_west_variance(values: np.ndarray, lag: int) -> float:
     for k in range(1, min(lag, n - 1) + 1):
         variance += 2 * (1 - k / (lag + 1)) * float(centred[k:] @ centred[:-k]) / n
     return variance
+
+
+def newey_west_mean_variance(values: np.ndarray, lag: int) -> float:
+    """The variance of a series' mean with ``lag`` lags of dependence: ``newey_west_variance / n``; NaN for fewer
+    than 2 values."""
+    n = len(values)
+    return newey_west_variance(values, lag) / n if n >= 2 else math.nan
+
+
+def coverage_interval(coverage: float, mean_variance: float, level: float = 0.9) -> tuple[float, float]:
+    """The ``level`` normal interval of a coverage (a share of steps in the band) whose mean has variance
+    ``mean_variance`` (``newey_west_mean_variance`` of the in-band indicator, or of each forecast's share of its
+    steps in the band): ``coverage ± z sqrt(mean_variance)`` with ``z`` the standard normal's ``(1 + level) / 2``
+    quantile (1.645 for 90%), clipped to ``[0, 1]``. NaN bounds when the variance is NaN (fewer than 2 values).
+
+    Forecasts made one candle apart with an ``h``-step horizon share outcomes: with ``h - 1`` lags the variance
+    counts that overlap (a year of daily 30-step forecasts holds only about 8 independent windows). Where the
+    series holds few horizons the Bartlett-weighted estimate undercounts the dependence and the interval is too
+    narrow, as the block bootstrap's is.
+    """
+    if not mean_variance >= 0 or math.isnan(coverage):
+        return math.nan, math.nan
+    half = float(ndtri((1 + level) / 2)) * math.sqrt(mean_variance)
+    return max(0.0, coverage - half), min(1.0, coverage + half)
 
 
 def diebold_mariano(differentials: np.ndarray, lag: int) -> tuple[float, float]:

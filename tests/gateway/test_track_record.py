@@ -45,8 +45,8 @@ def expected_record(store: Engine, symbol: str, model: str, timeframe: str) -> d
     [row] = performance(store, symbol=symbol, model_name=model, timeframe=timeframe, window="trailing_30d")
     return {
         "window": "trailing_30d", "scored_forecasts": row.n_predictions, "scored_steps": row.n_steps,
-        "coverage": row.coverage, "coverage_raw": row.coverage_raw, "crps_skill": row.crps_skill,
-        "dm_pvalue": row.dm_pvalue,
+        "coverage": row.coverage, "coverage_low": row.coverage_low, "coverage_high": row.coverage_high,
+        "coverage_raw": row.coverage_raw, "crps_skill": row.crps_skill, "dm_pvalue": row.dm_pvalue,
     }  # fmt: skip
 
 
@@ -56,6 +56,10 @@ def assert_record(record: dict[str, Any], store: Engine, symbol: str, model: str
     assert record["verdict"] == verdict_ and record["nominal_coverage"] == 0.8
     assert (record["min_scored"], record["alpha"]) == (30, 0.05)
     assert record["scored_through"] == "2024-03-01T12:00:00Z"  # the replay's scoring time, not the wall clock
+    keys = list(record)  # the coverage's 90% interval, next to it
+    assert keys[keys.index("coverage") : keys.index("coverage") + 3] == ["coverage", "coverage_low", "coverage_high"]
+    if record["scored_forecasts"] >= 2:
+        assert 0 <= record["coverage_low"] <= record["coverage"] <= record["coverage_high"] <= 1
 
 
 def test_every_forecast_answer_carries_the_track_record_and_its_verdict(
@@ -74,6 +78,7 @@ def test_every_forecast_answer_carries_the_track_record_and_its_verdict(
     assert few["track_record"]["scored_forecasts"] == 3
     none_yet = gw.get("/showcase/ml-prediction/EURUSD", params={"timeframe": "1d"}).json()["track_record"]
     assert none_yet["scored_forecasts"] == 0 and none_yet["verdict"] == TOO_FEW and none_yet["coverage"] is None
+    assert none_yet["coverage_low"] is None and none_yet["coverage_high"] is None
 
     detail = gw.get("/api/v1/predictions/BTCUSDT", params={"model_name": "sharp"}, headers=KEY).json()
     PredictionDetail.model_validate(detail)
@@ -90,6 +95,14 @@ def test_every_forecast_answer_carries_the_track_record_and_its_verdict(
     assert results["sharp"].structured_content["track_record"] == sharp["track_record"]
     summary = text(results["sharp"])
     assert "Track record (trailing_30d): EDGE: 45 scored forecasts" in summary
+    t = sharp["track_record"]  # every step in its band: the interval is a point (no variance)
+    assert (t["coverage_low"], t["coverage"], t["coverage_high"]) == (1.0, 1.0, 1.0)
+    a_few = few["track_record"]  # steps in and out of the band: a real interval
+    assert a_few["coverage_low"] < a_few["coverage"] - 0.02 and a_few["coverage_high"] > a_few["coverage"] + 0.02
+    assert (
+        f"p10-p90 coverage {t['coverage'] * 100:.1f}% (90% interval {t['coverage_low'] * 100:.1f}-"
+        f"{t['coverage_high'] * 100:.1f}%, nominal 80.0%)"
+    ) in summary
     skill = sharp["track_record"]["crps_skill"] * 100
     assert f"CRPS skill vs random walk +{skill:.1f}%" in summary
     assert "WORSE THAN RANDOM WALK" in text(results["wild"])
@@ -125,8 +138,12 @@ def test_the_evaluation_data_has_raw_and_served_coverage_skill_verdict_period_an
     assert (row_all["symbol"], row_all["n_predictions"], row_30d["n_predictions"]) == ("SPY", 2, 1)
     assert every["period"] == {"first_as_of": "2024-01-05T00:00:00Z", "last_as_of": "2024-02-15T00:00:00Z"}
     assert trailing["period"] == {"first_as_of": "2024-02-15T00:00:00Z", "last_as_of": "2024-02-15T00:00:00Z"}
-    for key in ("coverage", "coverage_raw", "crps_skill", "crps_bp", "dm_pvalue"):
+    for key in ("coverage", "coverage_low", "coverage_high", "coverage_raw", "crps_skill", "crps_bp", "dm_pvalue"):
         assert key in row_all
+    [stored] = performance(tracked_store, timeframe="1d")
+    assert (row_all["coverage_low"], row_all["coverage_high"]) == (stored.coverage_low, stored.coverage_high)
+    assert row_all["coverage_low"] <= row_all["coverage"] <= row_all["coverage_high"]
+    assert (row_30d["coverage_low"], row_30d["coverage_high"]) == (None, None)  # one forecast: no interval
     assert row_all["verdict"] == TOO_FEW
     # the calibration summary covers the window asked for
     [calib_all] = every["calibration"]
@@ -187,4 +204,6 @@ def test_the_openapi_schema_documents_the_track_record_and_its_verdict_rule(gate
     assert record["properties"]["verdict"]["enum"] == ["edge", "no edge", "worse than random walk", "too few scores"]
     for words in ("'edge' when crps_skill > 0 and dm_pvalue < alpha", "fewer than min_scored", "trailing_30d"):
         assert words in record["description"]
+    assert "90% interval" in record["properties"]["coverage_low"]["description"]
+    assert list(record["properties"])[3:6] == ["coverage", "coverage_low", "coverage_high"]
     assert GatewaySettings().track_record_min_scored == 30 and GatewaySettings().track_record_alpha == 0.05

@@ -1,8 +1,10 @@
-"""The incremental performance refresh equals a full recomputation: mergeable summaries (pure), then the refresh
-over months of scores, with folded months, a stale group, a longer horizon and a rewritten old forecast."""
+"""The incremental performance refresh equals a full recomputation: mergeable summaries (pure), the coverage's
+Newey–West interval, then the refresh over months of scores, with folded months, a stale group, a longer horizon, a
+rewritten old forecast and summaries of an older layout."""
 
 from __future__ import annotations
 
+import io
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -12,9 +14,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
-from candlecast.jobs.performance_state import Series, all_steps_summary, dump_state, load_state, step_summary
+from candlecast.jobs.performance_state import (
+    OutdatedState,
+    Series,
+    all_steps_summary,
+    dump_state,
+    load_state,
+    row_values,
+    step_summary,
+)
 from candlecast.jobs.scoring import performance_rows, refresh_performance, run_scoring
-from candlecast.scores import diebold_mariano
+from candlecast.scores import diebold_mariano, newey_west_variance
 from candlecast.store.performance import performance, read_performance_summaries, scored_steps
 from candlecast.store.predictions import Prediction, upsert_predictions
 
@@ -38,6 +48,85 @@ def test_series_merged_piece_by_piece_gives_the_same_diebold_mariano(lag: int) -
     assert math.isnan(Series.of(x[:1], lag).diebold_mariano(lag)[0])
 
 
+Z90 = 1.6448536269514722  # the standard normal's 95% quantile
+
+
+def _part(in_band: np.ndarray, h: int = 1, as_of: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Scored steps of step ``h`` in origin order with the given in-band indicator (the rest arbitrary)."""
+    n = len(in_band)
+    rng = np.random.default_rng(n)
+    return {
+        "step": np.full(n, h, dtype=np.int32), "as_of": np.arange(n) * 10 if as_of is None else as_of,
+        "direction_hit": rng.random(n) > 0.5, "in_band": np.asarray(in_band, dtype=bool),
+        "in_band_raw": rng.random(n) > 0.3, "crps": rng.random(n), "crps_rw": rng.random(n),
+        "crps_relative": rng.random(n), "pinball": rng.random(n), "strategy_return": rng.normal(0, 0.01, n),
+    }  # fmt: skip
+
+
+def _interval(summary: object, lag: int) -> tuple[float, float, float]:
+    row = row_values(summary, 252, lag, lambda raw: raw)  # type: ignore[arg-type]
+    return row["coverage"], row["coverage_low"], row["coverage_high"]
+
+
+@pytest.mark.parametrize("lag", [0, 3, 9])
+def test_the_coverage_interval_is_the_newey_west_interval_of_the_in_band_series(lag: int) -> None:
+    rng = np.random.default_rng(lag + 10)
+    x = rng.random(300) < 0.75  # a known series: each step in the band or not, in origin order
+    pieces = np.split(x, [40, 41, 170])
+    merged = Series.of(pieces[0], lag)
+    for piece in pieces[1:]:
+        merged = merged.then(Series.of(piece, lag))
+    direct = newey_west_variance(x.astype(float), lag)
+    assert merged.long_run_variance(lag) == pytest.approx(direct, rel=1e-9)
+    assert merged.mean_variance(lag) == pytest.approx(direct / len(x), rel=1e-9)
+    # the step-(lag + 1) row of those steps: coverage +- 1.645 sqrt(V / n)
+    coverage, low, high = _interval(step_summary(_part(x, h=lag + 1), lag + 1), lag)
+    half = Z90 * math.sqrt(direct / len(x))
+    assert coverage == pytest.approx(x.mean(), rel=1e-12)
+    assert (low, high) == (pytest.approx(x.mean() - half, rel=1e-9), pytest.approx(x.mean() + half, rel=1e-9))
+    # fewer than 2 values: no interval
+    assert math.isnan(Series.of(x[:1], lag).mean_variance(lag))
+    assert all(math.isnan(v) for v in _interval(step_summary(_part(x[:1], h=lag + 1), lag + 1), lag)[1:])
+
+
+def test_the_coverage_interval_widens_with_dependence_and_stays_in_zero_one() -> None:
+    rng = np.random.default_rng(3)
+    runs = np.repeat(rng.random(30) < 0.8, 10)  # runs of 10 equal values, as 10-step forecasts sharing outcomes
+    summary = step_summary(_part(runs, h=10), 10)
+    coverage, low0, high0 = _interval(summary, 0)
+    _, low9, high9 = _interval(summary, 9)
+    assert low9 < low0 <= coverage <= high0 < high9
+    # 30 independent windows, not 300 steps: sqrt(10) times wider in truth; the Bartlett weights of 9 lags give
+    # about sqrt(1 + 2 sum_k (1 - k / 10)^2) = 2.6 of it
+    assert (high9 - low9) > 2 * (high0 - low0)
+    independent = rng.permutation(runs)  # the same values without the runs: the lags change little
+    _, low_i, high_i = _interval(step_summary(_part(independent, h=10), 10), 9)
+    assert (high_i - low_i) < 1.5 * (high0 - low0)
+    # nearly always in the band: the interval is clipped at 1
+    mostly = np.r_[np.ones(60, dtype=bool), np.zeros(2, dtype=bool)]
+    coverage, low, high = _interval(step_summary(_part(mostly, h=5), 5), 4)
+    assert high == 1.0 and 0 < low < coverage < 1
+
+
+def test_the_all_steps_interval_is_that_of_each_forecasts_share_of_its_steps_in_the_band() -> None:
+    rng = np.random.default_rng(5)
+    horizon, forecasts = 4, 80
+    in_band = rng.random((forecasts, horizon)) < 0.8
+    in_band[-1, 2:] = False  # whatever: the share per forecast is what counts
+    as_of = np.repeat(np.arange(forecasts) * 10, horizon)
+    part = {**_part(in_band.ravel(), as_of=as_of), "step": np.tile(np.arange(1, horizon + 1), forecasts)}
+    share = in_band.mean(axis=1)
+    coverage, low, high = _interval(all_steps_summary(part, horizon - 1), horizon - 1)
+    half = Z90 * math.sqrt(newey_west_variance(share, horizon - 1) / forecasts)
+    assert coverage == pytest.approx(in_band.mean(), rel=1e-12)
+    assert (low, high) == (pytest.approx(coverage - half, rel=1e-9), pytest.approx(coverage + half, rel=1e-9))
+
+
+def test_a_state_of_an_older_layout_is_refused() -> None:
+    with pytest.raises(OutdatedState, match="layout 1, not 2"):
+        load_state(_old_layout())
+
+
 def test_summaries_survive_serialisation() -> None:
     rng = np.random.default_rng(1)
     n = 40
@@ -54,6 +143,9 @@ def test_summaries_survive_serialisation() -> None:
         b = back[key]
         assert (b.n_steps, b.hits, b.first, b.last, b.max_step) == (s.n_steps, s.hits, s.first, s.last, s.max_step)
         assert b.returns_m2 == s.returns_m2 and b.d.n == s.d.n and np.array_equal(b.d.cross, s.d.cross)
+        assert (b.band.lag, b.band.n, b.band.total) == (s.band.lag, s.band.n, s.band.total)
+        for name in ("cross", "head", "tail"):
+            assert np.array_equal(getattr(b.band, name), getattr(s.band, name)), name
 
 
 def _forecasts(market: dict, symbol: str, model: str, days: range, pred_len: int) -> list[Prediction]:
@@ -96,6 +188,18 @@ def _assert_same(engine: Engine) -> None:
                 assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (key, name)
             else:
                 assert got == want, (key, name)
+    # the coverage's interval is among them, and holds the coverage
+    assert all({"coverage_low", "coverage_high"} <= set(row) for row in expected.values())
+    bounds = [(r.coverage_low, r.coverage, r.coverage_high) for r in stored.values() if r.n_predictions >= 2]
+    assert bounds and all(0 <= low <= c <= high <= 1 for low, c, high in bounds)
+    assert any(high - low > 0.01 for low, _, high in bounds)
+
+
+def _old_layout() -> bytes:
+    """A state as ``dump_state`` wrote it before the in-band series (no version, one series)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, keys=np.zeros(1, dtype=np.int64), scalars=np.zeros((1, 19)), series=np.zeros((1, 3)))
+    return buffer.getvalue()
 
 
 def test_incremental_refresh_equals_full_recompute_as_history_grows(engine: Engine) -> None:
@@ -213,3 +317,21 @@ def test_a_refresh_rewrites_only_the_series_whose_scores_changed(engine: Engine)
     rows_last, summaries_last = _snapshot(engine)
     assert ("SOLUSDT", "drift") not in summaries_last and all(k[:2] != ("SOLUSDT", "drift") for k in rows_last)
     assert all(rows_last[k] == v for k, v in rows_after.items() if k[:2] != ("SOLUSDT", "drift"))
+
+
+def test_summaries_of_an_older_layout_are_recomputed_from_all_scores(engine: Engine) -> None:
+    market = load_market(engine, ["BTCUSDT"], START - 80 * D, 80 + 120, timeframe="1d")
+    market = {s: f[f.ts >= START].reset_index(drop=True) for s, f in market.items()}
+    with engine.begin() as conn:
+        upsert_predictions(conn, _forecasts(market, "BTCUSDT", "walk", range(1, 80), 4))
+    run_scoring(Settings(), engine, "1d", as_of=START + 84 * D)
+    with engine.begin() as conn:  # the summaries as an older release stored them
+        assert conn.execute(sa.text("UPDATE performance_summaries SET state = :s"), {"s": _old_layout()}).rowcount
+    with engine.begin() as conn:
+        upsert_predictions(conn, _forecasts(market, "BTCUSDT", "walk", range(80, 100), 4))
+    run_scoring(Settings(), engine, "1d", as_of=START + 104 * D)  # an incremental refresh: the series is rebuilt
+    _assert_same(engine)
+    with engine.connect() as conn:
+        [(through, state)] = read_performance_summaries(conn, "1d").values()
+    summaries = load_state(state)  # rewritten in the current layout
+    assert through > START and summaries[0].band.n == summaries[0].n_predictions > 0

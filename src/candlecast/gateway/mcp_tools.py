@@ -215,6 +215,13 @@ def _percent(v: float | None, signed: bool = False) -> str:
     return "n/a" if v is None else f"{v * 100:{'+' if signed else ''}.1f}%"
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    """'90% interval a-b%, ' of a coverage, or nothing when it has none."""
+    if low is None or high is None:
+        return ""
+    return f"90% interval {low * 100:.1f}-{high * 100:.1f}%, "
+
+
 def _paths_summary(v: dict[str, Any]) -> str:
     unit = f" {v['quote_currency']}" if v.get("quote_currency") else ""
     head = f"{v['symbol']} {v['timeframe']} forecast {v['forecast_id']} by {v['model_name']} ({_age_text(v)}), "
@@ -245,8 +252,9 @@ def _track_text(t: dict[str, Any]) -> str:
         return f"{head}: no forecast of this series scored yet (a verdict needs {t['min_scored']})."
     p = "n/a" if t["dm_pvalue"] is None else f"{t['dm_pvalue']:.3g}"
     return (
-        f"{head}: {t['scored_forecasts']} scored forecasts, p10-p90 coverage {_percent(t['coverage'])} (nominal "
-        f"{_percent(t['nominal_coverage'])}), CRPS skill vs random walk {_percent(t['crps_skill'], signed=True)} "
+        f"{head}: {t['scored_forecasts']} scored forecasts, p10-p90 coverage {_percent(t['coverage'])} "
+        f"({_interval(t['coverage_low'], t['coverage_high'])}nominal {_percent(t['nominal_coverage'])}), "
+        f"CRPS skill vs random walk {_percent(t['crps_skill'], signed=True)} "
         f"(Diebold-Mariano p = {p})."
     )
 
@@ -277,10 +285,11 @@ def build_mcp(data: GatewayData, keys: ApiKeys | None = None) -> MCPServer:
         (target_timestamps, candle open times, UTC), last_close, generated_at, as_of, the instrument's name and
         quote currency, data_mode ('replay' or 'live'), data_as_of, data_age_s, `stale` (true when the
         database could not confirm it is the newest), and `track_record`: how this model's past forecasts of the
-        series did over the trailing window (coverage of the p10-p90 band against the nominal 0.8, scored
-        forecasts, CRPS skill vs a random walk, Diebold-Mariano p-value) with a plain verdict: 'edge' (skill > 0,
-        p < alpha, 0.05 by default), 'no edge', 'worse than random walk' (skill < 0, p < alpha) or 'too few scores'
-        (fewer than min_scored, 30 by default, scored forecasts), and `provenance`: model revision, checkpoint
+        series did over the trailing window (coverage of the p10-p90 band against the nominal 0.8 with its 90%
+        interval coverage_low..coverage_high, scored forecasts, CRPS skill vs a random walk, Diebold-Mariano
+        p-value) with a plain verdict: 'edge' (skill > 0, p < alpha, 0.05 by default), 'no edge', 'worse than
+        random walk' (skill < 0, p < alpha) or 'too few scores' (fewer than min_scored, 30 by default, scored
+        forecasts), and `provenance`: model revision, checkpoint
         hash, adapter, code version, configuration hash, data cutoffs, seed and `inputs_changed` (true: an input
         candle was rewritten after the forecast was made). Defaults: model baseline, the newest timeframe
         that has a forecast. An unknown symbol or a missing forecast is an error listing what is available."""
@@ -325,7 +334,8 @@ def build_mcp(data: GatewayData, keys: ApiKeys | None = None) -> MCPServer:
         ] = None,
     ) -> Annotated[CallToolResult, PerformanceWithAge]:
         """How past forecasts scored, per (symbol, timeframe, model): forecasts and steps scored, hit rate
-        (direction of the p50), p10-p90 coverage of the served band (coverage) and of the model's own band
+        (direction of the p50), p10-p90 coverage of the served band (coverage, with its 90% interval
+        coverage_low..coverage_high: overlapping forecasts measure it only roughly) and of the model's own band
         (coverage_raw) against the nominal 0.8, mean fair CRPS (also in basis points of the last close), CRPS
         skill vs a random walk with its Diebold-Mariano p-value and the verdict, pinball loss, Sharpe, and the
         evaluation period; plus calibration over the same window (share of realised closes below p10/p50/p90,

@@ -100,6 +100,15 @@ VERDICT_RULE = (
 )
 
 
+COVERAGE_INTERVAL = (
+    "Lower bound of a 90% interval of coverage: coverage +- 1.645 sqrt(V / n) clipped to [0, 1], V the Newey-West "
+    "long-run variance of each forecast's share of its scored steps in the band (horizon - 1 lags: forecasts that "
+    "overlap share outcomes, so a year of daily 30-step forecasts measures coverage only to about +-0.1). A "
+    "coverage whose interval holds the nominal 0.8 is consistent with a calibrated band. Null with fewer than 2 "
+    "scored forecasts."
+)
+
+
 class TrackRecord(_Strict):
     __doc__ = (
         "How the past forecasts of the same (symbol, timeframe, model) did: the all-steps row of signal_performance "
@@ -113,6 +122,8 @@ class TrackRecord(_Strict):
     coverage: float | None = Field(
         description="Share of realised closes inside the served p10-p90 band (nominal 0.8); null: none scored."
     )
+    coverage_low: float | None = Field(description=COVERAGE_INTERVAL)
+    coverage_high: float | None = Field(description="Upper bound of that interval.")
     coverage_raw: float | None = Field(description="The same for the model's own (uncalibrated) band.")
     nominal_coverage: float = Field(description="0.8: what a calibrated p10-p90 band holds.")
     crps_skill: float | None = Field(
@@ -276,7 +287,8 @@ class InstrumentsWithAge(Instruments):
 
 class PerformanceRow(BaseModel):
     """One (symbol, timeframe, model) of the signal_performance table, all horizon steps together; more score
-    columns may follow (coverage, coverage_raw, crps_skill, crps_bp, dm_pvalue, ...)."""
+    columns may follow (coverage with its 90% interval coverage_low and coverage_high, coverage_raw, crps_skill,
+    crps_bp, dm_pvalue, ...)."""
 
     model_config = ConfigDict(extra="allow")
     symbol: str

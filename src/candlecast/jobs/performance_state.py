@@ -5,32 +5,51 @@ Every value of a ``signal_performance`` row is a function of sums that can be ad
 - counts and sums (steps, hits, in-band, CRPS and its pairs with the random walk, pinball, CRPS / last close),
   first and last origin;
 - the Sharpe ratio's mean and variance (Chan's parallel update of ``(n, mean, M2)``);
-- the Diebold–Mariano statistic's Newey–West variance with ``L`` lags. For a series ``x_1..x_n`` in origin order
-  with mean ``m`` and ``S = sum x``, ``sum_{t>k} (x_t - m)(x_{t-k} - m) = C_k - m (S - P_k) - m (S - Q_k)
-  + (n - k) m^2``, where ``C_k = sum_{t>k} x_t x_{t-k}``, ``P_k`` is the sum of the first ``k`` values and
-  ``Q_k`` of the last ``k``. A summary keeps ``n``, ``S``, ``C_0..C_L`` and its first and last ``L`` values;
-  two consecutive summaries merge by adding the cross products that straddle their boundary.
+- the Newey–West variance with ``L`` lags of two series in origin order: the CRPS differential (the
+  Diebold–Mariano statistic) and the served band's in-band indicator (the coverage's 90% interval). For a series
+  ``x_1..x_n`` in origin order with mean ``m`` and ``S = sum x``, ``sum_{t>k} (x_t - m)(x_{t-k} - m) = C_k
+  - m (S - P_k) - m (S - Q_k) + (n - k) m^2``, where ``C_k = sum_{t>k} x_t x_{t-k}``, ``P_k`` is the sum of the
+  first ``k`` values and ``Q_k`` of the last ``k``. A summary keeps ``n``, ``S``, ``C_0..C_L`` and its first and
+  last ``L`` values; two consecutive summaries merge by adding the cross products that straddle their boundary.
 
 ``refresh_performance`` keeps, per (symbol, model), one summary per step and one of all steps for the forecasts made
 before the series' boundary (a row of ``performance_summaries``), and adds the summary of the newer scores, read
 afresh when the series' scores change.
 The results equal a full recomputation up to floating-point rounding (tests/jobs/test_performance_state.py).
 
-The state is serialised with numpy's ``.npz`` (no pickle).
+The state is serialised with numpy's ``.npz`` (no pickle), with a layout version: ``load_state`` refuses a state
+of another layout (``OutdatedState``; before the in-band series, migration 0015), and the refresh then recomputes
+that series from all its scores.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from candlecast.scores import diebold_mariano_from_moments
+from candlecast.errors import CandlecastError
+from candlecast.scores import coverage_interval, diebold_mariano_from_moments
 
-__all__ = ["Series", "Summary", "dump_state", "load_state", "row_values", "step_summary", "all_steps_summary"]
+__all__ = [
+    "OutdatedState",
+    "Series",
+    "Summary",
+    "all_steps_summary",
+    "dump_state",
+    "load_state",
+    "row_values",
+    "step_summary",
+]
+
+STATE_VERSION = 2  # 1 (unversioned): no in-band series; 2: ``Summary.band``
+
+
+class OutdatedState(CandlecastError, ValueError):
+    """A stored state of another layout than ``dump_state`` writes (its series must be recomputed from all scores)."""
 
 
 @dataclass(frozen=True)
@@ -74,11 +93,11 @@ class Series:
             lag, self.n + later.n, self.total + later.total, cross, head, tail[len(tail) - min(len(tail), lag) :]
         )
 
-    def diebold_mariano(self, lag: int) -> tuple[float, float]:
-        """``scores.diebold_mariano`` of the series with ``lag`` lags (at most the summary's)."""
+    def long_run_variance(self, lag: int) -> float:
+        """``scores.newey_west_variance`` of the series with ``lag`` lags (at most the summary's); NaN for none."""
         n = self.n
-        if n < 2:
-            return math.nan, math.nan
+        if n == 0:
+            return math.nan
         if lag > self.lag:
             raise ValueError(f"the summary keeps {self.lag} lags, {lag} asked")
         m = self.total / n
@@ -90,7 +109,17 @@ class Series:
         variance = gamma(0)
         for k in range(1, min(lag, n - 1) + 1):
             variance += 2 * (1 - k / (lag + 1)) * gamma(k)
-        return diebold_mariano_from_moments(m, variance, n)
+        return variance
+
+    def mean_variance(self, lag: int) -> float:
+        """``scores.newey_west_mean_variance``: the variance of the series' mean (NaN for fewer than 2 values)."""
+        return self.long_run_variance(lag) / self.n if self.n >= 2 else math.nan
+
+    def diebold_mariano(self, lag: int) -> tuple[float, float]:
+        """``scores.diebold_mariano`` of the series with ``lag`` lags (at most the summary's)."""
+        if self.n < 2:
+            return math.nan, math.nan
+        return diebold_mariano_from_moments(self.total / self.n, self.long_run_variance(lag), self.n)
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,7 @@ class Summary:
     """The mergeable content of one performance row (a (symbol, model, step) or all steps of a (symbol, model))."""
 
     d: Series  # CRPS - random walk CRPS per step (a step row) or per forecast (all steps), in origin order
+    band: Series  # in the served band per step (a step row) or share of the forecast's steps (all steps), same order
     n_steps: int = 0
     n_predictions: int = 0
     hits: int = 0
@@ -134,7 +164,7 @@ class Summary:
                          "pair_n", "pair_crps", "pair_rw", "relative_sum", "relative_n", "pinball_sum")
         }  # fmt: skip
         return Summary(
-            d=self.d.then(later.d), **sums, first=_pick(min, self.first, later.first),
+            d=self.d.then(later.d), band=self.band.then(later.band), **sums, first=_pick(min, self.first, later.first),
             last=_pick(max, self.last, later.last), returns_n=n, returns_mean=mean,
             returns_m2=m2, max_step=max(self.max_step, later.max_step),
         )  # fmt: skip
@@ -169,11 +199,12 @@ def _returns(values: np.ndarray) -> dict[str, Any]:
 def step_summary(part: dict[str, np.ndarray], h: int) -> Summary:
     """The summary of step ``h``'s scored steps ``part`` (columns of ``ScoredSteps``, ordered by origin)."""
     if not len(part["step"]):
-        return Summary(Series(h - 1))
+        return Summary(Series(h - 1), Series(h - 1))
     d = part["crps"] - part["crps_rw"]
     common = _common(part)
     return Summary(
-        d=Series.of(d[~np.isnan(d)], h - 1), **common, n_predictions=common["n_steps"],
+        d=Series.of(d[~np.isnan(d)], h - 1), band=Series.of(part["in_band"], h - 1), **common,
+        n_predictions=common["n_steps"],
         **_returns(part["strategy_return"]),
     )  # fmt: skip
 
@@ -182,15 +213,16 @@ def all_steps_summary(part: dict[str, np.ndarray], lag: int) -> Summary:
     """The summary of all steps of a (symbol, model): ``part`` in any order; its per-forecast mean differential
     series is kept with ``lag`` lags."""
     if not len(part["step"]):
-        return Summary(Series(lag))
+        return Summary(Series(lag), Series(lag))
     origins, forecast = np.unique(part["as_of"], return_inverse=True)
     d = part["crps"] - part["crps_rw"]
     paired = ~np.isnan(d)
     n_paired = np.bincount(forecast[paired], minlength=len(origins))
     d_sum = np.bincount(forecast[paired], weights=d[paired], minlength=len(origins))
     per_forecast = d_sum[n_paired > 0] / n_paired[n_paired > 0]
+    in_band = np.bincount(forecast, weights=part["in_band"], minlength=len(origins)) / np.bincount(forecast)
     return Summary(
-        d=Series.of(per_forecast, lag), **_common(part), n_predictions=len(origins),
+        d=Series.of(per_forecast, lag), band=Series.of(in_band, lag), **_common(part), n_predictions=len(origins),
         **_returns(part["strategy_return"][part["step"] == 1]),
     )  # fmt: skip
 
@@ -198,14 +230,19 @@ def all_steps_summary(part: dict[str, np.ndarray], lag: int) -> Summary:
 def row_values(s: Summary, periods: float, lag: int, timestamp: Any) -> dict[str, Any]:
     """The values of a performance row (as ``jobs.scoring.performance_rows`` computes them) from its summary;
     ``periods``: the Sharpe ratio's periods a year; ``lag``: the Diebold–Mariano lags; ``timestamp`` turns a raw
-    Postgres timestamp into a datetime."""
+    Postgres timestamp into a datetime. The coverage's interval: ``scores.coverage_interval`` with the variance of the
+    in-band series' mean (``lag`` lags too)."""
     dm_stat, dm_pvalue = s.d.diebold_mariano(lag)
     nan = math.nan
     spread = math.sqrt(s.returns_m2 / (s.returns_n - 1)) if s.returns_n > 1 else 0.0
+    coverage = s.in_band / s.n_steps
+    coverage_low, coverage_high = coverage_interval(coverage, s.band.mean_variance(lag))
     return {
         "n_steps": s.n_steps,
         "hit_rate": s.hits / s.n_steps,
-        "coverage": s.in_band / s.n_steps,
+        "coverage": coverage,
+        "coverage_low": coverage_low,
+        "coverage_high": coverage_high,
         "coverage_raw": s.in_band_raw / s.n_steps,
         "mean_crps": s.crps_sum / s.crps_n if s.crps_n else nan,
         "mean_crps_rw": s.pair_rw / s.pair_n if s.pair_n else nan,
@@ -224,7 +261,8 @@ def row_values(s: Summary, periods: float, lag: int, timestamp: Any) -> dict[str
 
 # -- (de)serialisation -----------------------------------------------------------------------------
 
-_SCALARS = tuple(name for name in Summary.__dataclass_fields__ if name != "d")
+_SERIES = ("d", "band")
+_SCALARS = tuple(name for name in Summary.__dataclass_fields__ if name not in _SERIES)
 
 
 def dump_state(summaries: dict[int, Summary]) -> bytes:
@@ -234,30 +272,44 @@ def dump_state(summaries: dict[int, Summary]) -> bytes:
     scalars = np.array(
         [[np.nan if getattr(s, n) is None else float(getattr(s, n)) for n in _SCALARS] for s in values]
     ).reshape(len(values), len(_SCALARS))
-    series = np.array([[s.d.lag, s.d.n, s.d.total] for s in values], dtype=np.float64).reshape(len(values), 3)
     arrays: dict[str, Any] = {}
-    for name in ("cross", "head", "tail"):
-        parts = [getattr(s.d, name) for s in values]
-        arrays[name] = np.concatenate(parts) if parts else np.zeros(0)
-        arrays[f"{name}_len"] = np.array([len(p) for p in parts], dtype=np.int64)
+    for kind in _SERIES:
+        of_kind = [getattr(s, kind) for s in values]
+        sizes = [[x.lag, x.n, x.total] for x in of_kind]
+        arrays[f"{kind}_series"] = np.array(sizes, dtype=np.float64).reshape(len(values), 3)
+        for name in ("cross", "head", "tail"):
+            parts = [getattr(x, name) for x in of_kind]
+            arrays[f"{kind}_{name}"] = np.concatenate(parts) if parts else np.zeros(0)
+            arrays[f"{kind}_{name}_len"] = np.array([len(p) for p in parts], dtype=np.int64)
     buffer = io.BytesIO()
-    np.savez(buffer, **{"keys": np.array(keys, dtype=np.int64), "scalars": scalars, "series": series, **arrays})
+    np.savez(buffer, version=np.array(STATE_VERSION), keys=np.array(keys, dtype=np.int64), scalars=scalars, **arrays)
     return buffer.getvalue()
 
 
 def load_state(blob: bytes) -> dict[int, Summary]:
+    """The summaries ``dump_state`` stored; ``OutdatedState`` for a state of another layout (an older one lacks the
+    in-band series: its series is recomputed from all scores)."""
     with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        version = int(data["version"]) if "version" in data.files else 1
+        if version != STATE_VERSION:
+            raise OutdatedState(f"a performance state of layout {version}, not {STATE_VERSION}")
         keys = [int(k) for k in data["keys"]]
-        scalars, series = data["scalars"], data["series"]
-        pieces = {}
-        for name in ("cross", "head", "tail"):
-            bounds = np.r_[0, np.cumsum(data[f"{name}_len"])]
-            flat = data[name]
-            pieces[name] = [flat[bounds[i] : bounds[i + 1]] for i in range(len(keys))]
+        scalars = data["scalars"]
+        series: dict[str, list[Series]] = {}
+        for which in _SERIES:
+            head = data[f"{which}_series"]
+            pieces = {}
+            for name in ("cross", "head", "tail"):
+                bounds = np.r_[0, np.cumsum(data[f"{which}_{name}_len"])]
+                flat = data[f"{which}_{name}"]
+                pieces[name] = [flat[bounds[i] : bounds[i + 1]] for i in range(len(keys))]
+            series[which] = [
+                Series(int(head[i, 0]), int(head[i, 1]), float(head[i, 2]), pieces["cross"][i], pieces["head"][i],
+                       pieces["tail"][i])
+                for i in range(len(keys))
+            ]  # fmt: skip
     out: dict[int, Summary] = {}
     for i, key in enumerate(keys):
-        d = Series(int(series[i, 0]), int(series[i, 1]), float(series[i, 2]), pieces["cross"][i], pieces["head"][i],
-                   pieces["tail"][i])  # fmt: skip
         values: dict[str, Any] = {}
         for j, name in enumerate(_SCALARS):
             v = scalars[i, j]
@@ -268,5 +320,5 @@ def load_state(blob: bytes) -> dict[int, Summary]:
                 values[name] = int(v)
             else:
                 values[name] = float(v)
-        out[key] = replace(Summary(d), **values)
+        out[key] = Summary(series["d"][i], series["band"][i], **values)
     return out

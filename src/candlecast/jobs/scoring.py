@@ -45,6 +45,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from candlecast.config import Settings
 from candlecast.jobs.performance_state import (
+    OutdatedState,
     Summary,
     all_steps_summary,
     dump_state,
@@ -57,12 +58,14 @@ from candlecast.jobs.records import recorded_run
 from candlecast.jobs.touches import TouchGrades, grade_touches, refresh_path_performance, touch_sigma
 from candlecast.scores import (
     RW_RETURNS,
+    coverage_interval,
     crps_from_samples,
     crps_random_walk,
     diebold_mariano,
     direction_hit,
     in_band,
     log_return_volatility_by_series,
+    newey_west_mean_variance,
     pinball,
 )
 from candlecast.store.candles import timeframe_delta
@@ -335,7 +338,8 @@ _Pair = tuple[str, str]  # (symbol, model_name)
 
 
 class _Rebuild(Exception):
-    """The stored summaries cannot be extended (they keep fewer lags than a longer horizon needs)."""
+    """The stored summaries cannot be extended (they keep fewer lags than a longer horizon needs, or are of an older
+    layout)."""
 
 
 def _refresh_timeframe(conn: Connection, timeframe: str, full: bool) -> int:
@@ -447,7 +451,7 @@ def _one_series(
     or ``_UNCHANGED``; and (cutoff, lag) when its trailing window starts before the boundary and must be read."""
     periods = PERIODS_PER_YEAR[timeframe]
     span = int(TRAILING_WINDOW.total_seconds() * 1_000_000)
-    through, prefix = (None, {}) if stored is None else (stored[0], load_state(stored[1]))
+    through, prefix = (None, {}) if stored is None else (stored[0], _load(stored[1]))
     kept = prefix.get(0)
     if block is None and kept is None:
         return [], None, None
@@ -506,6 +510,13 @@ def _one_series(
     return rows, ((boundary, dump_state(folded)) if changed else _UNCHANGED), trailing
 
 
+def _load(state: bytes) -> dict[int, Summary]:
+    try:
+        return load_state(state)
+    except OutdatedState:  # written before a layout change: the series starts again from all its scores
+        raise _Rebuild from None
+
+
 def _runs(values: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of each run of equal values."""
     if not len(values):
@@ -545,6 +556,11 @@ def performance_rows(scored: ScoredSteps, timeframe: str) -> list[dict[str, Any]
       in basis points;
     - ``mean_crps_rw`` and ``crps_skill = 1 - sum(crps) / sum(crps_rw)`` (a ratio of means) over the steps that
       have both CRPS, so model and random walk are compared on the same origins and horizons;
+    - ``coverage_low``, ``coverage_high``: a 90% interval of ``coverage`` (``scores.coverage_interval``), from the
+      Newey–West variance of the mean of the in-band indicator over the row's steps in origin order (a step
+      row) or of each forecast's share of its steps in the band (the all-steps row), with the lags of the
+      Diebold–Mariano test below: forecasts that overlap share outcomes, so a coverage is known far less well
+      than its number of steps suggests;
     - ``dm_stat``, ``dm_pvalue``: Diebold–Mariano test of ``d = crps - crps_rw`` over those steps ordered by
       forecast origin, with a Newey–West variance of ``h - 1`` lags for step ``h`` (forecasts ``h`` steps
       ahead made every candle overlap ``h - 1`` candles). The all-steps row tests each forecast's mean of
@@ -612,8 +628,10 @@ def _step_row(part: dict[str, np.ndarray], h: int, periods: int) -> dict[str, An
     d = part["crps"] - part["crps_rw"]
     paired = d[~np.isnan(d)]
     dm_stat, dm_pvalue = diebold_mariano(paired, lag=h - 1)
+    common = _common(part)
     return {
-        **_common(part),
+        **common,
+        **_coverage_interval(common["coverage"], part["in_band"], h - 1),
         "n_predictions": len(part["step"]),
         "dm_stat": dm_stat,
         "dm_pvalue": dm_pvalue,
@@ -632,8 +650,11 @@ def _all_steps_row(block: dict[str, np.ndarray], member: np.ndarray, periods: in
     d_sum = np.bincount(forecast[paired], weights=d[paired], minlength=len(origins))
     per_forecast = d_sum[n_paired > 0] / n_paired[n_paired > 0]  # in origin order
     dm_stat, dm_pvalue = diebold_mariano(per_forecast, lag=lag)
+    in_band = np.bincount(forecast, weights=part["in_band"], minlength=len(origins)) / np.bincount(forecast)
+    common = _common(part)
     return {
-        **_common(part),
+        **common,
+        **_coverage_interval(common["coverage"], in_band, lag),
         "n_predictions": len(origins),
         "dm_stat": dm_stat,
         "dm_pvalue": dm_pvalue,
@@ -659,6 +680,12 @@ def _common(part: dict[str, np.ndarray]) -> dict[str, Any]:
         "first_as_of": _timestamp(int(part["as_of"].min())),
         "last_as_of": _timestamp(int(part["as_of"].max())),
     }
+
+
+def _coverage_interval(coverage: float, in_band: np.ndarray, lag: int) -> dict[str, float]:
+    """The coverage's 90% interval from the in-band series (per step or per forecast, in origin order)."""
+    low, high = coverage_interval(coverage, newey_west_mean_variance(in_band.astype(np.float64), lag))
+    return {"coverage_low": low, "coverage_high": high}
 
 
 def _sharpe(returns: np.ndarray, periods: float) -> dict[str, float]:

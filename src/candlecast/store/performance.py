@@ -1,10 +1,10 @@
 """The ``signal_performance`` table (its inputs, its replacement, its reads) and a calibration summary.
 
 ``signal_performance`` holds, per (symbol, timeframe, model, window, step), how the forecasts did: hit rate,
-p10–p90 coverage of the served and of the raw band (nominal 80%), mean fair CRPS, the random walk's mean
-CRPS on the same steps and the skill against it, CRPS in basis points of the last close, a Diebold–Mariano
-test of model vs random walk, pinball loss and Sharpe. Step 0 is all steps together. The scoring job
-computes the rows (``jobs.scoring.refresh_performance``) from ``scored_steps`` and stores them with
+p10–p90 coverage of the served and of the raw band (nominal 80%) with a 90% interval of the served one, mean fair
+CRPS, the random walk's mean CRPS on the same steps and the skill against it, CRPS in basis points of the last
+close, a Diebold–Mariano test of model vs random walk, pinball loss and Sharpe. Step 0 is all steps together.
+The scoring job computes the rows (``jobs.scoring.refresh_performance``) from ``scored_steps`` and stores them with
 ``replace_performance``, one timeframe per transaction (the rows of the series whose scores changed), so a
 reader sees the old rows or the new ones.
 
@@ -68,6 +68,8 @@ class PerformanceRow:
     n_steps: int  # scored steps
     hit_rate: float | None
     coverage: float | None  # share of scored steps with p10 <= realised <= p90, served band
+    coverage_low: float | None  # a 90% interval of coverage (Newey–West: overlapping forecasts share outcomes)
+    coverage_high: float | None
     coverage_raw: float | None  # the same for the model's own band (equal to coverage until bands are calibrated)
     mean_crps: float | None  # fair CRPS, mean over the steps with sample paths
     mean_crps_rw: float | None  # the random walk's CRPS, mean over the steps that have both CRPS

@@ -170,6 +170,8 @@ signal_performance = sa.Table(
     sa.Column("n_steps", sa.BigInteger, nullable=False),
     sa.Column("hit_rate", sa.Float),
     sa.Column("coverage", sa.Float),
+    sa.Column("coverage_low", sa.Float),  # a 90% interval of coverage (migration 0015)
+    sa.Column("coverage_high", sa.Float),
     sa.Column("coverage_raw", sa.Float),
     sa.Column("mean_crps", sa.Float),
     sa.Column("mean_crps_rw", sa.Float),

@@ -1,5 +1,6 @@
-"""The track record on the symbol page and the evaluation page's served vs raw coverage, skill, verdicts, period and
-windowed calibration, in a real browser (on the seeded replay plus ``support.seed_track_records``).
+"""The track record on the symbol page and the evaluation page's served vs raw coverage (the served one with its 90%
+interval), skill, verdicts, period and windowed calibration, in a real browser (on the seeded replay plus
+``support.seed_track_records``).
 
 Screenshots go to test-artifacts/.
 """
@@ -42,7 +43,11 @@ def test_the_symbol_page_shows_the_track_record_of_the_series_shown(
     shown = record.inner_text()
     assert shown.startswith("Track record (trailing 30 days): edge.")
     assert f"{row.n_predictions} scored forecasts" in shown and row.n_predictions == 45
-    assert f"{percent(row.coverage)} of realised closes inside the p10–p90 band (nominal 80.0%" in shown
+    assert row.coverage_low is not None and row.coverage_high is not None
+    assert (
+        f"{percent(row.coverage)} (90% interval {row.coverage_low * 100:.1f}–{percent(row.coverage_high)}) of "
+        "realised closes inside the p10–p90 band (nominal 80.0%"
+    ) in shown
     assert f"CRPS skill vs a random walk {percent(row.crps_skill, signed=True)}" in shown
     assert "forecasts made 2024-02-27 04:00 UTC → 2024-02-29 00:00 UTC" in shown
     assert tab.locator("#track-record .verdict.edge").inner_text() == "edge"
@@ -54,6 +59,11 @@ def test_the_symbol_page_shows_the_track_record_of_the_series_shown(
     tab.click("#model-toggle button[data-model='baseline']")
     assert record.get_attribute("data-verdict") == "too few scores"
     assert "3 scored forecasts" in record.inner_text() and "A verdict needs 30 scored forecasts." in record.inner_text()
+    [few] = performance(tracked_store, symbol="BTCUSDT", model_name="baseline", timeframe="1h", window="trailing_30d")
+    assert few.coverage_low is not None and few.coverage_high is not None
+    assert few.coverage_low < few.coverage - 0.02 and few.coverage_high > few.coverage + 0.02  # a real interval
+    interval = f"{percent(few.coverage)} (90% interval {few.coverage_low * 100:.1f}–{percent(few.coverage_high)}) of"
+    assert interval in record.inner_text()
     tab.click("#timeframe-toggle button[data-timeframe='1d']")  # BTCUSDT's daily forecast: nothing scored yet
     assert "No forecast of this series by this model has been scored yet (a verdict needs 30)." in record.inner_text()
     assert tab.errors == []
@@ -77,7 +87,21 @@ def test_the_evaluation_page_shows_served_and_raw_coverage_skill_verdicts_the_pe
                 "cells => cells.map(c => c.innerText.trim())",
             )
             assert cells[3] == str(row.n_predictions)
-            assert cells[5:8] == [percent(row.coverage), percent(row.coverage_raw), percent(row.crps_skill, True)]
+            interval = (
+                "" if row.coverage_low is None else f"\n{row.coverage_low * 100:.1f}–{percent(row.coverage_high)}"
+            )
+            assert cells[5:8] == [
+                percent(row.coverage) + interval,
+                percent(row.coverage_raw),
+                percent(row.crps_skill, True),
+            ]
+            errors = served["error_y"]  # the interval as an error bar on the served coverage
+            at = served["x"].index(row.symbol)
+            if row.coverage_low is None:
+                assert errors["array"][at] is None and errors["arrayminus"][at] is None
+            else:
+                assert errors["array"][at] == pytest.approx(row.coverage_high - row.coverage, rel=1e-9)
+                assert errors["arrayminus"][at] == pytest.approx(row.coverage - row.coverage_low, rel=1e-9)
         drawn = traces(tab, "calibration")
         for c in calibration(tracked_store, window=window):
             trace = drawn[f"calibration:{c.model_name} {c.timeframe}"]

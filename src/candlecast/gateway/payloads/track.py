@@ -6,6 +6,11 @@ It is the all-steps row (step 0) of ``signal_performance`` in the window ``gatew
 follows the data, not the wall clock), read with the forecast in the same payload builder, hence cached, invalidated
 and ETagged with it. Nothing in it depends on when it is read.
 
+``coverage`` comes with ``coverage_low`` and ``coverage_high``, its 90% interval (``scores.coverage_interval``):
+forecasts that overlap share outcomes, so a month or a year of them measures coverage far less precisely than
+their number of steps suggests, and a coverage of 0.745 whose interval holds 0.8 is no evidence of a miscalibrated
+band. Null with fewer than 2 scored forecasts (or steps), and in rows not refreshed since migration 0015.
+
 The verdict (``verdict``), from the number of scored forecasts ``n``, the CRPS skill against the random walk
 ``skill`` and the Diebold–Mariano p-value ``p``, with ``N = gateway.track_record_min_scored`` (30) and
 ``alpha = gateway.track_record_alpha`` (0.05):
@@ -75,6 +80,8 @@ def track_record(row: PerformanceRow | None, gw: GatewaySettings) -> dict[str, A
         "scored_forecasts": n,
         "scored_steps": row.n_steps if row is not None else 0,
         "coverage": _number(row.coverage) if row is not None else None,
+        "coverage_low": _number(row.coverage_low) if row is not None else None,
+        "coverage_high": _number(row.coverage_high) if row is not None else None,
         "coverage_raw": _number(row.coverage_raw) if row is not None else None,
         "nominal_coverage": NOMINAL_COVERAGE,
         "crps_skill": skill,

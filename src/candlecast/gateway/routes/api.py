@@ -75,9 +75,9 @@ async def performance(
     window: Annotated[str, Query(description="all (every scored forecast) or trailing_30d.")] = "all",
 ) -> Response:
     """Scores per (symbol, timeframe, model), all horizon steps together: hit rate, p10-p90 coverage of the served
-    and of the raw band, fair CRPS (also in bp), skill vs a random walk with its Diebold-Mariano p-value and the
-    verdict, Sharpe; the evaluation period; and calibration over the same window. An unknown symbol or model is a
-    404 listing the available ones."""
+    band (with its 90% interval) and of the raw band, fair CRPS (also in bp), skill vs a random walk with its
+    Diebold-Mariano p-value and the verdict, Sharpe; the evaluation period; and calibration over the same window.
+    An unknown symbol or model is a 404 listing the available ones."""
     served = await data.performance(symbol, model_name, timeframe, window)
     return served_response(request, served, private=True)
 

@@ -36,8 +36,8 @@ async def showcase(
     timeframe: Annotated[str | None, Query(description=TIMEFRAME_QUERY)] = None,
 ) -> Response:
     """The newest stored forecast of a symbol: p10/p50/p90 of the close per target candle (public, no key), with
-    its track record: trailing coverage of the band, scored forecasts, CRPS skill vs a random walk, the
-    Diebold-Mariano p-value and a verdict (edge, no edge, worse than random walk, too few scores; the rule is in
-    the TrackRecord schema). Target timestamps are candle open times in UTC; ``data_mode`` says whether it is live
+    its track record: trailing coverage of the band with its 90% interval, scored forecasts, CRPS skill vs a random
+    walk, the Diebold-Mariano p-value and a verdict (edge, no edge, worse than random walk, too few scores; the rule
+    is in the TrackRecord schema). Target timestamps are candle open times in UTC; ``data_mode`` says whether it is live
     or a historical replay. 429 only when ``gateway.public_rate_limit_per_minute`` is set."""
     return served_response(request, await data.showcase(symbol, model_name, timeframe))

@@ -168,8 +168,11 @@
     }
     const period = `forecasts made ${utcText(t.first_as_of, timeframe)} → ${utcText(t.last_as_of, timeframe)}`;
     const p = t.dm_pvalue === null ? "–" : t.dm_pvalue.toPrecision(2);
+    // the coverage's 90% interval: overlapping forecasts measure it only roughly
+    const interval = t.coverage_low === null || t.coverage_high === null ? "" :
+      ` (90% interval ${(t.coverage_low * 100).toFixed(1)}–${pct(t.coverage_high)})`;
     el.innerHTML = head + `${t.scored_forecasts} scored forecasts (${period}); ` +
-      `${pct(t.coverage)} of realised closes inside the p10–p90 band (nominal ${pct(t.nominal_coverage)}` +
+      `${pct(t.coverage)}${interval} of realised closes inside the p10–p90 band (nominal ${pct(t.nominal_coverage)}` +
       (t.coverage_raw !== null && t.coverage_raw !== t.coverage ? `; the model's raw band ${pct(t.coverage_raw)}` : "") +
       `); CRPS skill vs a random walk ${pct(t.crps_skill, true)} (Diebold–Mariano p = ${p}).` +
       (t.verdict === "too few scores" ? ` A verdict needs ${t.min_scored} scored forecasts.` : "");
@@ -347,14 +350,18 @@
       const groups = {};
       for (const r of data.rows) {
         const name = r.model_name + " " + r.timeframe;
-        const g = (groups[name] = groups[name] || { x: [], y: [], raw: [] });
+        const g = (groups[name] = groups[name] || { x: [], y: [], raw: [], up: [], down: [] });
         g.x.push(r.symbol);
         g.y.push(r.coverage);
         g.raw.push(r.coverage_raw);
+        const known = r.coverage !== null && r.coverage_low !== null && r.coverage_high !== null;
+        g.up.push(known ? r.coverage_high - r.coverage : null);
+        g.down.push(known ? r.coverage - r.coverage_low : null);
       }
-      // served (calibrated) band as bars; the model's raw band as a marker on the same bar
+      // served (calibrated) band as bars with their 90% interval; the model's raw band as a marker on the same bar
       const coverage = Object.entries(groups).map(([name, g], i) =>
         ({ type: "bar", name: name + " served", meta: "coverage:" + name, x: g.x, y: g.y, offsetgroup: String(i),
+           error_y: { type: "data", symmetric: false, array: g.up, arrayminus: g.down, color: "#374151" },
            legendgroup: name, hovertemplate: "%{x} served: %{y:.1%}<extra>" + name + "</extra>" }));
       coverage.push(...Object.entries(groups).map(([name, g], i) =>
         ({ type: "scatter", mode: "markers", name: name + " raw", meta: "coverage_raw:" + name, x: g.x, y: g.raw,
