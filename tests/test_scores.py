@@ -10,6 +10,7 @@ import pytest
 import scoringrules
 import statsmodels.api as sm
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from candlecast.scores import (
     block_bootstrap_interval,
@@ -190,13 +191,33 @@ def test_block_bootstrap_interval_draws_the_ends_as_often_as_the_middle() -> Non
     assert low < x.mean() - 0.1 and high > x.mean() + 0.1
 
 
-def test_coverage_interval_is_the_normal_one_of_the_newey_west_mean_clipped_to_zero_one() -> None:
+def test_coverage_interval_is_student_t_on_the_newey_west_mean_with_one_degree_per_window() -> None:
     rng = np.random.default_rng(13)
     x = np.repeat((rng.random(40) < 0.8).astype(float), 5)  # runs of 5: 4 lags of dependence
     fit = sm.OLS(x, np.ones(len(x))).fit(cov_type="HAC", cov_kwds={"maxlags": 4, "use_correction": False})
     assert newey_west_mean_variance(x, 4) == pytest.approx(fit.bse[0] ** 2, rel=1e-9)  # the HAC variance of a mean
-    low, high = coverage_interval(x.mean(), newey_west_mean_variance(x, 4))
-    assert (low, high) == pytest.approx(fit.conf_int(alpha=0.1)[0].tolist(), rel=1e-9)
-    assert coverage_interval(0.97, 0.0004) == (pytest.approx(0.97 - 1.6448536 * 0.02), 1.0)  # clipped
-    assert coverage_interval(0.5, 0.01, level=0.95) == pytest.approx((0.5 - 0.196, 0.5 + 0.196), abs=1e-4)
-    assert all(math.isnan(v) for v in coverage_interval(1.0, newey_west_mean_variance(np.ones(1), 4)))
+    low, high = coverage_interval(x.mean(), newey_west_mean_variance(x, 4), windows=len(x) / 5)
+    half = student_t.ppf(0.95, len(x) / 5 - 1) * fit.bse[0]  # 40 windows: 39 degrees of freedom
+    assert (low, high) == pytest.approx((x.mean() - half, x.mean() + half), rel=1e-9)
+    assert coverage_interval(0.97, 0.0004, windows=1e6) == (pytest.approx(0.97 - 1.6448536 * 0.02), 1.0)  # clipped
+    assert coverage_interval(0.5, 0.01, windows=3, level=0.95) == pytest.approx((0.5 - 0.4303, 0.5 + 0.4303), abs=1e-4)
+    assert all(math.isnan(v) for v in coverage_interval(0.8, 0.01, windows=1.0))  # one horizon or less: none
+    low, high = coverage_interval(0.8, 0.0025, windows=1.5)  # half a degree of freedom: wide, not absent
+    assert (low, high) == (0.0, 1.0)  # clipped: it says how little is known
+    assert all(math.isnan(v) for v in coverage_interval(1.0, newey_west_mean_variance(np.ones(1), 4), windows=5))
+
+
+def test_coverage_interval_holds_a_calibrated_bands_coverage_about_as_often_as_it_says() -> None:
+    # a random walk whose 30-step bands are exactly 80%: a year of daily forecasts, each one's share of steps in
+    # its band; how often does the "90%" interval hold 0.80? (the normal quantile: about 77%)
+    rng = np.random.default_rng(14)
+    n, h = 250, 30
+    steps = np.arange(1, h + 1)
+    held = 0
+    for _ in range(300):
+        path = np.cumsum(rng.standard_normal(n + h))
+        moves = path[np.arange(n)[:, None] + steps] - path[:n, None]
+        share = (np.abs(moves) <= 1.2815515655446004 * np.sqrt(steps)).mean(axis=1)
+        low, high = coverage_interval(share.mean(), newey_west_mean_variance(share, h - 1), windows=n / h)
+        held += low <= 0.8 <= high
+    assert 0.78 <= held / 300 <= 0.95

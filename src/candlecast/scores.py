@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.special import ndtr, ndtri  # type: ignore[import-untyped]  # normal CDF and quantile (with scoringrules)
+from scipy.special import ndtr, stdtrit  # type: ignore[import-untyped]  # normal CDF, t quantile
 
 __all__ = [
     "RELIABILITY_BINS",
@@ -244,20 +244,24 @@ def newey_west_mean_variance(values: np.ndarray, lag: int) -> float:
     return newey_west_variance(values, lag) / n if n >= 2 else math.nan
 
 
-def coverage_interval(coverage: float, mean_variance: float, level: float = 0.9) -> tuple[float, float]:
-    """The ``level`` normal interval of a coverage (a share of steps in the band) whose mean has variance
+def coverage_interval(coverage: float, mean_variance: float, windows: float, level: float = 0.9) -> tuple[float, float]:
+    """The ``level`` interval of a coverage (a share of steps in the band) whose mean has variance
     ``mean_variance`` (``newey_west_mean_variance`` of the in-band indicator, or of each forecast's share of its
-    steps in the band): ``coverage ± z sqrt(mean_variance)`` with ``z`` the standard normal's ``(1 + level) / 2``
-    quantile (1.645 for 90%), clipped to ``[0, 1]``. NaN bounds when the variance is NaN (fewer than 2 values).
+    steps in the band), over a series that holds ``windows`` horizons (its length over ``lag + 1``):
+    ``coverage ± t sqrt(mean_variance)``, ``t`` the Student t quantile ``(1 + level) / 2`` with ``windows - 1``
+    degrees of freedom, clipped to ``[0, 1]``. NaN bounds for one window or less, or no variance; between one and
+    two windows the interval is honest but wide (under one degree of freedom).
 
     Forecasts made one candle apart with an ``h``-step horizon share outcomes: with ``h - 1`` lags the variance
-    counts that overlap (a year of daily 30-step forecasts holds only about 8 independent windows). Where the
-    series holds few horizons the Bartlett-weighted estimate undercounts the dependence and the interval is too
-    narrow, as the block bootstrap's is.
+    counts that overlap, and the series holds about ``windows`` independent stretches (a year of daily 30-step
+    forecasts about 8). The normal quantile treated them as many: on a simulated random walk with exactly
+    calibrated bands its "90%" interval held the true coverage 77% of the time over a year of daily forecasts and
+    27% over 21 of them; with ``t`` it holds it 83% (a year of daily), 85% (60 daily forecasts), 84% (720 hourly
+    forecasts of 120 steps) and 79% (300 of them) (tests/test_scores.py).
     """
-    if not mean_variance >= 0 or math.isnan(coverage):
+    if not mean_variance >= 0 or math.isnan(coverage) or not windows > 1:
         return math.nan, math.nan
-    half = float(ndtri((1 + level) / 2)) * math.sqrt(mean_variance)
+    half = float(stdtrit(windows - 1, (1 + level) / 2)) * math.sqrt(mean_variance)
     return max(0.0, coverage - half), min(1.0, coverage + half)
 
 

@@ -58,7 +58,9 @@ def assert_record(record: dict[str, Any], store: Engine, symbol: str, model: str
     assert record["scored_through"] == "2024-03-01T12:00:00Z"  # the replay's scoring time, not the wall clock
     keys = list(record)  # the coverage's 90% interval, next to it
     assert keys[keys.index("coverage") : keys.index("coverage") + 3] == ["coverage", "coverage_low", "coverage_high"]
-    if record["scored_forecasts"] >= 2:
+    # an interval once the forecasts span more than one horizon (24 hourly steps here), none before
+    assert (record["coverage_low"] is None) == (record["scored_forecasts"] <= support.PRED_LEN["1h"])
+    if record["coverage_low"] is not None:
         assert 0 <= record["coverage_low"] <= record["coverage"] <= record["coverage_high"] <= 1
 
 
@@ -97,8 +99,8 @@ def test_every_forecast_answer_carries_the_track_record_and_its_verdict(
     assert "Track record (trailing_30d): EDGE: 45 scored forecasts" in summary
     t = sharp["track_record"]  # every step in its band: the interval is a point (no variance)
     assert (t["coverage_low"], t["coverage"], t["coverage_high"]) == (1.0, 1.0, 1.0)
-    a_few = few["track_record"]  # steps in and out of the band: a real interval
-    assert a_few["coverage_low"] < a_few["coverage"] - 0.02 and a_few["coverage_high"] > a_few["coverage"] + 0.02
+    a_few = few["track_record"]  # 3 forecasts of 24 steps: not even one horizon, no interval
+    assert a_few["coverage"] is not None and a_few["coverage_low"] is None and a_few["coverage_high"] is None
     assert (
         f"p10-p90 coverage {t['coverage'] * 100:.1f}% (90% interval {t['coverage_low'] * 100:.1f}-"
         f"{t['coverage_high'] * 100:.1f}%, nominal 80.0%)"
@@ -142,8 +144,8 @@ def test_the_evaluation_data_has_raw_and_served_coverage_skill_verdict_period_an
         assert key in row_all
     [stored] = performance(tracked_store, timeframe="1d")
     assert (row_all["coverage_low"], row_all["coverage_high"]) == (stored.coverage_low, stored.coverage_high)
-    assert row_all["coverage_low"] <= row_all["coverage"] <= row_all["coverage_high"]
-    assert (row_30d["coverage_low"], row_30d["coverage_high"]) == (None, None)  # one forecast: no interval
+    assert (row_all["coverage_low"], row_all["coverage_high"]) == (None, None)  # 2 forecasts of 10 steps: none
+    assert (row_30d["coverage_low"], row_30d["coverage_high"]) == (None, None)
     assert row_all["verdict"] == TOO_FEW
     # the calibration summary covers the window asked for
     [calib_all] = every["calibration"]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from scipy.stats import t as student_t
 from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
@@ -48,9 +49,6 @@ def test_series_merged_piece_by_piece_gives_the_same_diebold_mariano(lag: int) -
     assert math.isnan(Series.of(x[:1], lag).diebold_mariano(lag)[0])
 
 
-Z90 = 1.6448536269514722  # the standard normal's 95% quantile
-
-
 def _part(in_band: np.ndarray, h: int = 1, as_of: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Scored steps of step ``h`` in origin order with the given in-band indicator (the rest arbitrary)."""
     n = len(in_band)
@@ -79,14 +77,16 @@ def test_the_coverage_interval_is_the_newey_west_interval_of_the_in_band_series(
     direct = newey_west_variance(x.astype(float), lag)
     assert merged.long_run_variance(lag) == pytest.approx(direct, rel=1e-9)
     assert merged.mean_variance(lag) == pytest.approx(direct / len(x), rel=1e-9)
-    # the step-(lag + 1) row of those steps: coverage +- 1.645 sqrt(V / n)
+    # the step-(lag + 1) row of those steps: coverage +- t sqrt(V / n), t with n / (lag + 1) - 1 degrees of freedom
     coverage, low, high = _interval(step_summary(_part(x, h=lag + 1), lag + 1), lag)
-    half = Z90 * math.sqrt(direct / len(x))
+    half = student_t.ppf(0.95, len(x) / (lag + 1) - 1) * math.sqrt(direct / len(x))
     assert coverage == pytest.approx(x.mean(), rel=1e-12)
     assert (low, high) == (pytest.approx(x.mean() - half, rel=1e-9), pytest.approx(x.mean() + half, rel=1e-9))
-    # fewer than 2 values: no interval
+    # fewer than 2 values, or one horizon or less: no interval
     assert math.isnan(Series.of(x[:1], lag).mean_variance(lag))
     assert all(math.isnan(v) for v in _interval(step_summary(_part(x[:1], h=lag + 1), lag + 1), lag)[1:])
+    short = x[: lag + 1]
+    assert all(math.isnan(v) for v in _interval(step_summary(_part(short, h=lag + 1), lag + 1), lag)[1:])
 
 
 def test_the_coverage_interval_widens_with_dependence_and_stays_in_zero_one() -> None:
@@ -117,7 +117,8 @@ def test_the_all_steps_interval_is_that_of_each_forecasts_share_of_its_steps_in_
     part = {**_part(in_band.ravel(), as_of=as_of), "step": np.tile(np.arange(1, horizon + 1), forecasts)}
     share = in_band.mean(axis=1)
     coverage, low, high = _interval(all_steps_summary(part, horizon - 1), horizon - 1)
-    half = Z90 * math.sqrt(newey_west_variance(share, horizon - 1) / forecasts)
+    t90 = student_t.ppf(0.95, forecasts / horizon - 1)  # 20 horizons: 19 degrees of freedom
+    half = t90 * math.sqrt(newey_west_variance(share, horizon - 1) / forecasts)
     assert coverage == pytest.approx(in_band.mean(), rel=1e-12)
     assert (low, high) == (pytest.approx(coverage - half, rel=1e-9), pytest.approx(coverage + half, rel=1e-9))
 

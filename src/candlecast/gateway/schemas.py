@@ -101,11 +101,11 @@ VERDICT_RULE = (
 
 
 COVERAGE_INTERVAL = (
-    "Lower bound of a 90% interval of coverage: coverage +- 1.645 sqrt(V / n) clipped to [0, 1], V the Newey-West "
+    "Lower bound of a 90% interval of coverage: coverage +- t sqrt(V / n) clipped to [0, 1], V the Newey-West "
     "long-run variance of each forecast's share of its scored steps in the band (horizon - 1 lags: forecasts that "
-    "overlap share outcomes, so a year of daily 30-step forecasts measures coverage only to about +-0.1). A "
-    "coverage whose interval holds the nominal 0.8 is consistent with a calibrated band. Null with fewer than 2 "
-    "scored forecasts."
+    "overlap share outcomes, so a year of daily 30-step forecasts measures coverage only to about +-0.1), t the "
+    "Student t quantile with (forecasts / horizon - 1) degrees of freedom. A coverage whose interval holds the "
+    "nominal 0.8 is consistent with a calibrated band. Null until the scored forecasts span more than one horizon."
 )
 
 

@@ -236,7 +236,7 @@ def row_values(s: Summary, periods: float, lag: int, timestamp: Any) -> dict[str
     nan = math.nan
     spread = math.sqrt(s.returns_m2 / (s.returns_n - 1)) if s.returns_n > 1 else 0.0
     coverage = s.in_band / s.n_steps
-    coverage_low, coverage_high = coverage_interval(coverage, s.band.mean_variance(lag))
+    coverage_low, coverage_high = coverage_interval(coverage, s.band.mean_variance(lag), s.band.n / (lag + 1))
     return {
         "n_steps": s.n_steps,
         "hit_rate": s.hits / s.n_steps,

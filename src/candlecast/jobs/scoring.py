@@ -684,7 +684,8 @@ def _common(part: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def _coverage_interval(coverage: float, in_band: np.ndarray, lag: int) -> dict[str, float]:
     """The coverage's 90% interval from the in-band series (per step or per forecast, in origin order)."""
-    low, high = coverage_interval(coverage, newey_west_mean_variance(in_band.astype(np.float64), lag))
+    values = in_band.astype(np.float64)
+    low, high = coverage_interval(coverage, newey_west_mean_variance(values, lag), len(values) / (lag + 1))
     return {"coverage_low": low, "coverage_high": high}
 
 

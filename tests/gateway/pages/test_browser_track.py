@@ -56,14 +56,18 @@ def test_the_symbol_page_shows_the_track_record_of_the_series_shown(
     tab.click("#model-toggle button[data-model='wild']")
     assert record.get_attribute("data-verdict") == "worse than random walk"
     assert "Track record (trailing 30 days): worse than random walk." in record.inner_text()
+    [wild] = performance(tracked_store, symbol="BTCUSDT", model_name="wild", timeframe="1h", window="trailing_30d")
+    assert wild.coverage_low is not None and wild.coverage_high is not None
+    assert wild.coverage_high > wild.coverage + 0.02  # a real interval (clipped at 0 below)
+    interval = f"{percent(wild.coverage)} (90% interval {wild.coverage_low * 100:.1f}–{percent(wild.coverage_high)}) of"
+    assert interval in record.inner_text()
     tab.click("#model-toggle button[data-model='baseline']")
     assert record.get_attribute("data-verdict") == "too few scores"
     assert "3 scored forecasts" in record.inner_text() and "A verdict needs 30 scored forecasts." in record.inner_text()
     [few] = performance(tracked_store, symbol="BTCUSDT", model_name="baseline", timeframe="1h", window="trailing_30d")
-    assert few.coverage_low is not None and few.coverage_high is not None
-    assert few.coverage_low < few.coverage - 0.02 and few.coverage_high > few.coverage + 0.02  # a real interval
-    interval = f"{percent(few.coverage)} (90% interval {few.coverage_low * 100:.1f}–{percent(few.coverage_high)}) of"
-    assert interval in record.inner_text()
+    assert few.coverage_low is None  # 3 forecasts of 24 steps, not one horizon: no interval, and none shown
+    assert f"{percent(few.coverage)} of realised closes" in record.inner_text()
+    assert "90% interval" not in record.inner_text()
     tab.click("#timeframe-toggle button[data-timeframe='1d']")  # BTCUSDT's daily forecast: nothing scored yet
     assert "No forecast of this series by this model has been scored yet (a verdict needs 30)." in record.inner_text()
     assert tab.errors == []

@@ -3,10 +3,11 @@
 A year of daily forecasts of 30 steps that overlap holds only about 8 independent windows, so its coverage is
 known to about ±0.1 (docs/calibration.md, "Measured"); a row that said only "coverage 0.745" read as
 miscalibrated when 0.80 is well within the noise. Each row now carries the interval
-``coverage ± 1.645 sqrt(V / n)`` clipped to [0, 1] (``scores.coverage_interval``), ``V`` the Newey–West
+``coverage ± t sqrt(V / n)`` clipped to [0, 1] (``scores.coverage_interval``, ``t`` the Student t quantile with
+one degree of freedom per horizon the row holds, less one), ``V`` the Newey–West
 long-run variance of the in-band indicator per step in origin order (a step row, ``h - 1`` lags for step ``h``)
 or of each forecast's share of its steps in the band (the all-steps row, ``H - 1`` lags): the series and lags of
-the Diebold–Mariano test. Both are NULL where fewer than 2 values exist.
+the Diebold–Mariano test. Both are NULL where the row holds one horizon or less.
 
 The incremental refresh keeps the in-band series in its summaries (``jobs.performance_state``, layout 2); the
 stored summaries lack it. The upgrade adds the two columns (NULL in the existing rows) and empties
@@ -16,7 +17,7 @@ summaries of layout 2 cannot be read by the older ``load_state``, so it empties 
 
 Revision ID: 0015
 Revises: 0014
-Create Date: 2026-12-01
+Create Date: 2026-11-30
 """
 
 from __future__ import annotations
