@@ -178,7 +178,6 @@ def calibrate_band(
     middle = (lo + hi) / 2
     inner_lo = middle if inner_lower is None else np.asarray(inner_lower, dtype=np.float64)
     inner_hi = middle if inner_upper is None else np.asarray(inner_upper, dtype=np.float64)
-    counts = np.zeros(n_steps, dtype=np.int64)
 
     step = np.asarray(past.step, dtype=np.int64)
     order = np.lexsort((np.asarray(past.realised_at), step))  # by step, then by when the outcome was known
@@ -194,22 +193,24 @@ def calibrate_band(
     weight = memory_weights(past.realised_at, params.memory)
     scale_ok = math.isfinite(scale) and scale > 0
     missed_lower, missed_upper = y < np.asarray(past.served_lower), y > np.asarray(past.served_upper)
+    # per step: its outcomes of a governed band (the integrator), and its most recent scores (the quantile)
+    governed_of = [rows[governed[rows]] for rows in rows_of]
+    window_of = [rows[usable[rows]][-params.window :] for rows in rows_of]
+    counts = np.array([len(rows) for rows in window_of], dtype=np.int64)
+    needed = np.maximum(params.min_outcomes, params.min_outcomes_per_h * np.arange(1, n_steps + 1))
+    enough = scale_ok & (counts >= needed)
 
     def side(score: np.ndarray, missed: np.ndarray, target: float) -> tuple[np.ndarray, np.ndarray]:
         """The shift per step (NaN where left raw) of the scores ``score`` at miss rate ``target``, and its
         pooled integrator."""
-        own = np.zeros(n_steps)  # per step the integrator of its own outcomes; pooled over steps 1..h below
-        for h, rows in enumerate(rows_of):
-            rows = rows[governed[rows]]
-            own[h] = tracking_integrator(target, params.gamma / (h + 1), missed[rows], weight[rows])
-        drift = np.cumsum(own) / np.arange(1, n_steps + 1)
+        own = np.array([
+            tracking_integrator(target, params.gamma / (h + 1), missed[rows], weight[rows])
+            for h, rows in enumerate(governed_of)
+        ])  # fmt: skip
+        drift = np.cumsum(own) / np.arange(1, n_steps + 1)  # pooled over steps 1..h
         q = np.full(n_steps, np.nan)
-        for h, rows in enumerate(rows_of):
-            scored = rows[usable[rows]][-params.window :]
-            counts[h] = len(scored)
-            if not scale_ok or len(scored) < max(params.min_outcomes, params.min_outcomes_per_h * (h + 1)):
-                continue
-            s = score[scored]
+        for h in np.flatnonzero(enough):
+            s = score[window_of[h]]
             spread = _order_statistic(s, 0.9) - _order_statistic(s, 0.1)
             q[h] = conformal_quantile(s, 1 - target) + spread * drift[h]
         return q, drift
