@@ -198,90 +198,6 @@ def candidate(
     return BandCalibration(lower, upper, alpha, q, q, counts, drift, drift)
 
 
-def variant(
-    raw_lower: np.ndarray,
-    raw_upper: np.ndarray,
-    scale: float,
-    past: PastOutcomes,
-    params: CalibrationParams,
-    inner_lower: np.ndarray,
-    inner_upper: np.ndarray,
-    memory: float | None = None,
-    clamp: float | None = None,
-    sides: bool = False,
-) -> BandCalibration:
-    """Third-round candidates: the shipped pooled quantile tracking, with
-
-    - ``memory``: a leaky integrator, each outcome's ``err - alpha`` weighted ``0.5 ** (age / memory)``, ``age``
-      in candles between when it became known and the newest known outcome (a shock's misses fade instead of
-      staying in the sum for ``lookback`` forecasts);
-    - ``clamp``: the pooled integrator clipped to ``[-clamp, clamp]`` score spreads (anti-windup by saturation);
-    - ``sides``: one score, quantile and integrator per side (``(l - y) / scale`` below, ``(y - u) / scale``
-      above, each at ``alpha / 2``), so a drift that misses on one side moves that side only.
-    """
-    lo, hi = np.asarray(raw_lower, np.float64), np.asarray(raw_upper, np.float64)
-    n_steps = len(lo)
-    q_lo, q_hi = np.full(n_steps, np.nan), np.full(n_steps, np.nan)
-    counts = np.zeros(n_steps, dtype=np.int64)
-    step = np.asarray(past.step, dtype=np.int64)
-    realised = np.asarray(past.realised_at)
-    order = np.lexsort((realised, step))
-    bounds = np.searchsorted(step[order], np.arange(1, n_steps + 2))
-    y = np.asarray(past.observed, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        below = (past.raw_lower - y) / past.scale
-        above = (y - past.raw_upper) / past.scale
-    two_sided = np.maximum(below, above)
-    usable = np.isfinite(two_sided) & (past.scale > 0)
-    miss_lo, miss_hi = y < past.served_lower, y > past.served_upper
-    governed = np.asarray(past.governed, dtype=bool)
-    weight = np.ones(len(y))
-    if memory is not None and len(y):
-        weight = 0.5 ** ((realised.max() - realised) / memory)
-    scale_ok = math.isfinite(scale) and scale > 0
-    # (name, scores, misses, target miss rate) per side; one entry for the shipped two-sided score
-    parts = (
-        [("lo", below, miss_lo, params.alpha / 2), ("hi", above, miss_hi, params.alpha / 2)]
-        if sides
-        else [("both", two_sided, miss_lo | miss_hi, params.alpha)]
-    )
-    shifts: dict[str, np.ndarray] = {}
-    drifts: dict[str, np.ndarray] = {}
-    for name, score, missed, target in parts:
-        own = np.zeros(n_steps)
-        for h in range(n_steps):
-            rows = order[bounds[h] : bounds[h + 1]]
-            rows = rows[governed[rows]]
-            own[h] = params.gamma / (h + 1) * float((weight[rows] * (missed[rows] - target)).sum())
-        pooled = np.cumsum(own) / np.arange(1, n_steps + 1)
-        if clamp is not None:
-            pooled = np.clip(pooled, -clamp, clamp)
-        drifts[name] = pooled
-        q = np.full(n_steps, np.nan)
-        for h in range(n_steps):
-            rows = order[bounds[h] : bounds[h + 1]]
-            scored = rows[usable[rows]][-params.window :]
-            counts[h] = len(scored)
-            if not scale_ok or len(scored) < max(params.min_outcomes, params.min_outcomes_per_h * (h + 1)):
-                continue
-            sc = score[scored]
-            k10, k90 = len(sc) // 10, min((9 * len(sc)) // 10, len(sc) - 1)
-            part = np.partition(sc, [k10, k90])
-            q[h] = conformal_quantile(sc, 1 - target) + float(part[k90] - part[k10]) * pooled[h]
-        shifts[name] = q
-    q_lo = shifts.get("lo", shifts.get("both"))
-    q_hi = shifts.get("hi", shifts.get("both"))
-    assert q_lo is not None and q_hi is not None
-    done = ~np.isnan(q_lo)
-    lower = np.where(done, np.minimum(lo - np.where(done, q_lo, 0.0) * (scale if scale_ok else 0.0), inner_lower), lo)
-    upper = np.where(done, np.maximum(hi + np.where(done, q_hi, 0.0) * (scale if scale_ok else 0.0), inner_upper), hi)
-    alpha = np.where(done, params.alpha, np.nan)
-    d_lo, d_hi = (drifts["lo"], drifts["hi"]) if sides else (drifts["both"], drifts["both"])
-    return BandCalibration(lower, upper, alpha, q_lo, q_hi, counts, d_lo, d_hi)
-
-
-# name -> (method, its default gamma). "shipped" is candlecast.calibration.calibrate_band (quantile tracking with
-# the integrator pooled over steps 1..h, gamma 0.1); "aci" is the method it replaced (per-step ACI, gamma / h).
 def production(**changes: object) -> Method:
     """``calibrate_band`` with these ``CalibrationParams`` changed (the options production offers)."""
 
@@ -294,19 +210,14 @@ def production(**changes: object) -> Method:
 
 METHODS: dict[str, tuple[Method, float]] = {
     "shipped": (calibrate_band, 0.1),
-    # the same, re-implemented in ``variant`` (one two-sided score, no forgetting): must give identical rows
-    "two-sided": (partial(variant, memory=None), 0.1),
-    # production's option jobs.calibration.sides = true, memory = 250: must equal "sides-leak250"
-    "per-side": (production(sides=True, memory=250.0), 0.1),
     "aci": (partial(candidate, pooled=False, tracking=False), 0.02),
     "aci-pooled": (partial(candidate, pooled=True, tracking=False), 0.02),
     "qt": (partial(candidate, pooled=False), 0.1),
-    # third round (docs/calibration.md): anti-windup and per-side tracking on top of the two-sided method
-    "leak100": (partial(variant, memory=100.0), 0.1),
-    "leak250": (partial(variant, memory=250.0), 0.1),
-    "clamp1": (partial(variant, memory=None, clamp=1.0), 0.1),
-    "sides": (partial(variant, memory=None, sides=True), 0.1),
-    "sides-leak250": (partial(variant, memory=250.0, sides=True), 0.1),  # the third round's choice
+    # third round (docs/calibration.md): production's options, the integrator's memory and tracking per side
+    "leak100": (production(memory=100.0), 0.1),
+    "leak250": (production(memory=250.0), 0.1),
+    "sides": (production(sides=True), 0.1),
+    "sides-leak250": (production(sides=True, memory=250.0), 0.1),  # the third round's choice
 }
 
 
