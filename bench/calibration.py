@@ -166,19 +166,16 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
             )
         refresh_performance(engine, timeframe)
         widths = _widths(engine, timeframe, evaluated_from)
-        sides = _sides(engine, timeframe)
-        intervals = _coverage_intervals(engine, timeframe)
+        served = _served_band(engine, timeframe)
         for symbol in symbols:
             for model in models:
                 for r in performance(engine, symbol=symbol, model_name=model, timeframe=timeframe):
                     rows.append({
                         "series": f"{symbol} {timeframe}", "model": model, "cov": r.coverage, "cov_raw": r.coverage_raw,
                         "crps_bp": r.crps_bp, "skill": r.crps_skill, "dm_p": r.dm_pvalue, "hit": r.hit_rate,
-                        "cov_90%": intervals.get((symbol, model)),
+                        **served.get((symbol, model), {}),
                         "cov_nw90": None if r.coverage_low is None or r.coverage_high is None
                         else f"[{r.coverage_low:.2f}, {r.coverage_high:.2f}]",
-                        "below": sides.get((symbol, model), (None, None))[0],
-                        "above": sides.get((symbol, model), (None, None))[1],
                         "steps": r.n_steps, "fcst": r.n_predictions, "width": widths.get((symbol, model)),
                         "from": f"{r.first_as_of:%Y-%m-%d %H:%M}", "to": f"{r.last_as_of:%Y-%m-%d %H:%M}",
                     })  # fmt: skip
@@ -200,31 +197,27 @@ def _widths(engine, timeframe: str, since: datetime) -> dict[tuple[str, str], fl
     return {(r.symbol, r.model_name): float(r.ratio) for r in frame.itertuples()}
 
 
-def _sides(engine, timeframe: str) -> dict[tuple[str, str], tuple[float, float]]:  # type: ignore[no-untyped-def]
-    """Share of the scored steps whose close fell below the served p10 and above the served p90 (0.10 each)."""
+def _served_band(engine, timeframe: str) -> dict[tuple[str, str], dict[str, object]]:  # type: ignore[no-untyped-def]
+    """Per (symbol, model), from one read of the scores per forecast: the share of the scored steps below the served
+    p10 and above the served p90 (0.10 each), and a 90% circular block bootstrap interval of the coverage
+    (``scores.block_bootstrap_interval``: each forecast's share of its steps in the band, in order of origin,
+    blocks as long as the horizon)."""
     frame = read_frame(
         engine,
-        """SELECT symbol, model_name, avg((realised_close < p10)::int) AS below,
-               avg((realised_close > p90)::int) AS above
-           FROM signal_evaluations WHERE timeframe = %(tf)s GROUP BY symbol, model_name""",
-        {"tf": timeframe},
-    )
-    return {(r.symbol, r.model_name): (float(r.below), float(r.above)) for r in frame.itertuples()}
-
-
-def _coverage_intervals(engine, timeframe: str) -> dict[tuple[str, str], str]:  # type: ignore[no-untyped-def]
-    """90% circular block bootstrap interval of the coverage (``scores.block_bootstrap_interval``): per forecast the
-    share of its scored steps in the served band, in order of origin, blocks as long as the horizon."""
-    frame = read_frame(
-        engine,
-        """SELECT symbol, model_name, as_of, avg(in_band::int) AS covered, max(step) AS horizon
+        """SELECT symbol, model_name, as_of, count(*) AS steps, sum(in_band::int) AS inside,
+               sum((realised_close < p10)::int) AS below, sum((realised_close > p90)::int) AS above,
+               max(step) AS horizon
            FROM signal_evaluations WHERE timeframe = %(tf)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
         {"tf": timeframe},
     )
     out = {}
     for (symbol, model), g in frame.groupby(["symbol", "model_name"]):
-        low, high = block_bootstrap_interval(g["covered"].to_numpy(float), block=int(g["horizon"].max()))
-        out[(str(symbol), str(model))] = f"[{low:.2f}, {high:.2f}]"
+        steps = g["steps"].to_numpy(float)
+        low, high = block_bootstrap_interval(g["inside"].to_numpy(float) / steps, block=int(g["horizon"].max()))
+        out[(str(symbol), str(model))] = {
+            "cov_90%": f"[{low:.2f}, {high:.2f}]", "below": g["below"].sum() / steps.sum(),
+            "above": g["above"].sum() / steps.sum(),
+        }  # fmt: skip
     return out
 
 
