@@ -39,16 +39,13 @@ import argparse
 import logging
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pandas as pd
+from replays import add_period_arguments, load_candles, periods, replay
 
 from candlecast.config import Settings
-from candlecast.inference.transports import LocalTransport
-from candlecast.ingest.candles import ingest_candles
-from candlecast.ingest.sample import load_sample_manifest
 from candlecast.jobs.ensemble import ENSEMBLE_MODEL
-from candlecast.jobs.replay import run_replay
 from candlecast.jobs.scoring import refresh_performance, run_scoring
 from candlecast.scores import block_bootstrap_interval
 from candlecast.store import create_engine_for
@@ -56,28 +53,14 @@ from candlecast.store._sql import read_frame
 from candlecast.store.db import temporary_database
 from candlecast.store.performance import performance
 
-DAILY = ("SPY", "QQQ", "NVDA", "WTI")
-HOURLY = ("BTCUSDT",)
 GOAL = 0.04  # calibrated coverage within 0.80 +- 4 points
 MIN_STEPS = 150  # on every row with at least this many scored steps
-
-
-def utc(text: str) -> datetime:
-    return pd.Timestamp(text, tz="UTC").to_pydatetime()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="baseline,garch,ensemble", help="ensemble: replayed with the others")
-    parser.add_argument("--every", type=int, default=1, help="replay every N-th slot")
-    parser.add_argument("--warmup-from", default="2017-04-01", help="daily replay starts here (warm-up)")
-    parser.add_argument("--daily-from", default="2018-01-01", help="daily evaluation period starts here")
-    parser.add_argument("--daily-to", default="2018-12-31")
-    parser.add_argument("--hourly-to", default="2019-10-12T23:00", help="last hourly slot evaluated")
-    parser.add_argument("--hourly-slots", type=int, default=300, help="hourly slots evaluated")
-    parser.add_argument("--hourly-warmup", type=int, default=600, help="hourly warm-up slots before them")
-    parser.add_argument("--no-hourly", action="store_true")
-    parser.add_argument("--no-daily", action="store_true", help="hourly only (run the two halves in parallel)")
+    add_period_arguments(parser)
     parser.add_argument("--raw-too", action="store_true", help="replay again with calibration off (twice the time)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -115,48 +98,13 @@ def evaluate(args: argparse.Namespace, url: str, calibrate: bool) -> tuple[pd.Da
     settings = Settings(models=",".join(members), jobs={"calibrate": calibrate})
     models = members + ([ENSEMBLE_MODEL] if ensemble else [])
     engine = create_engine_for(url)
-    started = time.perf_counter()
-    wanted = (set() if args.no_daily else {(s, "1d") for s in DAILY}) | (
-        set() if args.no_hourly else {(s, "1h") for s in HOURLY}
-    )
-    for item in load_sample_manifest(settings.sample_dir):
-        if (item.symbol, item.timeframe) in wanted:
-            ingest_candles(engine, item.path, item.symbol, item.timeframe, item.asset_class, source=item.source)
-    print(f"data loaded in {time.perf_counter() - started:.0f} s")
-
-    hourly_to = utc(args.hourly_to)
-    hourly_from = hourly_to - (args.hourly_slots - 1) * timedelta(hours=1)
-    periods = [] if args.no_daily else [("1d", DAILY, utc(args.warmup_from), utc(args.daily_from), utc(args.daily_to))]
-    if not args.no_hourly:
-        warmup = hourly_from - args.hourly_warmup * timedelta(hours=1)
-        periods.append(("1h", HOURLY, warmup, hourly_from, hourly_to))
-    if ensemble:  # one replay runs the members' batches, scoring and the ensemble at every slot, in that order
-        for timeframe, symbols, first, _, last in periods:
-            t0 = time.perf_counter()
-            result = run_replay(
-                settings, engine, timeframe, ENSEMBLE_MODEL, first, last, every=args.every, symbols=list(symbols),
-                progress=False,
-            )  # fmt: skip
-            print(f"replay {'+'.join(models)} {timeframe} {first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M}: "
-                  f"{result.slots} slots, {result.predictions_written} ensemble forecasts, {result.symbols_failed} "
-                  f"failed, {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
-    for model in [] if ensemble else models:
-        transport = LocalTransport.load(settings, model)
-        try:
-            for timeframe, symbols, first, _, last in periods:
-                t0 = time.perf_counter()
-                result = run_replay(
-                    settings, engine, timeframe, model, first, last, every=args.every, symbols=list(symbols),
-                    transport=transport, progress=False,
-                )  # fmt: skip
-                print(f"replay {model} {timeframe} {first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M}: {result.slots} "
-                      f"slots, {result.predictions_written} forecasts, {result.symbols_failed} failed, "
-                      f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
-        finally:
-            transport.close()
+    wanted = periods(args)
+    load_candles(settings, engine, wanted)
+    replay(settings, engine, models, wanted, args.every)
 
     rows = []
-    for timeframe, symbols, _, evaluated_from, _ in periods:
+    for p in wanted:
+        timeframe, symbols, evaluated_from = p.timeframe, p.symbols, p.evaluated_from
         # every step whose candle exists, then only the forecasts of the evaluation period
         run_scoring(settings, engine, timeframe, as_of=datetime(2030, 1, 1, tzinfo=UTC), refresh=False)
         with engine.begin() as conn:

@@ -27,41 +27,24 @@ import argparse
 import logging
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pandas as pd
+from replays import add_period_arguments, load_candles, periods, replay
 
 from candlecast.config import Settings
 from candlecast.gateway.payloads.track import verdict
-from candlecast.inference.transports import LocalTransport
-from candlecast.ingest.candles import ingest_candles
-from candlecast.ingest.sample import load_sample_manifest
-from candlecast.jobs.replay import run_replay
 from candlecast.jobs.scoring import run_scoring
 from candlecast.paths import TOUCH_GRID, touch_scores
 from candlecast.store import create_engine_for
 from candlecast.store.db import temporary_database
 from candlecast.store.path_evaluations import graded_touches
 
-DAILY = ("SPY", "QQQ", "NVDA", "WTI")
-HOURLY = ("BTCUSDT",)
-
-
-def utc(text: str) -> datetime:
-    return pd.Timestamp(text, tz="UTC").to_pydatetime()
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="baseline,garch")
-    parser.add_argument("--every", type=int, default=1, help="replay every N-th slot")
-    parser.add_argument("--warmup-from", default="2017-04-01", help="daily replay starts here (warm-up)")
-    parser.add_argument("--daily-from", default="2018-01-01", help="daily evaluation period starts here")
-    parser.add_argument("--daily-to", default="2018-12-31")
-    parser.add_argument("--hourly-to", default="2019-10-12T23:00", help="last hourly slot evaluated")
-    parser.add_argument("--hourly-slots", type=int, default=300, help="hourly slots evaluated")
-    parser.add_argument("--hourly-warmup", type=int, default=600, help="hourly warm-up slots before them")
-    parser.add_argument("--no-hourly", action="store_true")
+    add_period_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
@@ -71,32 +54,12 @@ def main() -> None:
     models = settings.model_names()
     with temporary_database(prefix="candlecast_bench") as url:
         engine = create_engine_for(url)
-        wanted = {(s, "1d") for s in DAILY} | (set() if args.no_hourly else {(s, "1h") for s in HOURLY})
-        for item in load_sample_manifest(settings.sample_dir):
-            if (item.symbol, item.timeframe) in wanted:
-                ingest_candles(engine, item.path, item.symbol, item.timeframe, item.asset_class, source=item.source)
-        hourly_to = utc(args.hourly_to)
-        hourly_from = hourly_to - (args.hourly_slots - 1) * timedelta(hours=1)
-        periods = [("1d", DAILY, utc(args.warmup_from), utc(args.daily_from), utc(args.daily_to))]
-        if not args.no_hourly:
-            warmup = hourly_from - args.hourly_warmup * timedelta(hours=1)
-            periods.append(("1h", HOURLY, warmup, hourly_from, hourly_to))
-        for model in models:
-            transport = LocalTransport.load(settings, model)
-            try:
-                for timeframe, symbols, first, _, last in periods:
-                    t0 = time.perf_counter()
-                    result = run_replay(
-                        settings, engine, timeframe, model, first, last, every=args.every, symbols=list(symbols),
-                        transport=transport, progress=False,
-                    )  # fmt: skip
-                    print(f"replay {model} {timeframe} {first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M}: "
-                          f"{result.slots} slots, {result.predictions_written} forecasts, "
-                          f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
-            finally:
-                transport.close()
+        wanted = periods(args)
+        load_candles(settings, engine, wanted)
+        replay(settings, engine, models, wanted, args.every)
         rows, tables = [], []
-        for timeframe, _, _, evaluated_from, _ in periods:
+        for p in wanted:
+            timeframe, evaluated_from = p.timeframe, p.evaluated_from
             t0 = time.perf_counter()
             final = run_scoring(settings, engine, timeframe, as_of=datetime(2030, 1, 1, tzinfo=UTC), refresh=False)
             print(f"final scoring {timeframe}: {final.touch_questions} touch questions of {final.touch_forecasts} "
