@@ -11,6 +11,12 @@ paths, computing the metrics (fair CRPS, the random walk's CRPS, ...), writing `
 settling the backlog), recomputing ``signal_performance`` (per step, with Diebold–Mariano tests).
 The phases overlap (the next chunk is read while one is scored), so their sum exceeds the total. The goal
 here is under 10 s for 1,000,000 steps.
+
+``--steady N`` measures the steady state instead: forecasts of ``--pred-len`` steps (120: hourly production), all
+but the last ``N`` hours scored in one run (not timed), then ``N`` hourly runs, each scoring the step of every
+pending forecast whose candle just closed (one step of ``pred_len`` forecasts per symbol), timed per run and per
+phase. Each run reads only those steps' sample columns (``store.evaluations.prediction_samples`` with step
+ranges: Postgres slices the arrays), not whole paths.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -33,14 +40,13 @@ from candlecast.store.candles import Instrument, upsert_candles, upsert_instrume
 from candlecast.store.db import temporary_database
 from candlecast.store.evaluations import count_evaluations
 
-PRED_LEN = 24
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def build(engine, steps: int, samples: int) -> tuple[int, datetime]:  # type: ignore[no-untyped-def]
+def build(engine, steps: int, samples: int, pred_len: int) -> tuple[int, datetime]:  # type: ignore[no-untyped-def]
     symbols = list(DEFAULT_UNIVERSE)
-    per_symbol = -(-steps // (len(symbols) * PRED_LEN))  # forecasts per symbol, one per hour
-    hours = per_symbol + PRED_LEN + 1
+    per_symbol = -(-steps // (len(symbols) * pred_len))  # forecasts per symbol, one per hour
+    hours = per_symbol + pred_len + 1
     rng = np.random.default_rng(0)
     with engine.begin() as conn:
         upsert_instruments(conn, [Instrument(s, c) for s, c in DEFAULT_UNIVERSE.items()])
@@ -65,7 +71,7 @@ def build(engine, steps: int, samples: int) -> tuple[int, datetime]:  # type: ig
             FROM ohlcv_1h c
             WHERE c.ts < %(start)s::timestamptz + make_interval(hours => %(n)s)
             """,
-            {"h": PRED_LEN, "m": samples, "n": per_symbol, "start": START},
+            {"h": pred_len, "m": samples, "n": per_symbol, "start": START},
         )
     with engine.connect() as conn:  # planner statistics, as autovacuum keeps them in a running database
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
@@ -76,22 +82,65 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--pred-len", type=int, help="steps per forecast (default 24; 120 with --steady)")
+    parser.add_argument("--steady", type=int, default=0, help="time this many hourly runs of the steady state")
     parser.add_argument("--database-url")
     args = parser.parse_args()
+    pred_len = args.pred_len or (120 if args.steady else 24)
 
     with contextlib.ExitStack() as stack:
         url = args.database_url or stack.enter_context(temporary_database(prefix="candlecast_bench"))
-        run(args.steps, args.samples, url)
+        if args.steady:
+            steady(args.steps, args.samples, pred_len, args.steady, url)
+        else:
+            run(args.steps, args.samples, pred_len, url)
 
 
-def run(steps: int, samples: int, url: str) -> None:
+def setup(engine, steps: int, samples: int, pred_len: int) -> tuple[int, datetime]:  # type: ignore[no-untyped-def]
+    upgrade(engine)
+    started = time.perf_counter()
+    n_predictions, end = build(engine, steps, samples, pred_len)
+    print(f"setup: {n_predictions} forecasts x {pred_len} steps, {samples} samples each, "
+          f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    return n_predictions, end
+
+
+def steady(steps: int, samples: int, pred_len: int, runs: int, url: str) -> None:
     engine = create_engine_for(url)
     try:
-        upgrade(engine)
+        n_predictions, _ = setup(engine, steps, samples, pred_len)
+        per_symbol = n_predictions // len(DEFAULT_UNIVERSE)  # one forecast an hour from START
+        if per_symbol < pred_len + runs:
+            raise SystemExit(f"--steps too few for a steady state: {per_symbol} forecasts a symbol, "
+                             f"at least pred_len + runs = {pred_len + runs} needed")  # fmt: skip
+        settings = Settings()
+        first = START + timedelta(hours=per_symbol - runs)  # forecasts keep coming after it, pred_len pending each hour
         started = time.perf_counter()
-        n_predictions, end = build(engine, steps, samples)
-        print(f"setup: {n_predictions} forecasts x {PRED_LEN} steps, {samples} samples each, "
-              f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+        backfill = run_scoring(settings, engine, "1h", as_of=first)
+        print(
+            f"backfill (not the steady state): {backfill.steps_scored} steps in {time.perf_counter() - started:.1f} s"
+        )
+        print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        phases = _instrument()
+        seconds, scored = [], []
+        for k in range(1, runs + 1):
+            started = time.perf_counter()
+            result = run_scoring(settings, engine, "1h", as_of=first + timedelta(hours=k))
+            seconds.append(time.perf_counter() - started)
+            scored.append(result.steps_scored)
+        print(f"{runs} hourly runs: {statistics.mean(scored):,.0f} steps each (one per pending forecast), "
+              f"{statistics.mean(seconds):.2f} s per run (min {min(seconds):.2f}, max {max(seconds):.2f})")  # fmt: skip
+        for phase, total in phases.items():
+            print(f"  {phase:<24} {total / runs:6.3f} s per run")
+        print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    finally:
+        engine.dispose()
+
+
+def run(steps: int, samples: int, pred_len: int, url: str) -> None:
+    engine = create_engine_for(url)
+    try:
+        _, end = setup(engine, steps, samples, pred_len)
 
         print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         phases = _instrument()

@@ -18,7 +18,7 @@ from candlecast.config import Settings
 from candlecast.jobs.scoring import refresh_performance, run_scoring
 from candlecast.scores import diebold_mariano
 from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
-from candlecast.store.evaluations import evaluations_frame, scored_through, scoring_backlog_ids
+from candlecast.store.evaluations import evaluations_frame, prediction_samples, scored_through, scoring_backlog_ids
 from candlecast.store.jobs import recent_job_runs
 from candlecast.store.performance import calibration, performance
 from candlecast.store.predictions import Prediction, upsert_prediction
@@ -218,6 +218,35 @@ def test_old_unscored_steps_are_scored_whatever_the_forecasts_age(engine: Engine
     assert (result.steps_scored, result.predictions_scored, result.forecasts_settled) == (40, 10, 10)
     assert scoring_backlog_ids(engine) == []  # nothing left to look at
     assert run_scoring(Settings(), engine, "1h", as_of=a_year_later).steps_scored == 0
+
+
+def test_scoring_hour_by_hour_reads_each_steps_column_and_gives_the_scores_of_one_pass(
+    engine: Engine, market: pd.DataFrame
+) -> None:
+    # Steady state: each run scores the one step of every pending forecast that just closed, and reads only those
+    # sample columns (prediction_samples with step ranges). The scores equal one run over everything, and the
+    # fair CRPS of each step's own column.
+    forecasts = [sampled_forecast(market, k, seed=k, steps=6) for k in range(100, 110)]
+    ids = write(engine, *forecasts)
+    for hour in range(100, 118):
+        run_scoring(Settings(), engine, "1h", as_of=START + hour * H)
+    stepwise = evaluations_frame(engine).sort_values(["prediction_id", "step"]).reset_index(drop=True)
+    assert len(stepwise) == 60
+    for pid, f in zip(ids, forecasts, strict=True):
+        rows = stepwise[stepwise.prediction_id == pid]
+        expected = scoringrules.crps_ensemble(rows.realised_close.to_numpy(), f.samples.T.astype(np.float64),
+                                              estimator="fair")  # fmt: skip
+        np.testing.assert_allclose(rows.crps, expected, rtol=1e-5)
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE signal_evaluations"))
+        conn.execute(sa.text("INSERT INTO scoring_backlog SELECT id, timeframe FROM ml_predictions"))
+    run_scoring(Settings(), engine, "1h", as_of=START + 118 * H)
+    at_once = evaluations_frame(engine).sort_values(["prediction_id", "step"]).reset_index(drop=True)
+    np.testing.assert_allclose(at_once.crps, stepwise.crps, rtol=1e-12)
+    assert at_once.in_band.tolist() == stepwise.in_band.tolist()
+    columns = prediction_samples(engine, ids[:2], [2, 3], [2, 6])  # step 2 of the first, steps 3-6 of the second
+    np.testing.assert_array_equal(columns[ids[0]], forecasts[0].samples[:, 1:2])
+    np.testing.assert_array_equal(columns[ids[1]], forecasts[1].samples[:, 2:6])
 
 
 def test_a_forecast_leaves_the_backlog_once_every_step_is_scored_or_past(engine: Engine) -> None:

@@ -135,13 +135,20 @@ class ScoreResult:
 PERIODS_PER_YEAR: dict[str, int] = {"1h": 8760, "1d": 252}
 
 
+_Samples = tuple[dict[int, np.ndarray], dict[int, int]]  # a chunk's sample columns and each forecast's first step
+
+
 def score_steps(
-    steps: StepsToScore, samples: dict[int, np.ndarray], rw_sigma: np.ndarray | None = None
+    steps: StepsToScore,
+    samples: dict[int, np.ndarray],
+    rw_sigma: np.ndarray | None = None,
+    first_step: dict[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """The score columns of ``steps`` (see the module docstring), ready for ``write_evaluations``.
 
-    ``rw_sigma`` is the random walk's one-candle volatility per step (``random_walk_sigma``); without it
-    ``crps_rw`` is NaN (stored as NULL).
+    ``samples[id]`` holds forecast ``id``'s sample columns from step ``first_step[id]`` on (all from step 1
+    without ``first_step``: the whole paths). ``rw_sigma`` is the random walk's one-candle volatility per step
+    (``random_walk_sigma``); without it ``crps_rw`` is NaN (stored as NULL).
     """
     c0, y = steps.last_close, steps.realised_close
     forecast_sign = np.sign(steps.p50 - c0)
@@ -152,7 +159,7 @@ def score_steps(
         "direction_hit": direction_hit(c0, steps.p50, y),
         "in_band": served,
         "in_band_raw": in_band(y, steps.p10_raw, steps.p90_raw),
-        "crps": _crps_of_steps(steps, samples),
+        "crps": _crps_of_steps(steps, samples, first_step or {}),
         "crps_rw": crps_random_walk(c0, y, sigma, steps.step),
         "pinball_10": pinball(y, steps.p10, 0.1),
         "pinball_50": pinball(y, steps.p50, 0.5),
@@ -176,27 +183,37 @@ def random_walk_sigma(
     return log_return_volatility_by_series(history, symbols, cutoffs)[owner]
 
 
-def _crps_of_steps(steps: StepsToScore, samples: dict[int, np.ndarray]) -> np.ndarray:
-    """CRPS per step from its forecast's sample column; NaN where the forecast has no samples."""
+def _crps_of_steps(steps: StepsToScore, samples: dict[int, np.ndarray], first_step: dict[int, int]) -> np.ndarray:
+    """CRPS per step from its forecast's sample column (column ``step - first_step`` of ``samples[id]``); NaN
+    where the forecast has no samples."""
     crps = np.full(len(steps), np.nan)
     if not len(steps):
         return crps
     ids, owner = forecast_runs(steps.prediction_id)  # steps come ordered by forecast
-    # Forecasts with the same (sample_count, pred_len) are stacked into one (P, M, H) block; there is
-    # normally a single shape, so this loop runs once.
+    first = np.array([first_step.get(pid, 1) for pid in ids.tolist()], dtype=np.int64)
+    column = steps.step - first[owner]  # each step's column in its forecast's samples
+    # Forecasts whose samples have the same shape (sample_count, columns) are stacked into one (P, M, C) block;
+    # there are few shapes (one in steady state: one new step per forecast), so this loop runs a few times.
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for k, pid in enumerate(ids.tolist()):
-        if (paths := samples.get(pid)) is not None:
+        if (paths := samples.get(pid)) is not None and paths.ndim == 2:
             by_shape.setdefault(paths.shape, []).append(k)
     for members in by_shape.values():
         block = np.stack([samples[int(ids[k])] for k in members])
         position = np.full(len(ids), -1)
         position[members] = np.arange(len(members))
         rows = position[owner]
-        selected = (rows >= 0) & (steps.step <= block.shape[2])
-        columns = block[rows[selected], :, steps.step[selected] - 1]  # (n_selected, M)
+        selected = (rows >= 0) & (column >= 0) & (column < block.shape[2])
+        columns = block[rows[selected], :, column[selected]]  # (n_selected, M)
         crps[selected] = crps_from_samples(columns, steps.realised_close[selected])
     return crps
+
+
+def _step_ranges(steps: StepsToScore) -> tuple[np.ndarray, np.ndarray]:
+    """Per forecast of ``steps`` (in their order): its first and last step to score."""
+    _, owner = forecast_runs(steps.prediction_id)
+    starts = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
+    return np.minimum.reduceat(steps.step, starts), np.maximum.reduceat(steps.step, starts)
 
 
 def run_scoring(
@@ -244,7 +261,7 @@ def run_scoring(
             inputs_changed = check_inputs(engine, ids)  # rewritten input candles are flagged (jobs/provenance.py)
             chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
 
-            def read(part: np.ndarray) -> tuple[StepsToScore, dict[int, np.ndarray], np.ndarray, TouchGrades, int]:
+            def read(part: np.ndarray) -> tuple[StepsToScore, _Samples, np.ndarray, TouchGrades, int]:
                 to_grade, incomplete = forecasts_to_grade(engine, timeframe, as_of, part)
                 steps = unscored_steps(engine, timeframe, as_of, part)
                 with_steps = forecast_runs(steps.prediction_id)[0] if len(steps) else np.zeros(0, dtype=np.int64)
@@ -253,9 +270,12 @@ def run_scoring(
                 history = closes_before(engine, timeframe, needed, RW_RETURNS + 1) if len(needed) else {}
                 touches = grade_touches(to_grade, touch_sigma(to_grade, history, timeframe))
                 if not len(steps):
-                    return steps, {}, np.zeros(0), touches, incomplete
+                    return steps, ({}, {}), np.zeros(0), touches, incomplete
                 rw_sigma = random_walk_sigma(steps, history, timeframe)
-                return steps, prediction_samples(engine, with_steps), rw_sigma, touches, incomplete
+                first, last = _step_ranges(steps)
+                samples = prediction_samples(engine, with_steps, first, last)  # the columns of those steps only
+                first_step = dict(zip(with_steps.tolist(), first.tolist(), strict=True))
+                return steps, (samples, first_step), rw_sigma, touches, incomplete
 
             # The next chunk is read (mostly Postgres' work) while this one is scored and written.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader:
@@ -267,7 +287,7 @@ def run_scoring(
                     touch_skipped += incomplete + touches.skipped_no_samples + touches.skipped_no_volatility
                     if not len(steps) and not len(steps.settled_id) and not touches.graded:
                         continue
-                    scores = score_steps(steps, samples, rw_sigma) if len(steps) else {}
+                    scores = score_steps(steps, samples[0], rw_sigma, samples[1]) if len(steps) else {}
                     with engine.begin() as conn:  # step scores and touch grades of the chunk commit together
                         written = write_evaluations(conn, steps, scores)
                         n_touches = write_path_evaluations(conn, touches.columns, touches.graded)

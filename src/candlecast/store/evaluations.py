@@ -287,15 +287,32 @@ class _Float4ArrayToNumpy(Loader):
         return flat.reshape(dims) if ndim else flat
 
 
-def prediction_samples(bind: Engine | Connection, ids: np.ndarray | list[int]) -> dict[int, np.ndarray]:
+def prediction_samples(
+    bind: Engine | Connection,
+    ids: np.ndarray | list[int],
+    first_step: np.ndarray | list[int] | None = None,
+    last_step: np.ndarray | list[int] | None = None,
+) -> dict[int, np.ndarray]:
     """The stored sample paths, ``(sample_count, pred_len)`` float32, of the forecasts ``ids`` that have
-    samples."""
-    sql = "SELECT id, samples FROM ml_predictions WHERE id = ANY(%s::int8[]) AND samples IS NOT NULL"
+    samples; with ``first_step`` and ``last_step`` (1-based, one pair per id) only the columns of steps
+    ``first_step[i]..last_step[i]`` of forecast ``ids[i]``, ``(sample_count, last - first + 1)`` (fewer where the
+    forecast is shorter). Postgres slices the arrays, so a scoring run that scores one new step of each pending
+    forecast moves one column of each, not the whole paths (bench/score.py --steady)."""
+    pid = np.asarray(ids, dtype=np.int64).tolist()
+    if first_step is None or last_step is None:
+        sql = "SELECT id, samples FROM ml_predictions WHERE id = ANY(%s::int8[]) AND samples IS NOT NULL"
+        params: tuple[object, ...] = (pid,)
+    else:
+        sql = """SELECT p.id, p.samples[:][r.first:r.last]
+                 FROM unnest(%s::int8[], %s::int4[], %s::int4[]) AS r(id, first, last)
+                 JOIN ml_predictions p ON p.id = r.id
+                 WHERE p.samples IS NOT NULL"""
+        params = (pid, np.asarray(first_step, dtype=np.int64).tolist(), np.asarray(last_step, dtype=np.int64).tolist())
     with connection(bind) as conn:
         with cursor(conn, binary=True) as cur:
             cur.adapters.register_loader(_FLOAT4_ARRAY_OID, _Float4ArrayToNumpy)
-            cur.execute(sql, (np.asarray(ids, dtype=np.int64).tolist(),))
-            return {int(pid): samples for pid, samples in cur.fetchall()}
+            cur.execute(sql, params)
+            return {int(pid): samples for pid, samples in cur.fetchall() if samples is not None}
 
 
 # -- writing scores --------------------------------------------------------------------------------
