@@ -101,15 +101,12 @@ class Series:
         if lag > self.lag:
             raise ValueError(f"the summary keeps {self.lag} lags, {lag} asked")
         m = self.total / n
-
-        def gamma(k: int) -> float:
-            p, q = float(self.head[:k].sum()), float(self.tail[len(self.tail) - k :].sum()) if k else 0.0
-            return (self.cross[k] - m * (self.total - p) - m * (self.total - q) + (n - k) * m * m) / n
-
-        variance = gamma(0)
-        for k in range(1, min(lag, n - 1) + 1):
-            variance += 2 * (1 - k / (lag + 1)) * gamma(k)
-        return variance
+        k = np.arange(min(lag, n - 1) + 1)  # 0..L
+        first = np.r_[0.0, np.cumsum(self.head)][k]  # P_k: the sum of the first k values
+        last = np.r_[0.0, np.cumsum(self.tail[::-1])][k]  # Q_k: the sum of the last k values
+        gamma = (self.cross[k] - m * (self.total - first) - m * (self.total - last) + (n - k) * m * m) / n
+        weights = np.r_[1.0, 2 * (1 - k[1:] / (lag + 1))]  # Bartlett, both sides of lags 1..L
+        return float(weights @ gamma)
 
     def mean_variance(self, lag: int) -> float:
         """``scores.newey_west_mean_variance``: the variance of the series' mean (NaN for fewer than 2 values)."""
