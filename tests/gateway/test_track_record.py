@@ -159,6 +159,37 @@ def test_the_evaluation_data_has_raw_and_served_coverage_skill_verdict_period_an
     assert verdicts == {"baseline": TOO_FEW, "kronos-small": TOO_FEW, "sharp": EDGE, "wild": WORSE}
 
 
+def test_one_series_has_its_scores_per_horizon_step_in_the_api_the_mcp_tool_and_the_symbol_page(
+    tracked_gateway: Any, tracked_store: Engine
+) -> None:
+    gw = tracked_gateway
+    params = {"symbol": "BTCUSDT", "model_name": "wild", "timeframe": "1h", "window": "trailing_30d"}
+    body = gw.get("/api/v1/performance", params=params, headers=KEY).json()
+    Performance.model_validate(body)
+    stored = performance(tracked_store, symbol="BTCUSDT", model_name="wild", timeframe="1h", window="trailing_30d",
+                         step=None)  # fmt: skip
+    per_step = sorted((r for r in stored if r.step > 0), key=lambda r: r.step)
+    by_step = body["by_step"]
+    assert by_step["step"] == list(range(1, support.PRED_LEN["1h"] + 1)) == [r.step for r in per_step]
+    assert by_step["scored_steps"] == [r.n_steps for r in per_step]
+    for name in ("coverage", "coverage_low", "coverage_high", "coverage_raw", "crps_skill", "dm_pvalue", "hit_rate"):
+        expected = [None if v is None or math.isnan(v) else v for v in (getattr(r, name) for r in per_step)]
+        assert by_step[name] == expected, name
+    assert body["rows"] == [r for r in body["rows"] if r["model_name"] == "wild"] and len(body["rows"]) == 1
+    # not one series asked: no per-step rows
+    for partial in ({"symbol": "BTCUSDT"}, {"symbol": "BTCUSDT", "model_name": "wild"}, {"timeframe": "1h"}):
+        assert gw.get("/api/v1/performance", params=partial, headers=KEY).json()["by_step"] is None
+
+    results = call_tools(f"{gw.url}/mcp", {"wild": ("get_performance", {**params, "symbol": "btcusdt"})})
+    assert results["wild"].structured_content["by_step"] == by_step
+    assert f"and {len(per_step)} per horizon step (by_step)" in text(results["wild"])
+
+    page = gw.get("/symbol/BTCUSDT")
+    embedded = re.search(r'<script id="page-data" type="application/json">(.*?)</script>', page.text, re.S)
+    assert embedded is not None
+    assert json.loads(embedded.group(1))["series"]["wild|1h"]["by_step"] == by_step  # the track record's window
+
+
 def test_the_touch_scores_of_the_evaluation_data_are_those_of_the_graded_questions_with_their_verdict(
     tracked_gateway: Any, tracked_store: Engine
 ) -> None:

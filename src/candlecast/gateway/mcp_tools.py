@@ -339,7 +339,8 @@ def build_mcp(data: GatewayData, keys: ApiKeys | None = None) -> MCPServer:
         (coverage_raw) against the nominal 0.8, mean fair CRPS (also in basis points of the last close), CRPS
         skill vs a random walk with its Diebold-Mariano p-value and the verdict, pinball loss, Sharpe, and the
         evaluation period; plus calibration over the same window (share of realised closes below p10/p50/p90,
-        nominal 0.1/0.5/0.9). An unknown symbol or model is an error listing what is available."""
+        nominal 0.1/0.5/0.9). Given a symbol, model_name and timeframe, by_step has that series' coverage and skill
+        per horizon step. An unknown symbol or model is an error listing what is available."""
         refused = _key_refusal(keys, ctx.headers)
         if refused is not None:
             return refused
@@ -351,8 +352,9 @@ def build_mcp(data: GatewayData, keys: ApiKeys | None = None) -> MCPServer:
         rows = value["rows"]
         scope = " ".join(str(v) for v in (value["symbol"], value["model_name"], value["timeframe"]) if v)
         summary = (
-            f"{len(rows)} score rows for {scope or 'every symbol and model'} (window {value['window']}); "
-            f"{_age_text(value)}. Every value is in the structured content."
+            f"{len(rows)} score rows for {scope or 'every symbol and model'} (window {value['window']})"
+            + (f", and {len(value['by_step']['step'])} per horizon step (by_step)" if value["by_step"] else "")
+            + f"; {_age_text(value)}. Every value is in the structured content."
         )
         return _result(value, summary)
 

@@ -140,6 +140,23 @@ class TrackRecord(_Strict):
     scored_through: str | None = _ts("The data time scoring had reached (in a replay, the replayed time). " + TIMESTAMP)
 
 
+class StepRecord(_Strict):
+    """The scores of one (symbol, timeframe, model) per horizon step in the window, as columns: one entry per step
+    that has scores, in step order (a 1-step and a 120-step forecast are different products). Nulls where a value
+    cannot be computed (no interval for one horizon or less, no skill without sample paths)."""
+
+    step: list[int] = Field(description="Horizon step, 1-based.")
+    scored_steps: list[int] = Field(description="Scored forecasts at that step.")
+    coverage: list[float | None] = Field(description="Share of realised closes inside the served p10-p90 band.")
+    coverage_low: list[float | None] = Field(description="Lower bound of its 90% interval (as the track record's).")
+    coverage_high: list[float | None] = Field(description="Upper bound of that interval.")
+    coverage_raw: list[float | None] = Field(description="The same for the model's own band.")
+    crps_skill: list[float | None] = Field(description="1 - CRPS / CRPS of the random walk at that step.")
+    dm_pvalue: list[float | None] = Field(description="Diebold-Mariano p-value of that skill.")
+    crps_bp: list[float | None] = Field(description="Mean fair CRPS in basis points of the last close.")
+    hit_rate: list[float | None] = Field(description="How often the p50 got the direction right.")
+
+
 class Forecast(DataStatus, Label):
     """The newest stored forecast of one (symbol, model, timeframe), with its track record."""
 
@@ -354,6 +371,10 @@ class Performance(DataStatus):
     calibration: list[CalibrationRow] = Field(description="Over the scored steps of the same window.")
     path_scores: list[PathScore] = Field(
         description="Touch probabilities of the sample paths graded like forecasts (docs/paths.md), per model."
+    )
+    by_step: StepRecord | None = Field(
+        description="Asked for one series (symbol, model_name and timeframe all given): its scores per horizon step "
+        "in the window; null otherwise."
     )
     stale: bool
 

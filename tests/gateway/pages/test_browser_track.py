@@ -73,6 +73,41 @@ def test_the_symbol_page_shows_the_track_record_of_the_series_shown(
     assert tab.errors == []
 
 
+def test_the_symbol_page_plots_the_track_record_per_horizon_step_of_the_series_shown(
+    tab: Any, tracked_store: Engine, artifacts: Path
+) -> None:
+    open_page(tab, "/symbol/BTCUSDT?model_name=sharp&timeframe=1h")
+    for model in ("sharp", "wild"):
+        if model == "wild":
+            tab.click("#model-toggle button[data-model='wild']")
+        rows = performance(tracked_store, symbol="BTCUSDT", model_name=model, timeframe="1h", window="trailing_30d",
+                           step=None)  # fmt: skip
+        steps = sorted((r for r in rows if r.step > 0), key=lambda r: r.step)
+        assert tab.locator("#by-step-box").is_visible()
+        drawn = traces(tab, "by-step")
+        served, raw, skill = drawn["step-coverage"], drawn["step-coverage-raw"], drawn["step-skill"]
+        assert served["x"] == raw["x"] == skill["x"] == [r.step for r in steps] and len(steps) == 24
+        assert served["y"] == pytest.approx([r.coverage for r in steps], rel=1e-12)
+        assert raw["y"] == pytest.approx([r.coverage_raw for r in steps], rel=1e-12)
+        assert skill["y"] == pytest.approx([r.crps_skill for r in steps], rel=1e-12)
+        errors = served["error_y"]  # each step's 90% interval around its coverage
+        for at, r in enumerate(steps):
+            if r.coverage_low is None or r.coverage_high is None:
+                assert errors["array"][at] is None
+            else:
+                assert errors["array"][at] == pytest.approx(r.coverage_high - r.coverage, rel=1e-9)
+                assert errors["arrayminus"][at] == pytest.approx(r.coverage - r.coverage_low, rel=1e-9)
+        counts = [r.n_steps for r in steps]
+        assert f"24 horizon steps with scores, {min(counts)}–{max(counts)} scored forecasts each" in tab.inner_text(
+            "#by-step-note"
+        )
+    tab.screenshot(path=str(artifacts / "symbol-by-step.png"), full_page=True)
+    tab.click("#model-toggle button[data-model='baseline']")
+    tab.click("#timeframe-toggle button[data-timeframe='1d']")  # BTCUSDT's daily forecast: nothing scored yet
+    assert not tab.locator("#by-step-box").is_visible()
+    assert tab.errors == []
+
+
 def test_the_evaluation_page_shows_served_and_raw_coverage_skill_verdicts_the_period_and_a_windowed_calibration(
     tab: Any, tracked_store: Engine, artifacts: Path
 ) -> None:

@@ -30,7 +30,7 @@ from candlecast.gateway.payloads.forecasts import (
     resolve_timeframe,
     unknown_symbol,
 )
-from candlecast.gateway.payloads.track import read_track_record
+from candlecast.gateway.payloads.track import read_step_record, read_track_record
 from candlecast.store.candles import get_instruments, latest_candles, latest_candles_many, realised_candles
 from candlecast.store.predictions import Prediction, latest_prediction, latest_predictions
 from candlecast.store.schema import TIMEFRAMES
@@ -117,6 +117,7 @@ def _series(engine: Engine, p: Prediction, gw: GatewaySettings) -> dict[str, Any
         "candles": candles_payload(frame, _OHLC, decimals, volume=True),
         "realised": candles_payload(realised, _OHLC, decimals, volume=True),
         "track_record": read_track_record(engine, p.symbol, p.model_name, p.timeframe, gw),
+        "by_step": read_step_record(engine, p.symbol, p.model_name, p.timeframe, gw.track_record_window),
         "provenance": provenance_payload(p),
     }
 

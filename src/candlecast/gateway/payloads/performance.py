@@ -5,6 +5,8 @@ A symbol or model that is not stored is a ``NotFoundError`` listing those that a
 "not scored yet"). Rows (the all-steps rows of the window) carry the instrument's ``name`` and the track-record
 ``verdict`` (``payloads.track``); the calibration summary covers the same window; ``period`` is the evaluation
 period, the oldest and newest forecast origin of the rows. The data status is that of the newest scored forecast.
+Asked for one series (a symbol, a model and a timeframe), ``by_step`` holds its scores per horizon step in the
+window (``payloads.track.step_record``: columns, one entry per step); null otherwise.
 
 ``path_scores``: per (model, timeframe), how the touch probabilities of its paths scored on the graded questions
 of the window (docs/paths.md, "Scored like forecasts"): fair Brier score against the random walk's, skill, a
@@ -27,10 +29,10 @@ from candlecast.errors import NotFoundError
 from candlecast.gateway.params import PerformanceParams
 from candlecast.gateway.payloads import Payload
 from candlecast.gateway.payloads.fields import data_status, floats, iso
-from candlecast.gateway.payloads.track import NOMINAL_COVERAGE, verdict
+from candlecast.gateway.payloads.track import NOMINAL_COVERAGE, step_record, verdict
 from candlecast.store.candles import get_instruments
 from candlecast.store.path_evaluations import PathPerformanceRow, path_performance
-from candlecast.store.performance import CalibrationRow, PerformanceRow, calibration, performance
+from candlecast.store.performance import ALL_STEPS, CalibrationRow, PerformanceRow, calibration, performance
 from candlecast.store.status import forecast_slots
 
 __all__ = ["NOMINAL_COVERAGE", "performance_payload"]
@@ -96,7 +98,10 @@ def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySe
         models = sorted({s.model_name for s in forecast_slots(engine)})
         if model not in models:
             raise NotFoundError("model_name", f"no forecast by model {model!r} is stored", models)
-    rows = performance(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
+    one_series = symbol is not None and model is not None and timeframe is not None
+    steps = None if one_series else ALL_STEPS  # None: every step's rows
+    every_step = performance(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window, step=steps)
+    rows = [r for r in every_step if r.step == ALL_STEPS]
     calib = calibration(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
     touches = path_performance(engine, symbol=symbol, model_name=model, timeframe=timeframe, window=window)
     newest = max((t for r in rows if (t := r.last_as_of) is not None), default=None)
@@ -109,6 +114,7 @@ def performance_payload(engine: Engine, params: PerformanceParams, gw: GatewaySe
         "nominal_coverage": NOMINAL_COVERAGE,
         "period": {"first_as_of": iso(oldest), "last_as_of": iso(newest)},
         "rows": [_row(r, names, gw) for r in rows],
+        "by_step": step_record(every_step) if one_series else None,
         "calibration": [_calibration(c) for c in calib],
         "path_scores": [_path_score(g, gw) for g in touches],
         **data_status(newest, gw.replay_after_h),

@@ -11,6 +11,10 @@ forecasts that overlap share outcomes, so a month or a year of them measures cov
 their number of steps suggests, and a coverage of 0.745 whose interval holds 0.8 is no evidence of a miscalibrated
 band. Null with fewer than 2 scored forecasts (or steps), and in rows not refreshed since migration 0015.
 
+``step_record`` is the same record per horizon step, as columns (one entry per step that has scores): the rows of
+``signal_performance`` for steps 1..h in the same window, so a user sees whether the band holds at step 1 and at
+step h alike (the symbol page's "By horizon step" chart, and ``by_step`` of ``/api/v1/performance`` for one series).
+
 The verdict (``verdict``), from the number of scored forecasts ``n``, the CRPS skill against the random walk
 ``skill`` and the Diebold–Mariano p-value ``p``, with ``N = gateway.track_record_min_scored`` (30) and
 ``alpha = gateway.track_record_alpha`` (0.05):
@@ -40,7 +44,9 @@ __all__ = [
     "TOO_FEW",
     "VERDICTS",
     "WORSE",
+    "read_step_record",
     "read_track_record",
+    "step_record",
     "track_record",
     "verdict",
 ]
@@ -103,3 +109,28 @@ def read_track_record(
         bind, symbol=symbol, model_name=model, timeframe=timeframe, window=gw.track_record_window, step=ALL_STEPS
     )
     return track_record(rows[0] if rows else None, gw)
+
+
+# The columns of a step record, each a list with one entry per scored horizon step (PerformanceRow's names, but
+# ``n_steps`` -> ``scored_steps``).
+STEP_FIELDS: tuple[str, ...] = (
+    "step", "scored_steps", "coverage", "coverage_low", "coverage_high", "coverage_raw", "crps_skill", "dm_pvalue",
+    "crps_bp", "hit_rate",
+)  # fmt: skip
+
+
+def step_record(rows: list[PerformanceRow]) -> dict[str, list[Any]]:
+    """The per-step rows of one series (steps 1..h, any order) as columns in step order; NaN as None."""
+    rows = sorted((r for r in rows if r.step != ALL_STEPS), key=lambda r: r.step)
+    out: dict[str, list[Any]] = {"step": [r.step for r in rows], "scored_steps": [r.n_steps for r in rows]}
+    for name in STEP_FIELDS[2:]:
+        out[name] = floats([getattr(r, name) for r in rows])
+    return out
+
+
+def read_step_record(
+    bind: Engine | Connection, symbol: str, model: str, timeframe: str, window: str
+) -> dict[str, list[Any]]:
+    """The step record of (symbol, model, timeframe) in ``window``, read from ``signal_performance``."""
+    rows = performance(bind, symbol=symbol, model_name=model, timeframe=timeframe, window=window, step=None)
+    return step_record(rows)

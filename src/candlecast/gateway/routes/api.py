@@ -77,6 +77,7 @@ async def performance(
     """Scores per (symbol, timeframe, model), all horizon steps together: hit rate, p10-p90 coverage of the served
     band (with its 90% interval) and of the raw band, fair CRPS (also in bp), skill vs a random walk with its
     Diebold-Mariano p-value and the verdict, Sharpe; the evaluation period; and calibration over the same window.
+    Asked for one series (symbol, model_name and timeframe), by_step gives its scores per horizon step as well.
     An unknown symbol or model is a 404 listing the available ones."""
     served = await data.performance(symbol, model_name, timeframe, window)
     return served_response(request, served, private=True)

@@ -178,6 +178,42 @@
       (t.verdict === "too few scores" ? ` A verdict needs ${t.min_scored} scored forecasts.` : "");
   }
 
+  // The same track record per horizon step (the series' by_step columns): coverage of the served band with its 90%
+  // interval and of the raw band against the nominal 80% above, CRPS skill vs the random walk below.
+  function stepRecord(b, t) {
+    const box = document.getElementById("by-step-box");
+    if (!box) return;
+    box.hidden = !(b && b.step.length);
+    if (box.hidden) return;
+    document.getElementById("by-step-note").textContent = `${WINDOWS[t.window] || t.window}: ${b.step.length} ` +
+      `horizon steps with scores, ${Math.min(...b.scored_steps)}–${Math.max(...b.scored_steps)} scored forecasts ` +
+      "each. A forecast's steps share its origin, and neighbouring forecasts share outcomes: the intervals are wide " +
+      "where few horizons were scored.";
+    const up = b.coverage.map((v, i) => (v === null || b.coverage_high[i] === null ? null : b.coverage_high[i] - v));
+    const down = b.coverage.map((v, i) => (v === null || b.coverage_low[i] === null ? null : v - b.coverage_low[i]));
+    const traces = [
+      { type: "scatter", mode: "lines+markers", name: "served band", meta: "step-coverage", x: b.step, y: b.coverage,
+        error_y: { type: "data", symmetric: false, array: up, arrayminus: down, color: "#9ca3af", thickness: 1 },
+        hovertemplate: "step %{x}: %{y:.1%} inside the served band<extra></extra>" },
+      { type: "scatter", mode: "lines", name: "raw band", meta: "step-coverage-raw", x: b.step, y: b.coverage_raw,
+        line: { dash: "dot", color: "#111827" }, hovertemplate: "step %{x}: %{y:.1%} inside the raw band<extra></extra>" },
+      { type: "bar", name: "CRPS skill vs random walk", meta: "step-skill", x: b.step, y: b.crps_skill, yaxis: "y2",
+        marker: { color: b.crps_skill.map((v) => (v !== null && v > 0 ? "#16a34a" : "#dc2626")) },
+        customdata: b.dm_pvalue, hovertemplate: "step %{x}: skill %{y:+.1%} (DM p %{customdata:.2g})<extra></extra>" },
+    ];
+    const nominal = t.nominal_coverage;
+    Plotly.react("by-step", traces, {
+      ...legendLayout(), hovermode: "x unified",
+      xaxis: { title: { text: "horizon step (candles ahead)" }, anchor: "y2" },  // ticks under the skill pane
+      yaxis: { domain: [0.45, 1], range: [0, 1], tickformat: ".0%", title: { text: "inside p10–p90" } },
+      yaxis2: { domain: [0, 0.35], tickformat: "+.0%", title: { text: "CRPS skill" }, zeroline: true },
+      shapes: [{ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: nominal, y1: nominal,
+        line: { dash: "dash", color: "#dc2626" } }],
+      annotations: [{ xref: "paper", yref: "y", x: 1, y: nominal, text: `nominal ${pct(nominal)}`, showarrow: false,
+        xanchor: "right", yanchor: "bottom", font: { color: "#dc2626" } }],
+    }, PLOT_CONFIG);
+  }
+
   // -- symbol: candles + fan + realised candles + volume, with model and timeframe toggles ----------------------
   // The level box of the symbol page: P(touch) from the sample paths (GET /symbol/{symbol}/touch), with the paths
   // that touch the level drawn over the fan (meta "touching") and the level as a dotted line (meta "level").
@@ -290,8 +326,10 @@
         document.querySelector("#values tbody").innerHTML = rows.join("");
         document.getElementById("values-box").hidden = false;
         trackRecord(s.track_record, timeframe);
+        stepRecord(s.by_step, s.track_record);
       } else {
         trackRecord(null, timeframe);
+        stepRecord(null, null);
         status.textContent = `No ${timeframe} forecast of ${data.symbol}: ${candlesOnly.reason}. ` +
           `Its ${timeframe} candles run ${utcText(candlesOnly.first, timeframe)} → ${utcText(candlesOnly.last, timeframe)}` +
           ` (the newest ${c.ts.length} are drawn).`;
