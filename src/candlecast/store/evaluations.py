@@ -298,16 +298,17 @@ def prediction_samples(
     ``first_step[i]..last_step[i]`` of forecast ``ids[i]``, ``(sample_count, last - first + 1)`` (fewer where the
     forecast is shorter). Postgres slices the arrays, so a scoring run that scores one new step of each pending
     forecast moves one column of each, not the whole paths (bench/score.py --steady)."""
-    pid = np.asarray(ids, dtype=np.int64).tolist()
+    params: dict[str, object] = {"ids": np.asarray(ids, dtype=np.int64).tolist()}
     if first_step is None or last_step is None:
-        sql = "SELECT id, samples FROM ml_predictions WHERE id = ANY(%s::int8[]) AND samples IS NOT NULL"
-        params: tuple[object, ...] = (pid,)
+        sql = "SELECT id, samples FROM ml_predictions WHERE id = ANY(%(ids)s::int8[]) AND samples IS NOT NULL"
     else:
+        # id = ANY as well as the join: each partition is then read through its primary key, as without ranges
         sql = """SELECT p.id, p.samples[:][r.first:r.last]
-                 FROM unnest(%s::int8[], %s::int4[], %s::int4[]) AS r(id, first, last)
-                 JOIN ml_predictions p ON p.id = r.id
-                 WHERE p.samples IS NOT NULL"""
-        params = (pid, np.asarray(first_step, dtype=np.int64).tolist(), np.asarray(last_step, dtype=np.int64).tolist())
+                 FROM ml_predictions p
+                 JOIN unnest(%(ids)s::int8[], %(first)s::int4[], %(last)s::int4[]) AS r(id, first, last) ON r.id = p.id
+                 WHERE p.id = ANY(%(ids)s::int8[]) AND p.samples IS NOT NULL"""
+        params["first"] = np.asarray(first_step, dtype=np.int64).tolist()
+        params["last"] = np.asarray(last_step, dtype=np.int64).tolist()
     with connection(bind) as conn:
         with cursor(conn, binary=True) as cur:
             cur.adapters.register_loader(_FLOAT4_ARRAY_OID, _Float4ArrayToNumpy)
