@@ -281,13 +281,13 @@ def run_scoring(
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-read") as reader:
                 upcoming = [reader.submit(read, part) for part in chunks[:1]]
                 for i in range(len(chunks)):
-                    steps, samples, rw_sigma, touches, incomplete = upcoming.pop().result()
+                    steps, (samples, first_step), rw_sigma, touches, incomplete = upcoming.pop().result()
                     if i + 1 < len(chunks):
                         upcoming.append(reader.submit(read, chunks[i + 1]))
                     touch_skipped += incomplete + touches.skipped_no_samples + touches.skipped_no_volatility
                     if not len(steps) and not len(steps.settled_id) and not touches.graded:
                         continue
-                    scores = score_steps(steps, samples[0], rw_sigma, samples[1]) if len(steps) else {}
+                    scores = score_steps(steps, samples, rw_sigma, first_step) if len(steps) else {}
                     with engine.begin() as conn:  # step scores and touch grades of the chunk commit together
                         written = write_evaluations(conn, steps, scores)
                         n_touches = write_path_evaluations(conn, touches.columns, touches.graded)
