@@ -23,6 +23,8 @@ from candlecast.scores import (
     log_return_volatility_by_series,
     newey_west_mean_variance,
     newey_west_variance,
+    randomized_pit,
+    step_uniform,
 )
 
 
@@ -221,3 +223,28 @@ def test_coverage_interval_holds_a_calibrated_bands_coverage_about_as_often_as_i
         low, high = coverage_interval(share.mean(), newey_west_mean_variance(share, h - 1), windows=n / h)
         held += low <= 0.8 <= high
     assert 0.78 <= held / 300 <= 0.95
+
+
+def test_randomized_pit_is_uniform_for_a_calibrated_ensemble_and_u_shaped_for_one_too_narrow() -> None:
+    rng = np.random.default_rng(21)
+    n, m = 40_000, 32
+    outcome = rng.standard_normal(n)
+    u = step_uniform(np.arange(n), np.ones(n, dtype=np.int64))
+    calibrated = np.histogram(randomized_pit(rng.standard_normal((n, m)), outcome, u), bins=10, range=(0, 1))[0]
+    expected = n / 10  # flat, with any binning (32 samples: 33 ranks, which 10 bins would not split evenly)
+    assert np.abs(calibrated - expected).max() < 4 * np.sqrt(expected)
+    narrow = np.histogram(randomized_pit(0.6 * rng.standard_normal((n, m)), outcome, u), bins=10, range=(0, 1))[0]
+    assert narrow[0] > 1.5 * expected and narrow[-1] > 1.5 * expected and narrow[4] < expected  # U-shaped
+    # by hand: 2 of 4 samples below 10, one equal; u = 0.5 -> (2 + 0.5 * 2) / 5
+    assert randomized_pit(np.array([[8.0, 9.0, 10.0, 12.0]]), np.array([10.0]), np.array([0.5]))[0] == 0.6
+    assert np.isnan(randomized_pit(np.array([[1.0, np.nan]]), np.array([1.0]), np.array([0.5]))[0])
+
+
+def test_step_uniform_is_fixed_per_forecast_step_and_spread_evenly() -> None:
+    ids, steps = np.repeat(np.arange(1, 3001), 40), np.tile(np.arange(1, 41), 3000)
+    u = step_uniform(ids, steps)
+    assert (u >= 0).all() and (u < 1).all()
+    np.testing.assert_array_equal(u[::7], step_uniform(ids[::7], steps[::7]))  # chunks and reruns agree
+    counts = np.histogram(u, bins=20, range=(0, 1))[0]
+    assert np.abs(counts - len(u) / 20).max() < 4 * np.sqrt(len(u) / 20)
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.02  # neighbouring steps are not alike

@@ -9,6 +9,9 @@ steps and returns one value per step (``diebold_mariano`` takes one loss-differe
 - ``crps_random_walk``: the reference forecast, a driftless log-normal random walk from the last close;
 - ``log_return_volatility``: the random walk's one-candle sigma, from the log returns before an origin;
 - ``pinball``: the quantile (pinball) loss at level ``tau``;
+- ``randomized_pit``: where the outcome fell in the sample ensemble, a number in (0, 1) that is uniform when the
+  samples and the outcome come from the same distribution (the PIT histogram checks the whole distribution, not
+  only p10/p50/p90); ``step_uniform`` gives its tie-breaking uniforms, reproducibly;
 - ``in_band``: whether the outcome lies in ``[lower, upper]`` (averaged, the band's coverage);
 - ``block_bootstrap_interval``: how uncertain a mean of serially dependent values is (e.g. the coverage of
   overlapping forecasts);
@@ -51,7 +54,9 @@ __all__ = [
     "newey_west_mean_variance",
     "newey_west_variance",
     "pinball",
+    "randomized_pit",
     "reliability_table",
+    "step_uniform",
 ]
 
 
@@ -184,6 +189,33 @@ def pinball(observed: np.ndarray, quantile: np.ndarray, tau: float) -> np.ndarra
     """Pinball loss ``max(tau (y - q), (tau - 1)(y - q))`` (not doubled)."""
     diff = np.asarray(observed, dtype=np.float64) - quantile
     return np.maximum(tau * diff, (tau - 1.0) * diff)
+
+
+def randomized_pit(samples: np.ndarray, observed: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """Randomized probability integral transform of ``observed[i]`` in the ensemble ``samples[i, :]`` (M values):
+    ``(below + u (ties + 1)) / (M + 1)``, ``below`` the samples under the outcome, ``ties`` those equal to it,
+    ``u = uniform[i]`` in [0, 1). If the outcome is exchangeable with the samples, its rank among them is uniform
+    on 0..M and this is uniform on (0, 1) for any M, so a histogram of it is flat with any binning (the
+    rank histogram of M + 1 bars is not, once binned: 33 ranks do not fall evenly into 10 bins). U-shaped: bands
+    too narrow; humped: too wide; sloped: biased. NaN where the outcome or a sample is NaN."""
+    x = np.asarray(samples, dtype=np.float64)
+    y = np.asarray(observed, dtype=np.float64)[:, None]
+    below = (x < y).sum(axis=1)
+    ties = (x == y).sum(axis=1)
+    pit = (below + np.asarray(uniform, dtype=np.float64) * (ties + 1)) / (x.shape[1] + 1)
+    return np.where(np.isnan(x).any(axis=1) | np.isnan(y[:, 0]), np.nan, pit)
+
+
+def step_uniform(prediction_id: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) per (forecast, step), the same at every rescoring: the top 53 bits of a
+    SplitMix64 hash of ``prediction_id * 2^16 + step`` (no state, so chunks and reruns agree)."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(prediction_id, dtype=np.uint64) * np.uint64(1 << 16) + np.asarray(step, dtype=np.uint64)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def in_band(observed: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

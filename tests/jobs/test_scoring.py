@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from candlecast.config import Settings
 from candlecast.jobs.scoring import refresh_performance, run_scoring
-from candlecast.scores import diebold_mariano
+from candlecast.scores import diebold_mariano, randomized_pit, step_uniform
 from candlecast.store.candles import Instrument, upsert_candles, upsert_instruments
 from candlecast.store.evaluations import evaluations_frame, prediction_samples, scored_through, scoring_backlog_ids
 from candlecast.store.jobs import recent_job_runs
@@ -237,12 +237,16 @@ def test_scoring_hour_by_hour_reads_each_steps_column_and_gives_the_scores_of_on
         expected = scoringrules.crps_ensemble(rows.realised_close.to_numpy(), f.samples.T.astype(np.float64),
                                               estimator="fair")  # fmt: skip
         np.testing.assert_allclose(rows.crps, expected, rtol=1e-5)
+        y, steps = rows.realised_close.to_numpy(), rows.step.to_numpy()
+        pit = randomized_pit(f.samples.T, y, step_uniform(np.full(len(steps), pid), steps))
+        np.testing.assert_allclose(rows.pit, pit, rtol=1e-12)  # where the outcome fell among the step's samples
     with engine.begin() as conn:
         conn.execute(sa.text("TRUNCATE signal_evaluations"))
         conn.execute(sa.text("INSERT INTO scoring_backlog SELECT id, timeframe FROM ml_predictions"))
     run_scoring(Settings(), engine, "1h", as_of=START + 118 * H)
     at_once = evaluations_frame(engine).sort_values(["prediction_id", "step"]).reset_index(drop=True)
     np.testing.assert_allclose(at_once.crps, stepwise.crps, rtol=1e-12)
+    np.testing.assert_allclose(at_once.pit, stepwise.pit, rtol=1e-12)  # the same tie-breaking uniforms
     assert at_once.in_band.tolist() == stepwise.in_band.tolist()
     columns = prediction_samples(engine, ids[:2], [2, 3], [2, 6])  # step 2 of the first, steps 3-6 of the second
     np.testing.assert_array_equal(columns[ids[0]], forecasts[0].samples[:, 1:2])

@@ -76,7 +76,7 @@ def test_downgrade_drops_the_interval_and_upgrade_makes_the_next_refresh_a_full_
             )
 
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0015"
+        assert current_revision(engine) == head_revision()  # 0015 or later
         assert NEW <= _columns(engine)
         assert set(_intervals(engine).values()) == {(None, None)}  # until the next refresh
         assert _count(engine, "performance_summaries") == _count(engine, "performance_state") == 0

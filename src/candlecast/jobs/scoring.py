@@ -8,6 +8,9 @@ For a forecast made at ``as_of`` with last close ``c0`` and a step ``h`` with re
 - in band: ``p10 <= y <= p90`` of the served band (``in_band``: the stored p10/p90, calibrated by default) and
   of the model's own band (``in_band_raw``: ``p10_raw``/``p90_raw``, or p10/p90 for a forecast that stores none);
 - CRPS of the stored sample paths, fair estimator (``scores.crps_from_samples``; NULL without samples);
+- ``pit``: the randomized PIT of ``y`` among the step's sample values (``scores.randomized_pit``, its tie-breaking
+  uniform fixed per (forecast, step) by ``scores.step_uniform``; NULL without samples): uniform for a calibrated
+  forecast, so its histogram checks the whole distribution;
 - ``crps_rw``: CRPS of the reference, a driftless log-normal random walk from ``c0`` with sigma = std (ddof 1)
   of the 60 log returns of the candles closed by ``as_of``, times ``sqrt(h)`` (``scores.crps_random_walk``;
   NULL with fewer than 20 returns);
@@ -67,6 +70,8 @@ from candlecast.scores import (
     log_return_volatility_by_series,
     newey_west_mean_variance,
     pinball,
+    randomized_pit,
+    step_uniform,
 )
 from candlecast.store.candles import timeframe_delta
 from candlecast.store.db import snapshot
@@ -155,12 +160,14 @@ def score_steps(
     realised_return = y / c0 - 1.0
     served = in_band(y, steps.p10, steps.p90)
     sigma = np.full(len(steps), np.nan) if rw_sigma is None else rw_sigma
+    crps, pit = _sample_scores(steps, samples, first_step or {})
     return {
         "direction_hit": direction_hit(c0, steps.p50, y),
         "in_band": served,
         "in_band_raw": in_band(y, steps.p10_raw, steps.p90_raw),
-        "crps": _crps_of_steps(steps, samples, first_step or {}),
+        "crps": crps,
         "crps_rw": crps_random_walk(c0, y, sigma, steps.step),
+        "pit": pit,
         "pinball_10": pinball(y, steps.p10, 0.1),
         "pinball_50": pinball(y, steps.p50, 0.5),
         "pinball_90": pinball(y, steps.p90, 0.9),
@@ -183,12 +190,14 @@ def random_walk_sigma(
     return log_return_volatility_by_series(history, symbols, cutoffs)[owner]
 
 
-def _crps_of_steps(steps: StepsToScore, samples: dict[int, np.ndarray], first_step: dict[int, int]) -> np.ndarray:
-    """CRPS per step from its forecast's sample column (column ``step - first_step`` of ``samples[id]``); NaN
-    where the forecast has no samples."""
-    crps = np.full(len(steps), np.nan)
+def _sample_scores(
+    steps: StepsToScore, samples: dict[int, np.ndarray], first_step: dict[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fair CRPS and randomized PIT per step from its forecast's sample column (column ``step - first_step`` of
+    ``samples[id]``); NaN where the forecast has no samples."""
+    crps, pit = np.full(len(steps), np.nan), np.full(len(steps), np.nan)
     if not len(steps):
-        return crps
+        return crps, pit
     ids, owner = forecast_runs(steps.prediction_id)  # steps come ordered by forecast
     first = np.array([first_step.get(pid, 1) for pid in ids.tolist()], dtype=np.int64)
     column = steps.step - first[owner]  # each step's column in its forecast's samples
@@ -205,8 +214,10 @@ def _crps_of_steps(steps: StepsToScore, samples: dict[int, np.ndarray], first_st
         rows = position[owner]
         selected = (rows >= 0) & (column >= 0) & (column < block.shape[2])
         columns = block[rows[selected], :, column[selected]]  # (n_selected, M)
-        crps[selected] = crps_from_samples(columns, steps.realised_close[selected])
-    return crps
+        y = steps.realised_close[selected]
+        crps[selected] = crps_from_samples(columns, y)
+        pit[selected] = randomized_pit(columns, y, step_uniform(steps.prediction_id[selected], steps.step[selected]))
+    return crps, pit
 
 
 def _step_ranges(steps: StepsToScore) -> tuple[np.ndarray, np.ndarray]:

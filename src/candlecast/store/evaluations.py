@@ -325,6 +325,7 @@ EVALUATION_SCORE_FIELDS: tuple[str, ...] = (
     "in_band_raw",  # of the model's own band (p10_raw/p90_raw; the served band where none is stored)
     "crps",  # fair estimator; NaN = no samples -> NULL
     "crps_rw",  # the random-walk reference; NaN = not enough history -> NULL
+    "pit",  # randomized PIT of the outcome in the samples; NaN = no samples -> NULL
     "pinball_10",
     "pinball_50",
     "pinball_90",
@@ -351,6 +352,7 @@ _EVALUATION_COLUMNS: tuple[tuple[str, str], ...] = (
     ("in_band_raw", "?"),
     ("crps", ">f8"),
     ("crps_rw", ">f8"),
+    ("pit", ">f8"),
     ("pinball_10", ">f8"),
     ("pinball_50", ">f8"),
     ("pinball_90", ">f8"),
@@ -418,7 +420,7 @@ def write_evaluations(conn: Connection, steps: StepsToScore, scores: dict[str, n
 
 
 def _evaluation_rows(steps: StepsToScore, scores: dict[str, np.ndarray], keep: np.ndarray) -> bytes:
-    """The binary COPY stream of the kept rows (a NaN CRPS is written as NULL)."""
+    """The binary COPY stream of the kept rows (a NaN CRPS or PIT is written as NULL)."""
     ids = steps.prediction_id[keep]
     forecasts, owner = forecast_runs(ids)  # labels are per forecast, spread to its steps
     text = {}

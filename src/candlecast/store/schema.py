@@ -155,6 +155,7 @@ signal_evaluations = sa.Table(
     sa.Column("realised_return", sa.Float, nullable=False),
     sa.Column("strategy_return", sa.Float, nullable=False),
     sa.Column("scored_at", _TS, nullable=False),
+    sa.Column("pit", sa.Float),  # randomized PIT of the outcome in the served samples (migration 0016)
 )
 
 # Written by the scoring job, one timeframe per transaction; step 0 = all horizon steps together.
