@@ -8,6 +8,7 @@ import math
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
 from tests.gateway import support
@@ -17,6 +18,7 @@ from candlecast.config import GatewaySettings
 from candlecast.gateway.payloads.track import EDGE, NO_EDGE, TOO_FEW, WORSE, verdict
 from candlecast.gateway.schemas import Forecast, Performance, PredictionDetail
 from candlecast.paths import TOUCH_GRID, touch_scores
+from candlecast.store.evaluations import evaluations_frame
 from candlecast.store.path_evaluations import graded_touches
 from candlecast.store.performance import calibration, performance
 
@@ -188,6 +190,29 @@ def test_one_series_has_its_scores_per_horizon_step_in_the_api_the_mcp_tool_and_
     embedded = re.search(r'<script id="page-data" type="application/json">(.*?)</script>', page.text, re.S)
     assert embedded is not None
     assert json.loads(embedded.group(1))["series"]["wild|1h"]["by_step"] == by_step  # the track record's window
+
+
+def test_the_calibration_summary_has_the_pit_histogram_of_the_window(
+    tracked_gateway: Any, tracked_store: Engine
+) -> None:
+    scored = evaluations_frame(tracked_store)
+    for window in ("all", "trailing_30d"):
+        params = {"symbol": "BTCUSDT", "timeframe": "1h", "window": window}
+        body = tracked_gateway.get("/api/v1/performance", params=params, headers=KEY).json()
+        Performance.model_validate(body)
+        rows = {c["model_name"]: c for c in body["calibration"]}
+        for c in calibration(tracked_store, symbol="BTCUSDT", timeframe="1h", window=window):
+            assert (rows[c.model_name]["n_pit"], rows[c.model_name]["pit_counts"]) == (c.n_pit, c.pit_counts)
+        if window == "all":  # against the stored PITs, binned here
+            for model, c in rows.items():
+                mine = (scored.symbol == "BTCUSDT") & (scored.model_name == model) & (scored.timeframe == "1h")
+                pit = scored[mine].pit.dropna().to_numpy()
+                assert c["n_pit"] == len(pit) > 0
+                assert c["pit_counts"] == np.histogram(pit, bins=10, range=(0, 1))[0].tolist()
+    everything = {c["model_name"]: c for c in body["calibration"]}
+    wild, sharp = everything["wild"]["pit_counts"], everything["sharp"]["pit_counts"]
+    assert wild[0] > 0.8 * sum(wild)  # paths 5% above the close: the outcomes fall below nearly all of them
+    assert sharp[0] < 0.2 * sum(sharp) and sharp[-1] < 0.2 * sum(sharp)
 
 
 def test_the_touch_scores_of_the_evaluation_data_are_those_of_the_graded_questions_with_their_verdict(

@@ -323,6 +323,12 @@ class CalibrationRow(BaseModel):
     timeframe: str
     nominal: list[float] = Field(description="The forecast quantiles: 0.1, 0.5, 0.9.")
     observed: list[float | None] = Field(description="Share of realised closes below each of them.")
+    n_pit: int = Field(description="Scored steps with a PIT (forecasts with sample paths, scored since PITs are kept).")
+    pit_counts: list[int] = Field(
+        description="PIT histogram: how many of those outcomes fell in each tenth of their sample distribution "
+        "(the randomized PIT among the step's samples). Equal counts: calibrated; high at both ends: bands too "
+        "narrow; high in the middle: too wide; sloped: biased."
+    )
 
 
 class Reliability(BaseModel):

@@ -31,6 +31,7 @@ from candlecast.store._sql import cursor, read_rows
 __all__ = [
     "ALL_STEPS",
     "PERFORMANCE_COLUMNS",
+    "PIT_BINS",
     "PERFORMANCE_WINDOWS",
     "TRAILING_WINDOW",
     "CalibrationRow",
@@ -99,6 +100,8 @@ class CalibrationRow:
     below_p90: float  # nominal 0.9
     in_band: float  # share inside [p10, p90] (nominal 0.8)
     in_band_raw: float  # the same for the model's own band
+    n_pit: int  # scored steps with a PIT (those of forecasts with samples, scored since migration 0016)
+    pit_counts: list[int]  # of them, how many PITs fell in each tenth of (0, 1): equal for a calibrated model
 
 
 # -- reads -----------------------------------------------------------------------------------------
@@ -145,7 +148,8 @@ def calibration(
     window: str = "all",
 ) -> list[CalibrationRow]:
     """Per (model, timeframe): how often the realised close fell below each stored quantile, over the scored
-    steps of the forecasts in ``window`` (as in ``signal_performance``)."""
+    steps of the forecasts in ``window`` (as in ``signal_performance``), and the histogram of their PITs in
+    ``PIT_BINS`` equal bins (``pit_counts``; a PIT of exactly 1 cannot occur, ``scores.randomized_pit``)."""
     if window not in PERFORMANCE_WINDOWS:
         raise ValueError(f"window must be one of {PERFORMANCE_WINDOWS}, found {window!r}")
     in_window = ""
@@ -161,7 +165,9 @@ def calibration(
             avg((e.realised_close < e.p50)::int)::float8 AS below_p50,
             avg((e.realised_close < e.p90)::int)::float8 AS below_p90,
             avg(e.in_band::int)::float8 AS in_band,
-            avg(e.in_band_raw::int)::float8 AS in_band_raw
+            avg(e.in_band_raw::int)::float8 AS in_band_raw,
+            count(e.pit) AS n_pit,
+            ARRAY[{_PIT_BINS}]::int8[] AS pit_counts
         FROM signal_evaluations e {in_window}
         WHERE {_group_filter("e")}
         GROUP BY e.model_name, e.timeframe
@@ -171,6 +177,12 @@ def calibration(
     }  # fmt: skip
     names, rows = read_rows(bind, sql, params)
     return [CalibrationRow(**dict(zip(names, row, strict=True))) for row in rows]
+
+
+PIT_BINS = 10  # tenths of (0, 1)
+_PIT_BINS = ", ".join(
+    f"count(*) FILTER (WHERE width_bucket(e.pit, 0, 1, {PIT_BINS}) = {k})" for k in range(1, PIT_BINS + 1)
+)
 
 
 def _group_filter(alias: str) -> str:

@@ -148,6 +148,13 @@ def test_the_evaluation_page_shows_served_and_raw_coverage_skill_verdicts_the_pe
             assert f"(n={c.n_steps})" in trace["name"]
         daily = drawn["calibration:baseline 1d"]["name"]
         assert daily == ("baseline 1d (n=20)" if window == "all" else "baseline 1d (n=10)")  # the window applies
+        pit = traces(tab, "pit")  # the PIT histogram of the same window, as densities (1 = calibrated)
+        assert pit["pit-uniform"]["y"] == [1, 1]
+        for c in calibration(tracked_store, window=window):
+            trace = pit[f"pit:{c.model_name} {c.timeframe}"]
+            assert trace["y"] == pytest.approx([n / c.n_pit * 10 for n in c.pit_counts], rel=1e-12)
+            assert trace["customdata"] == c.pit_counts and f"(n={c.n_pit})" in trace["name"]
+        assert pit["pit:wild 1h"]["y"][0] > 8  # outcomes below all of wild's paths: the first tenth
     period = tab.inner_text("#period")
     assert period.startswith("Evaluation period: forecasts made 2024-02-15 00:00 UTC → 2024-02-29 12:00 UTC")
     verdicts = tab.eval_on_selector_all(

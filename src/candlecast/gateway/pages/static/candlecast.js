@@ -427,6 +427,32 @@
         yaxis: { range: [0, 1], tickformat: ".0%", title: { text: "realised below it" } },
       }, PLOT_CONFIG);
 
+      // PIT histogram per model and timeframe: density of the outcomes' PITs per tenth (1 = calibrated)
+      const withPit = data.calibration.filter((c) => c.n_pit > 0);
+      const pitNote = document.getElementById("pit-note");
+      document.getElementById("pit").hidden = !withPit.length;
+      pitNote.dataset.none = withPit.length ? "" : "No scored step has a PIT yet (forecasts without sample paths, " +
+        "or scored before PITs were kept: `candlecast score --rescore` computes them).";
+      if (!withPit.length && !pitNote.dataset.said) {
+        pitNote.textContent += " " + pitNote.dataset.none;
+        pitNote.dataset.said = "1";
+      }
+      const bins = withPit.length ? withPit[0].pit_counts.length : 10;
+      const centres = Array.from({ length: bins }, (_, i) => (i + 0.5) / bins);
+      const pit = withPit.map((c) => ({
+        type: "bar", name: `${c.model_name} ${c.timeframe} (n=${c.n_pit})`, meta: "pit:" + c.model_name + " " + c.timeframe,
+        x: centres, y: c.pit_counts.map((n) => (n / c.n_pit) * bins), customdata: c.pit_counts,
+        hovertemplate: "%{x:.2f}: density %{y:.2f} (%{customdata} steps)<extra></extra>",
+      }));
+      pit.push({ type: "scatter", mode: "lines", name: "calibrated", meta: "pit-uniform", x: [0, 1], y: [1, 1],
+        line: { dash: "dot", color: "#9ca3af" } });
+      if (withPit.length) Plotly.react("pit", pit, {
+        ...legendLayout(), barmode: "group",
+        xaxis: { range: [0, 1], dtick: 1 / bins, tickformat: ".1f", title: { text: "PIT (where the close fell among the paths)" } },
+        yaxis: { rangemode: "tozero", title: { text: "density (1 = uniform)" } },
+      }, PLOT_CONFIG);
+      pitNote.dataset.steps = String(withPit.reduce((a, c) => a + c.n_pit, 0));
+
       // touch probabilities: predicted vs observed frequency per bin, marker area by count
       const touches = data.path_scores || [];
       if (touches.length && document.getElementById("touch-reliability")) {
