@@ -339,8 +339,9 @@ def build_mcp(data: GatewayData, keys: ApiKeys | None = None) -> MCPServer:
         (coverage_raw) against the nominal 0.8, mean fair CRPS (also in basis points of the last close), CRPS
         skill vs a random walk with its Diebold-Mariano p-value and the verdict, pinball loss, Sharpe, and the
         evaluation period; plus calibration over the same window (share of realised closes below p10/p50/p90,
-        nominal 0.1/0.5/0.9). Given a symbol, model_name and timeframe, by_step has that series' coverage and skill
-        per horizon step. An unknown symbol or model is an error listing what is available."""
+        nominal 0.1/0.5/0.9, and pit_counts: how many outcomes fell in each tenth of their sample paths, equal
+        counts for a calibrated model). Given a symbol, model_name and timeframe, by_step has that series'
+        coverage and skill per horizon step. An unknown symbol or model is an error listing what is available."""
         refused = _key_refusal(keys, ctx.headers)
         if refused is not None:
             return refused
