@@ -59,16 +59,22 @@ def _insert_scores_sql(conn: sa.Connection) -> int:
     ).rowcount
 
 
+def seed_scored_history(conn: sa.Connection) -> int:
+    """BTCUSDT, a forecast at every origin of ``ORIGINS`` and the scores of all but the last three (plain SQL, as
+    the code of 0011 wrote them); the number of scores."""
+    conn.execute(sa.text("INSERT INTO instruments (symbol, asset_class) VALUES ('BTCUSDT', 'crypto')"))
+    for k, as_of in enumerate(ORIGINS):
+        _insert_forecast_sql(conn, as_of, k)
+    return _insert_scores_sql(conn)
+
+
 @pytest.fixture
 def populated(new_database: Callable[[], str]) -> Iterator[Engine]:
     """A database at 0011 holding forecasts and scores across four months."""
     engine = create_engine_for(new_database())
     downgrade(engine, "0011")
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO instruments (symbol, asset_class) VALUES ('BTCUSDT', 'crypto')"))
-        for k, as_of in enumerate(ORIGINS):
-            _insert_forecast_sql(conn, as_of, k)
-        _insert_scores_sql(conn)
+        seed_scored_history(conn)
     try:
         yield engine
     finally:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from tests.store.test_migration_0012 import ORIGINS, _insert_forecast_sql, _insert_scores_sql
+from tests.store.test_migration_0012 import seed_scored_history
 
 from candlecast.jobs.scoring import refresh_performance
 from candlecast.store import create_engine_for, upgrade
@@ -41,10 +41,7 @@ def test_downgrade_drops_the_interval_and_upgrade_makes_the_next_refresh_a_full_
     engine = create_engine_for(new_database())
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO instruments (symbol, asset_class) VALUES ('BTCUSDT', 'crypto')"))
-            for k, as_of in enumerate(ORIGINS):
-                _insert_forecast_sql(conn, as_of, k)
-            _insert_scores_sql(conn)
+            seed_scored_history(conn)
             conn.execute(sa.text(  # some steps outside the band, in runs
                 "UPDATE signal_evaluations SET in_band = (prediction_id / 4) % 3 <> 0 OR step = 2"
             ))  # fmt: skip

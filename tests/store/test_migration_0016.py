@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from tests.store.test_migration_0012 import ORIGINS, _insert_forecast_sql, _insert_scores_sql
+from tests.store.test_migration_0012 import seed_scored_history
 
 from candlecast.store import create_engine_for, upgrade
 from candlecast.store.migrate import current_revision, downgrade, head_revision
@@ -21,10 +21,7 @@ def test_downgrade_drops_the_pit_and_keeps_the_scores_and_upgrade_adds_it_empty(
     engine = create_engine_for(new_database())
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO instruments (symbol, asset_class) VALUES ('BTCUSDT', 'crypto')"))
-            for k, as_of in enumerate(ORIGINS):
-                _insert_forecast_sql(conn, as_of, k)
-            scores = _insert_scores_sql(conn)
+            scores = seed_scored_history(conn)
             conn.execute(sa.text("UPDATE signal_evaluations SET pit = 0.25"))
         assert scores > 100 and "pit" in _columns(engine)
 
