@@ -73,6 +73,7 @@ from candlecast.scores import (
     randomized_pit,
     step_uniform,
 )
+from candlecast.store._copy import pg_datetime
 from candlecast.store.candles import timeframe_delta
 from candlecast.store.db import snapshot
 from candlecast.store.evaluations import (
@@ -459,7 +460,7 @@ def _series_rows(
             if trailing is not None:
                 trailing_needed[pair] = trailing
     if trailing_needed:
-        windows = [(p[0], p[1], _timestamp(c)) for p, (c, _) in trailing_needed.items()]
+        windows = [(p[0], p[1], pg_datetime(c)) for p, (c, _) in trailing_needed.items()]
         periods = PERIODS_PER_YEAR[timeframe]
         for pair, block in _blocks(scored_steps(conn, timeframe, windows=windows)).items():
             cutoff, lag = trailing_needed[pair]
@@ -489,7 +490,7 @@ def _one_series(
     # the new boundary: whole months, old enough, and no forecast that may still gain scores after it
     boundary = through
     if block is not None:
-        candidate = _timestamp(int(block["as_of"].max())) - _FOLD_MARGIN
+        candidate = pg_datetime(int(block["as_of"].max())) - _FOLD_MARGIN
         if backlog is not None:
             candidate = min(candidate, backlog)
         candidate = _month_start(candidate)
@@ -530,7 +531,7 @@ def _one_series(
             continue
         row_lag = lag if h == 0 else h - 1
         rows.append({"symbol": pair[0], "model_name": pair[1], "window_name": "all", "step": h,
-                     **row_values(total, periods / max(h, 1), row_lag, _timestamp)})  # fmt: skip
+                     **row_values(total, periods / max(h, 1), row_lag, pg_datetime)})  # fmt: skip
     cutoff = newest_raw - span
     trailing = None
     if cutoff >= boundary_raw - 1:
@@ -708,8 +709,8 @@ def _common(part: dict[str, np.ndarray]) -> dict[str, Any]:
         "crps_skill": 1 - float(crps[paired].sum()) / paired_rw if paired_rw > 0 else math.nan,
         "crps_bp": _nanmean(part["crps_relative"]) * 1e4,
         "mean_pinball": float(part["pinball"].mean()),
-        "first_as_of": _timestamp(int(part["as_of"].min())),
-        "last_as_of": _timestamp(int(part["as_of"].max())),
+        "first_as_of": pg_datetime(int(part["as_of"].min())),
+        "last_as_of": pg_datetime(int(part["as_of"].max())),
     }
 
 
@@ -732,8 +733,3 @@ def _sharpe(returns: np.ndarray, periods: float) -> dict[str, float]:
 def _nanmean(values: np.ndarray) -> float:
     present = values[~np.isnan(values)]
     return float(present.mean()) if len(present) else math.nan
-
-
-def _timestamp(raw: int) -> datetime:
-    """A raw Postgres timestamp (microseconds since 2000-01-01 UTC) as a datetime."""
-    return datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=raw)

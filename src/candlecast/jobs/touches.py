@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from candlecast.paths import TOUCH_GRID, random_walk_touch, touch_levels, touch_probabilities, touch_scores
 from candlecast.scores import log_return_volatility_by_series
+from candlecast.store._copy import pg_datetime
 from candlecast.store.candles import timeframe_delta
 from candlecast.store.db import snapshot
 from candlecast.store.path_evaluations import (
@@ -138,7 +139,7 @@ def touch_summary(g: GradedTouches) -> dict[str, Any]:
             "observed": _finites(table["observed"]),
         },
         "decomposition": {name: _finite(value) for name, value in score.decomposition.items()},
-        "first_as_of": _from_raw(int(g.as_of.min())), "last_as_of": _from_raw(int(g.as_of.max())),
+        "first_as_of": pg_datetime(int(g.as_of.min())), "last_as_of": pg_datetime(int(g.as_of.max())),
     }  # fmt: skip
 
 
@@ -187,11 +188,6 @@ def _finite(value: float) -> float | None:
 
 def _finites(values: np.ndarray) -> list[float | None]:
     return [_finite(v) for v in values.tolist()]
-
-
-def _from_raw(raw: int) -> datetime:
-    """A raw Postgres timestamp (microseconds since 2000-01-01 UTC) as a timezone-aware datetime."""
-    return datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=raw)
 
 
 def _ohlc(f: ForecastToGrade) -> bool:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["COPY_SIGNATURE", "binary_copy", "copy_row_dtype", "decode_binary_copy", "pg_microseconds"]
+__all__ = ["COPY_SIGNATURE", "binary_copy", "copy_row_dtype", "decode_binary_copy", "pg_datetime", "pg_microseconds"]
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def pg_microseconds(values: pd.Series | pd.DatetimeIndex | np.ndarray | Sequence[object]) -> np.ndarray:
@@ -30,6 +32,11 @@ def pg_microseconds(values: pd.Series | pd.DatetimeIndex | np.ndarray | Sequence
     if index.tz is None:
         raise ValueError("timestamps must be timezone-aware")
     return index.tz_convert("UTC").as_unit("us").asi8 - _PG_EPOCH_US  # type: ignore[attr-defined]  # asi8 is missing from pandas-stubs
+
+
+def pg_datetime(raw: int) -> datetime:
+    """A binary timestamptz (int64 microseconds since 2000-01-01 UTC) as a timezone-aware datetime."""
+    return _PG_EPOCH + timedelta(microseconds=raw)
 
 
 def binary_copy(columns: Sequence[tuple[str, str, np.ndarray | pd.Series | Sequence[object]]]) -> bytes:
