@@ -30,7 +30,7 @@ from candlecast.gateway.payloads.forecasts import (
     resolve_timeframe,
     unknown_symbol,
 )
-from candlecast.gateway.payloads.track import read_step_record, read_track_record
+from candlecast.gateway.payloads.track import read_records
 from candlecast.store.candles import get_instruments, latest_candles, latest_candles_many, realised_candles
 from candlecast.store.predictions import Prediction, latest_prediction, latest_predictions
 from candlecast.store.schema import TIMEFRAMES
@@ -110,14 +110,15 @@ def _series(engine: Engine, p: Prediction, gw: GatewaySettings) -> dict[str, Any
     frame = latest_candles(engine, p.symbol, p.timeframe, gw.history_candles, as_of=p.as_of)
     until = p.target_ts[-1] if p.target_ts else p.as_of
     realised = realised_candles(engine, p.symbol, p.timeframe, p.as_of, until)
+    track, by_step = read_records(engine, p.symbol, p.model_name, p.timeframe, gw)
     return {
         **showcase_fields(p, decimals),
         "model_version": p.model_version,
         "pred_len": p.pred_len,
         "candles": candles_payload(frame, _OHLC, decimals, volume=True),
         "realised": candles_payload(realised, _OHLC, decimals, volume=True),
-        "track_record": read_track_record(engine, p.symbol, p.model_name, p.timeframe, gw),
-        "by_step": read_step_record(engine, p.symbol, p.model_name, p.timeframe, gw.track_record_window),
+        "track_record": track,
+        "by_step": by_step,
         "provenance": provenance_payload(p),
     }
 

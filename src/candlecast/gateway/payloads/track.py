@@ -44,7 +44,7 @@ __all__ = [
     "TOO_FEW",
     "VERDICTS",
     "WORSE",
-    "read_step_record",
+    "read_records",
     "read_track_record",
     "step_record",
     "track_record",
@@ -128,9 +128,13 @@ def step_record(rows: list[PerformanceRow]) -> dict[str, list[Any]]:
     return out
 
 
-def read_step_record(
-    bind: Engine | Connection, symbol: str, model: str, timeframe: str, window: str
-) -> dict[str, list[Any]]:
-    """The step record of (symbol, model, timeframe) in ``window``, read from ``signal_performance``."""
-    rows = performance(bind, symbol=symbol, model_name=model, timeframe=timeframe, window=window, step=None)
-    return step_record(rows)
+def read_records(
+    bind: Engine | Connection, symbol: str, model: str, timeframe: str, gw: GatewaySettings
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """The track record and the step record of (symbol, model, timeframe), from one read of its
+    ``signal_performance`` rows in the track record's window."""
+    rows = performance(
+        bind, symbol=symbol, model_name=model, timeframe=timeframe, window=gw.track_record_window, step=None
+    )
+    whole = next((r for r in rows if r.step == ALL_STEPS), None)
+    return track_record(whole, gw), step_record(rows)
