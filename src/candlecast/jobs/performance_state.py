@@ -41,6 +41,7 @@ __all__ = [
     "all_steps_summary",
     "dump_state",
     "load_state",
+    "per_forecast_series",
     "row_values",
     "step_summary",
 ]
@@ -211,17 +212,24 @@ def all_steps_summary(part: dict[str, np.ndarray], lag: int) -> Summary:
     series is kept with ``lag`` lags."""
     if not len(part["step"]):
         return Summary(Series(lag), Series(lag))
+    n_forecasts, per_forecast, in_band = per_forecast_series(part)
+    return Summary(
+        d=Series.of(per_forecast, lag), band=Series.of(in_band, lag), **_common(part), n_predictions=n_forecasts,
+        **_returns(part["strategy_return"][part["step"] == 1]),
+    )  # fmt: skip
+
+
+def per_forecast_series(part: dict[str, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """The all-steps row's two series of scored steps ``part`` (any order; one forecast per origin), in origin
+    order: each forecast's mean CRPS differential to the random walk (forecasts with a paired step only) and its
+    share of steps in the served band; and the number of forecasts."""
     origins, forecast = np.unique(part["as_of"], return_inverse=True)
     d = part["crps"] - part["crps_rw"]
     paired = ~np.isnan(d)
     n_paired = np.bincount(forecast[paired], minlength=len(origins))
     d_sum = np.bincount(forecast[paired], weights=d[paired], minlength=len(origins))
-    per_forecast = d_sum[n_paired > 0] / n_paired[n_paired > 0]
     in_band = np.bincount(forecast, weights=part["in_band"], minlength=len(origins)) / np.bincount(forecast)
-    return Summary(
-        d=Series.of(per_forecast, lag), band=Series.of(in_band, lag), **_common(part), n_predictions=len(origins),
-        **_returns(part["strategy_return"][part["step"] == 1]),
-    )  # fmt: skip
+    return len(origins), d_sum[n_paired > 0] / n_paired[n_paired > 0], in_band
 
 
 def row_values(s: Summary, periods: float, lag: int, timestamp: Any) -> dict[str, Any]:

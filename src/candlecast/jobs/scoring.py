@@ -53,6 +53,7 @@ from candlecast.jobs.performance_state import (
     all_steps_summary,
     dump_state,
     load_state,
+    per_forecast_series,
     row_values,
     step_summary,
 )
@@ -675,19 +676,13 @@ def _all_steps_row(block: dict[str, np.ndarray], member: np.ndarray, periods: in
     """The values of the all-steps row of a (symbol, model) from its scored steps in the window (``lag``: the
     Diebold–Mariano lags, the longest horizon scored in the group minus one)."""
     part = {name: values[member] for name, values in block.items()}
-    origins, forecast = np.unique(part["as_of"], return_inverse=True)  # one forecast per origin
-    d = part["crps"] - part["crps_rw"]
-    paired = ~np.isnan(d)
-    n_paired = np.bincount(forecast[paired], minlength=len(origins))
-    d_sum = np.bincount(forecast[paired], weights=d[paired], minlength=len(origins))
-    per_forecast = d_sum[n_paired > 0] / n_paired[n_paired > 0]  # in origin order
+    n_forecasts, per_forecast, in_band = per_forecast_series(part)
     dm_stat, dm_pvalue = diebold_mariano(per_forecast, lag=lag)
-    in_band = np.bincount(forecast, weights=part["in_band"], minlength=len(origins)) / np.bincount(forecast)
     common = _common(part)
     return {
         **common,
         **_coverage_interval(common["coverage"], in_band, lag),
-        "n_predictions": len(origins),
+        "n_predictions": n_forecasts,
         "dm_stat": dm_stat,
         "dm_pvalue": dm_pvalue,
         **_sharpe(part["strategy_return"][part["step"] == 1], periods),
